@@ -1,0 +1,1 @@
+"""Parsing, normalisation, chunking and the ingestion pipeline."""

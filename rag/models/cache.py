@@ -1,0 +1,165 @@
+"""Prepared models: built once from packaged bytes into a cache folder, atomically, and re-checkable.
+
+Layout: `<cache>/<name>/` holds a folder transformers or sentence-transformers loads locally, plus
+`manifest.json` with the sha256 of every file in it and of the sources it was built from. A folder
+without a manifest is never used: preparing writes into `<cache>/.<name>.tmp-<pid>` and renames it
+into place only when complete, so an interrupted prepare leaves nothing that looks ready.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import ModelChecksumError, ModelError
+from rag.models import files
+from rag.models.registry import ModelSpec
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: ModelSpec
+    path: Path
+    built: bool  # False when the cache already held it
+    seconds: float
+
+
+def prepared_path(spec: ModelSpec, cache_dir: Path) -> Path:
+    return cache_dir / spec.name
+
+
+def is_prepared(spec: ModelSpec, cache_dir: Path) -> bool:
+    return (prepared_path(spec, cache_dir) / MANIFEST).is_file()
+
+
+def prepare(spec: ModelSpec, cache_dir: Path, *, force: bool = False, progress: bool = True) -> Prepared:
+    """Builds the model folder unless a complete one is cached. Idempotent; safe to interrupt."""
+    t0 = time.monotonic()
+    target = prepared_path(spec, cache_dir)
+    if is_prepared(spec, cache_dir) and not force:
+        return Prepared(spec, target, False, time.monotonic() - t0)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    sources = files.source_paths(spec)
+    if spec.sha256:
+        files.check_sha256(sources, spec.sha256, label=_source_label(spec, sources),
+                           progress=f"verify {spec.name}" if progress else None)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=cache_dir))
+    try:
+        _build(spec, sources, tmp, progress)
+        _write_manifest(spec, tmp)
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Prepared(spec, target, True, time.monotonic() - t0)
+
+
+def verify(spec: ModelSpec, cache_dir: Path, *, progress: bool = False, sources: bool = True) -> list[str]:
+    """Re-checks the packaged sources and every prepared file; returns what was checked."""
+    checked: list[str] = []
+    if sources and spec.sha256:
+        paths = files.source_paths(spec)
+        files.check_sha256(paths, spec.sha256, label=_source_label(spec, paths),
+                           progress=f"verify {spec.name}" if progress else None)
+        checked.append(_source_label(spec, paths))
+    folder = prepared_path(spec, cache_dir)
+    if not (folder / MANIFEST).is_file():
+        raise ModelError(f"{spec.name} is not prepared in {cache_dir}; run `rag models prepare {spec.name}`",
+                         code="model_not_prepared")
+    checked += verify_folder(folder, progress=progress)
+    return checked
+
+
+def verify_folder(folder: Path, *, progress: bool = False) -> list[str]:
+    """Checks each file listed in the folder's manifest against its recorded sha256 and size."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    checked = []
+    for rel, meta in sorted(manifest["files"].items()):
+        path = folder / rel
+        if not path.is_file():
+            raise ModelChecksumError(str(path), meta["sha256"], "missing")
+        if path.stat().st_size != meta["size"]:
+            raise ModelChecksumError(str(path), meta["sha256"], f"a file of {path.stat().st_size} bytes (expected {meta['size']})")
+        files.check_sha256([path], meta["sha256"], progress=f"verify {rel}" if progress else None)
+        checked.append(str(path))
+    return checked
+
+
+def _source_label(spec: ModelSpec, paths: list[Path]) -> str:
+    if len(paths) == 1:
+        return str(paths[0])
+    return f"{spec.name} (concatenation of {', '.join(str(p) for p in paths)})"
+
+
+def _build(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> None:
+    if spec.recipe == "st-folder":
+        shutil.copytree(sources[0].parent, out, dirs_exist_ok=True)
+    elif spec.recipe == "e5-q4":
+        from rag.models.e5_build import build_e5_folder
+
+        build_e5_folder(sources[0], out)
+    elif spec.recipe == "gguf":
+        from rag.models.gguf_build import build_gguf_folder
+
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{spec.name}.gguf-") as scratch:
+            gguf = Path(scratch) / f"{spec.name}.gguf"
+            with open(gguf, "wb") as fh:
+                for block in files.iter_chunks(sources, f"assemble {spec.name}" if progress else None):
+                    fh.write(block)
+            if spec.sha256:
+                files.check_sha256([gguf], spec.sha256, label=f"assembled {gguf.name}")
+            build_gguf_folder(gguf, out)
+    else:  # pragma: no cover - registry is closed
+        raise ModelError(f"unknown recipe {spec.recipe}")
+
+
+def _write_manifest(spec: ModelSpec, folder: Path) -> None:
+    entries = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest, size = files.sha256_of([path])
+        entries[str(path.relative_to(folder))] = {"sha256": digest, "size": size}
+    manifest = {
+        "name": spec.name,
+        "recipe": spec.recipe,
+        "source_sha256": spec.sha256,
+        "sources": [f"{s.distribution}=={s.version}:{s.path}" for s in spec.sources],
+        "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": entries,
+    }
+    _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    """Directories cannot be replaced atomically; move the old one aside first, then drop it."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

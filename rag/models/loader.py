@@ -1,0 +1,70 @@
+"""Resolves the model settings (registry name, local folder, or cached hub id) to loaded models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.errors import ModelError
+from rag.models import cache
+from rag.models.embedder import Embedder
+from rag.models.registry import ModelSpec, get_spec
+from rag.settings import Settings
+
+
+@dataclass
+class ModelStatus:
+    name: str
+    kind: str
+    path: str
+    loaded: bool = False
+    load_seconds: float | None = None
+    details: dict = field(default_factory=dict)
+
+
+def resolve(name: str, settings: Settings, *, prepare: bool = True, progress: bool = False) -> tuple[Path | str, ModelSpec | None]:
+    """A registry name becomes its prepared folder (prepared now if allowed); anything else is used as given."""
+    spec = get_spec(name)
+    if spec is not None:
+        if not cache.is_prepared(spec, settings.models_dir):
+            if not prepare:
+                raise ModelError(f"{name} is not prepared; run `rag models prepare {name}`", code="model_not_prepared")
+            cache.prepare(spec, settings.models_dir, progress=progress)
+        folder = cache.prepared_path(spec, settings.models_dir)
+        if settings.verify_models_on_load:
+            cache.verify_folder(folder)
+        return folder, spec
+    path = Path(name).expanduser()
+    if path.exists():
+        return path, None
+    return name, None  # a hub id: transformers will look only in the local cache (offline mode)
+
+
+def load_embedder(settings: Settings, *, prepare: bool = True, progress: bool = False) -> tuple[Embedder, ModelStatus]:
+    t0 = time.monotonic()
+    where, spec = resolve(settings.embedder, settings, prepare=prepare, progress=progress)
+    try:
+        emb = Embedder.load(where, model_id=settings.embedder,
+                            query_prefix=spec.query_prefix if spec else settings.embedder_query_prefix,
+                            passage_prefix=spec.passage_prefix if spec else settings.embedder_passage_prefix,
+                            batch_size=settings.embed_batch_size)
+    except OSError as exc:
+        raise ModelError(f"cannot load embedder {settings.embedder!r}: {exc}", code="model_load_failed") from exc
+    status = ModelStatus(settings.embedder, "embedder", str(where), True, round(time.monotonic() - t0, 2),
+                         {"dim": emb.dim, "max_seq_length": emb.max_seq_length})
+    return emb, status
+
+
+def load_generator(settings: Settings, *, prepare: bool = True, progress: bool = False):
+    from rag.models.generator import Generator
+
+    t0 = time.monotonic()
+    where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress)
+    try:
+        gen = Generator.load(Path(where), mode=settings.generator_mode, threads=settings.threads, model_id=settings.generator)
+    except OSError as exc:
+        raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
+    status = ModelStatus(settings.generator, "generator", str(where), True, round(time.monotonic() - t0, 2),
+                         {"mode": settings.generator_mode, "context_length": gen.context_length})
+    return gen, status

@@ -1,0 +1,57 @@
+"""The running service's state: settings, loaded models, and (later) store and indexes.
+
+The API builds one Runtime at start-up and hands it to its routes; the CLI builds one for
+commands that need models. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+from rag import __version__
+from rag.models.loader import ModelStatus, load_embedder, load_generator
+from rag.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    embedder: object | None = None
+    generator: object | None = None
+    models: dict[str, ModelStatus] = field(default_factory=dict)
+
+    def load_models(self, *, progress: bool = False) -> None:
+        self.embedder, status = load_embedder(self.settings, progress=progress)
+        self.models["embedder"] = status
+        if self.settings.load_generator:
+            self.generator, status = load_generator(self.settings, progress=progress)
+            self.models["generator"] = status
+
+    def start(self, *, progress: bool = False) -> None:
+        """Everything the service needs before it answers: models now, store and indexes later."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.load_models(progress=progress)
+
+    def health(self) -> dict:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "versions": versions(),
+            "models": {kind: vars(status) for kind, status in self.models.items()},
+        }
+
+    def close(self) -> None:
+        pass
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"service": __version__, "python": platform.python_version()}
+    for dist in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "pypdf", "fastapi", "bm25s"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "missing"
+    return out

@@ -1,0 +1,75 @@
+"""The one settings object. Every knob lives here, read from `RAG_*` variables or an optional `.env`.
+
+The README's settings table is generated from this class (`rag settings --markdown`), so a field's
+description is what users read.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    # Where things live
+    data_dir: Path = Field(PROJECT_ROOT / "data" / "state", description="Runtime state: SQLite database, indexes, uploads.")
+    model_cache_dir: Path | None = Field(None, description="Prepared models; defaults to `<data_dir>/models`.")
+
+    # Server
+    host: str = Field("127.0.0.1", description="Address `rag serve` binds to.")
+    port: int = Field(8000, description="Port `rag serve` listens on.")
+
+    # Models
+    embedder: str = Field("multilingual-e5-small", description="Embedder: a registry name (`rag models list`), a local folder, or a hub id already in the local HF cache.")
+    generator: str = Field("qwen2.5-coder-0.5b-instruct", description="Generator: a registry name, a local HF folder, or a hub id already in the local HF cache.")
+    generator_mode: Literal["fp32", "int8-dynamic"] = Field("fp32", description="Generator execution mode. `int8-dynamic` quantizes Linear layers at load (faster decode, slightly different answers).")
+    embedder_query_prefix: str = Field("", description="Query prefix for an embedder given by path or hub id (registry models know theirs).")
+    embedder_passage_prefix: str = Field("", description="Passage prefix for an embedder given by path or hub id.")
+    verify_models_on_load: bool = Field(True, description="Re-check prepared model files' sha256 before loading them.")
+    embed_batch_size: int = Field(32, description="Texts per embedder batch.")
+    threads: int = Field(0, description="Torch intra-op threads; 0 means one per CPU core.")
+    load_generator: bool = Field(True, description="Load the generator at server start (off for ingestion-only deployments).")
+
+    # Generation and context
+    context_window: int = Field(2048, description="Tokens the answering prompt plus answer may use (generator tokens).")
+    max_answer_tokens: int = Field(256, description="Most tokens generated for an answer.")
+
+    # Ingestion
+    chunk_tokens: int = Field(256, description="Hard cap of a chunk, in the embedder's own tokens.")
+    chunk_overlap_tokens: int = Field(0, description="Tokens repeated from the previous chunk (0 disables overlap).")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted file.")
+    max_pdf_pages: int = Field(2000, description="Most pages accepted in one PDF.")
+    parse_cpu_seconds: int = Field(120, description="CPU-time limit of the PDF parsing subprocess.")
+    parse_memory_mb: int = Field(1024, description="Address-space limit of the PDF parsing subprocess.")
+    parse_wall_seconds: int = Field(180, description="Wall-clock limit of the PDF parsing subprocess.")
+
+    # Budgets per question (defaults; a request may lower or raise them)
+    max_model_calls: int = Field(3, description="Most model calls per question.")
+    max_prompt_tokens: int = Field(8000, description="Most prompt tokens per question, all calls together.")
+    max_rounds: int = Field(2, description="Most retrieval rounds per question.")
+    timeout_s: float = Field(60.0, description="Wall-clock budget per question.")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "rag.sqlite3"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

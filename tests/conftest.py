@@ -1,0 +1,100 @@
+"""Shared fixtures: the network is blocked for every test, models come from a per-session cache."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+
+from rag import offline as _offline  # noqa: F401
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+def _is_local(host) -> bool:
+    if host in (None, "", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(sock: socket.socket, address) -> None:
+    if sock.family == socket.AF_UNIX:
+        return
+    host = address[0] if isinstance(address, tuple) else address
+    if not _is_local(host):
+        raise NetworkBlocked(f"test tried to reach {address!r}: only loopback is allowed")
+
+
+def _guarded_connect(self, address):
+    _check(self, address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    _check(self, address)
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if not _is_local(host if not isinstance(host, bytes) else host.decode()):
+        raise NetworkBlocked(f"test tried to resolve {host!r}: only loopback is allowed")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def block_network():
+    """Fails any socket to a non-loopback address, so a hidden hub download fails the test that caused it."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(socket.socket, "connect", _guarded_connect)
+    mp.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+    mp.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """One fresh model cache per test session: every prepared model here was built by this run."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def small_embedder_dir(models_dir):
+    from rag.models import cache
+    from rag.models.registry import REGISTRY
+
+    return cache.prepare(REGISTRY["all-minilm-l6-v2"], models_dir, progress=False).path
+
+
+@pytest.fixture(scope="session")
+def small_generator_dir(models_dir):
+    from rag.models import cache
+    from rag.models.registry import REGISTRY
+
+    return cache.prepare(REGISTRY["smollm2-135m-instruct"], models_dir, progress=False).path
+
+
+@pytest.fixture()
+def small_settings(tmp_path, models_dir):
+    """Settings for fast tests: the small English models, a private data dir, the shared model cache."""
+    from rag.settings import Settings
+
+    return Settings(
+        data_dir=tmp_path / "state",
+        model_cache_dir=models_dir,
+        embedder="all-minilm-l6-v2",
+        generator="smollm2-135m-instruct",
+        chunk_tokens=128,
+        context_window=1024,
+    )
