@@ -1,0 +1,108 @@
+"""Ingestion error codes. Every factory returns a `rag.errors.IngestError` with a stable `code`.
+
+| code                 | status | when                                                                  |
+|----------------------|--------|-----------------------------------------------------------------------|
+| `empty_file`         | 422    | 0 bytes, or no text at all after parsing (text/Markdown/HTML)         |
+| `unsupported_type`   | 415    | extension/content not one of .pdf .txt .md .markdown .html .htm       |
+| `undecodable_text`   | 422    | text whose encoding cannot be determined, or binary content           |
+| `pdf_encrypted`      | 422    | PDF needs a password (the empty user password was tried)              |
+| `pdf_malformed`      | 422    | PDF that pypdf cannot read, or a .pdf without a PDF header            |
+| `pdf_no_text`        | 422    | PDF without any extractable text (scanned images; OCR not supported)  |
+| `pdf_too_many_pages` | 422    | more pages than `max_pdf_pages`                                       |
+| `pdf_resource_limit` | 422    | PDF parsing hit its CPU, memory, wall-clock or output limit           |
+| `file_too_large`     | 413    | more bytes than `max_upload_bytes`                                    |
+| `bad_filename`       | 400    | missing, over-long, or control characters in the file name           |
+"""
+
+from __future__ import annotations
+
+from rag.errors import IngestError
+
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm")
+_SUPPORTED_TEXT = " ".join(SUPPORTED_EXTENSIONS)
+
+EMPTY_FILE = "empty_file"
+UNSUPPORTED_TYPE = "unsupported_type"
+UNDECODABLE_TEXT = "undecodable_text"
+PDF_ENCRYPTED = "pdf_encrypted"
+PDF_MALFORMED = "pdf_malformed"
+PDF_NO_TEXT = "pdf_no_text"
+PDF_TOO_MANY_PAGES = "pdf_too_many_pages"
+PDF_RESOURCE_LIMIT = "pdf_resource_limit"
+FILE_TOO_LARGE = "file_too_large"
+BAD_FILENAME = "bad_filename"
+
+#: code -> HTTP status
+ERROR_STATUS: dict[str, int] = {
+    EMPTY_FILE: 422,
+    UNSUPPORTED_TYPE: 415,
+    UNDECODABLE_TEXT: 422,
+    PDF_ENCRYPTED: 422,
+    PDF_MALFORMED: 422,
+    PDF_NO_TEXT: 422,
+    PDF_TOO_MANY_PAGES: 422,
+    PDF_RESOURCE_LIMIT: 422,
+    FILE_TOO_LARGE: 413,
+    BAD_FILENAME: 400,
+}
+
+
+def _err(code: str, message: str) -> IngestError:
+    return IngestError(message, code=code, status=ERROR_STATUS[code])
+
+
+def empty_file(detail: str = "the file is empty") -> IngestError:
+    return _err(EMPTY_FILE, f"Nothing to ingest: {detail}.")
+
+
+def unsupported_type(filename: str = "", detail: str | None = None) -> IngestError:
+    what = f"{filename!r}" if filename else "this file"
+    extra = f" ({detail})" if detail else ""
+    return _err(UNSUPPORTED_TYPE, f"Unsupported file type for {what}{extra}. Supported: {_SUPPORTED_TEXT}.")
+
+
+def undecodable_text(detail: str = "") -> IngestError:
+    extra = f" ({detail})" if detail else ""
+    return _err(
+        UNDECODABLE_TEXT,
+        f"Cannot decode the text{extra}. Save it as UTF-8 (GB18030, Big5 and UTF-16 with a BOM are also accepted).",
+    )
+
+
+def pdf_encrypted(detail: str = "") -> IngestError:
+    extra = f" ({detail})" if detail else ""
+    return _err(PDF_ENCRYPTED, f"The PDF is encrypted{extra}. Remove the password or encryption and upload it again.")
+
+
+def pdf_malformed(detail: str = "") -> IngestError:
+    extra = f": {detail}" if detail else ""
+    return _err(PDF_MALFORMED, f"The PDF is damaged or not a PDF{extra}.")
+
+
+def pdf_no_text() -> IngestError:
+    return _err(
+        PDF_NO_TEXT,
+        "The PDF has no extractable text (it is probably scanned images). OCR is not supported; "
+        "upload a PDF with a text layer.",
+    )
+
+
+def pdf_too_many_pages(pages: int, limit: int) -> IngestError:
+    return _err(PDF_TOO_MANY_PAGES, f"The PDF has {pages} pages; at most {limit} are accepted.")
+
+
+def pdf_resource_limit(detail: str = "") -> IngestError:
+    extra = f" ({detail})" if detail else ""
+    return _err(
+        PDF_RESOURCE_LIMIT,
+        f"Parsing the PDF hit a resource limit{extra}; the file is too complex or crafted to exhaust resources.",
+    )
+
+
+def file_too_large(size: int, limit: int) -> IngestError:
+    return _err(FILE_TOO_LARGE, f"The file has {size} bytes; at most {limit} are accepted.")
+
+
+def bad_filename(detail: str = "") -> IngestError:
+    extra = f": {detail}" if detail else ""
+    return _err(BAD_FILENAME, f"Bad file name{extra}.")

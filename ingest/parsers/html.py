@@ -1,0 +1,206 @@
+"""HTML -> ParsedDocument with BeautifulSoup over lxml.
+
+* Dropped: script, style, noscript, template, head (after reading <title>), nav, header and
+  footer (unless inside <article>/<main>: an article's own header often holds its h1), svg, iframe, form controls, anything `hidden`/`aria-hidden="true"`/`display:none`, ARIA
+  navigation/banner/contentinfo landmarks, and DocBook navigation (`navheader`, `navfooter`, `toc`).
+* Content root: <main> (or role="main"), else a single <article>, else <body>.
+* h1-h6 -> `heading` blocks that set `section_path`; p, div, blockquote, dt/dd... -> `paragraph`;
+  li -> `list_item` (nested lists are separate items); pre -> `code` (verbatim); each table row ->
+  a `table` block (cells joined with " | "); <br> -> line break.
+* Whitespace is collapsed as a browser would, except that a source line break between two CJK
+  characters disappears (it was only wrapping).
+* `title` is <title>, else the first h1.
+
+The walk is iterative, so deeply nested markup cannot exhaust the Python stack.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import warnings
+
+from ingest.decode import decode_text
+from ingest.normalize import normalize_text
+from ingest.parsers._builder import CJK_CHARS, DocBuilder
+from ingest.types import ParsedDocument
+
+_DROP_TAGS = frozenset(
+    "script style noscript template head nav svg iframe object embed canvas "
+    "button select option textarea input datalist meta link title".split()
+)
+_DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
+_DROP_CLASSES = frozenset({"navheader", "navfooter", "toc", "skip-link", "breadcrumb", "breadcrumbs"})
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote body center dd details dialog dir div dl dt fieldset figcaption "
+    "figure form hr html legend li main menu ol p section summary table tbody thead tfoot caption ul "
+    "h1 h2 h3 h4 h5 h6 pre tr td th".split()
+)
+_HEADINGS = {f"h{i}": i for i in range(1, 7)}
+_BR = "\u2028"  # becomes "\n" in normalize_text; survives whitespace collapsing
+_CJK_WRAP = re.compile(f"(?<=[{CJK_CHARS}])[ \\t\\r\\f]*\\n[ \\t\\r\\n\\f]*(?=[{CJK_CHARS}])")
+_WS = re.compile(r"[ \t\n\r\f\v]+")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)["']""")
+_CODEC_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "cp950", "iso-8859-1": "cp1252", "latin1": "cp1252", "ascii": "utf-8", "us-ascii": "utf-8"}
+
+
+def decode_html(data: bytes) -> tuple[str, str]:
+    """BOM, then a declared charset (<meta> or XML declaration) if the bytes decode strictly with it,
+    else the generic text detection of `ingest.decode`."""
+    if not data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        head = data[:4096]
+        m = _XML_ENCODING.match(head) or _META_CHARSET.search(head)
+        if m:
+            declared = m.group(1).decode("ascii", "ignore").lower()
+            codec = _CODEC_ALIASES.get(declared, declared)
+            try:
+                codecs.lookup(codec)
+                return data.decode(codec), declared
+            except (LookupError, UnicodeDecodeError):
+                pass
+    return decode_text(data)
+
+
+def _collapse(text: str) -> str:
+    text = _CJK_WRAP.sub("", text)
+    text = _WS.sub(" ", text)
+    text = re.sub(f" ?{_BR} ?", _BR, text)
+    return text.strip()
+
+
+def _is_hidden(tag) -> bool:
+    if tag.name in ("header", "footer"):
+        # The page's banner and footer go; an article's own header (often its h1) stays.
+        return tag.find_parent(["article", "main"]) is None
+    attrs = tag.attrs or {}
+    if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
+        return True
+    style = attrs.get("style")
+    if style and re.search(r"display\s*:\s*none|visibility\s*:\s*hidden", str(style), re.IGNORECASE):
+        return True
+    if str(attrs.get("role", "")).lower() in _DROP_ROLES:
+        return True
+    classes = attrs.get("class") or ()
+    if isinstance(classes, str):
+        classes = classes.split()
+    return any(c in _DROP_CLASSES for c in classes)
+
+
+def _text_of(tag, *, keep_breaks: bool = True) -> str:
+    """Visible text of a subtree (dropped elements skipped), iteratively."""
+    from bs4 import NavigableString, Tag
+    from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
+
+    skip_types = (Comment, Declaration, Doctype, ProcessingInstruction)
+    out: list[str] = []
+    stack = [tag]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, NavigableString):
+            if not isinstance(node, skip_types):
+                out.append(str(node))
+            continue
+        if not isinstance(node, Tag):
+            continue
+        if node is not tag and (node.name in _DROP_TAGS or _is_hidden(node)):
+            continue
+        if node.name == "br":
+            out.append(_BR if keep_breaks else " ")
+            continue
+        if node is not tag and node.name in _BLOCK_TAGS:
+            out.append(" ")
+            stack.append(NavigableString(" "))
+        stack.extend(reversed(node.contents))
+    return "".join(out)
+
+
+def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument:
+    from bs4 import BeautifulSoup, NavigableString, Tag
+    from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
+
+    if isinstance(data, bytes):
+        text, encoding = decode_html(data)
+    else:
+        text = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # XMLParsedAsHTMLWarning for XHTML: the HTML parser is intended
+        soup = BeautifulSoup(text, "lxml")
+
+    title = None
+    if soup.title is not None:
+        title = " ".join(soup.title.get_text(" ").split()) or None
+
+    root = soup.find("main") or soup.find(attrs={"role": "main"})
+    if root is None:
+        articles = soup.find_all("article")
+        root = articles[0] if len(articles) == 1 else (soup.body or soup)
+
+    b = DocBuilder()
+    stack_sections: list[tuple[int, str]] = []
+    first_h1: str | None = None
+    buf: list[str] = []
+    kinds: list[str] = ["paragraph"]
+    skip_types = (Comment, Declaration, Doctype, ProcessingInstruction)
+
+    def path() -> tuple[str, ...]:
+        return tuple(t for _, t in stack_sections)
+
+    def flush() -> None:
+        if buf:
+            b.add(_collapse("".join(buf)), kinds[-1], path())
+            buf.clear()
+
+    _EXIT = object()
+    work: list = [root]
+    while work:
+        node = work.pop()
+        if isinstance(node, tuple) and node[0] is _EXIT:
+            flush()
+            kinds.pop()
+            continue
+        if isinstance(node, NavigableString):
+            if not isinstance(node, skip_types):
+                buf.append(str(node))
+            continue
+        if not isinstance(node, Tag):
+            continue
+        name = node.name
+        if node is not root and (name in _DROP_TAGS or _is_hidden(node)):
+            continue
+        if name == "br":
+            buf.append(_BR)
+            continue
+        if name in _HEADINGS:
+            flush()
+            level = _HEADINGS[name]
+            htext = " ".join(normalize_text(_text_of(node, keep_breaks=False)).split())
+            if htext:
+                while stack_sections and stack_sections[-1][0] >= level:
+                    stack_sections.pop()
+                stack_sections.append((level, htext))
+                b.add(htext, "heading", path())
+                if level == 1 and first_h1 is None:
+                    first_h1 = htext
+            continue
+        if name == "pre":
+            flush()
+            b.add(_text_of(node).replace(_BR, "\n"), "code", path())
+            continue
+        if name == "tr":
+            flush()
+            cells = [
+                _collapse(_text_of(c, keep_breaks=False))
+                for c in node.find_all(["td", "th"], recursive=False)
+            ]
+            b.add(" | ".join(c for c in cells if c), "table", path())
+            continue
+        if name in _BLOCK_TAGS:
+            flush()
+            kinds.append("list_item" if name == "li" else "paragraph" if name != "pre" else "code")
+            work.append((_EXIT,))
+            work.extend(reversed(node.contents))
+            continue
+        work.extend(reversed(node.contents))
+    flush()
+    return b.build("html", title=title or first_h1, encoding=encoding)
