@@ -1,0 +1,635 @@
+"""Per-collection dense + lexical indexes, kept in step with SQLite (the source of truth).
+
+Consistency design
+------------------
+* SQLite commits first. A document add/delete is one transaction that also bumps the
+  collection's `change_seq`; only after the commit do the in-memory indexes change.
+* Each collection's indexes live in one immutable snapshot (seq, dense, lexical, chunk->document
+  map). A change builds a new snapshot (FAISS clone + add/remove, BM25 rebuild from cached term
+  counts) and swaps the reference; a search reads one snapshot from start to end, so it sees a
+  document entirely or not at all, and searches never wait for writers.
+* Writers of one collection are serialised by its write lock, held across the SQLite commit and
+  the snapshot swap, so snapshots advance in seq order. A change arriving with a seq gap (a
+  commit made outside this manager) triggers a resync: the id sets of SQLite and of the
+  snapshot are diffed and the difference applied (chunk ids are never reused and chunks never
+  change, so equal id sets mean equal contents).
+* The FAISS index is saved (debounced, `autosave_delay_s`) as `dense-<seq>-<crc>.faiss`, written
+  to a temp file, fsynced, renamed, dir fsynced. The BM25 index is not saved: it is rebuilt at
+  start-up from the per-chunk term counts cached in SQLite (`chunk_terms`), without jieba.
+* `open()` (start-up) loads the newest valid FAISS file, compares its seq and id set with SQLite
+  and repairs the difference from the stored vectors (or rebuilds when the file is missing,
+  corrupt or of another dimension). A crash between commit and save therefore costs only a
+  repair at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ingest.types import ChunkDraft
+from rag.errors import NotFound, RagError
+from rag.index.dense import CorruptIndex, DenseIndex, configure_threads, remove_temp_files, saved_files
+from rag.index.fusion import RRF_K, fuse_rrf
+from rag.index.lexical import Analyzer, LexicalIndex, TermCounts, Vocabulary, get_analyzer
+from rag.store import repository as repo
+from rag.store.db import ConnectionFactory, connect
+
+log = logging.getLogger("rag.index")
+
+_UID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked chunk. `score` is the fused RRF score for `search`, and the dense or BM25
+    score itself for `dense_search` / `lexical_search`. Ranks are 1-based; None when the chunk
+    was not in that list."""
+
+    chunk_id: int
+    document_id: int
+    score: float
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    bm25_score: float | None = None
+    bm25_rank: int | None = None
+
+
+@dataclass(frozen=True)
+class OpenReport:
+    collection: str
+    seq: int
+    chunks: int
+    dense: Literal["loaded", "repaired", "rebuilt", "empty"]
+    terms_cached: int  # chunks whose lexical analysis came from SQLite
+    terms_analyzed: int  # chunks analysed now (cache missing or from another analyzer version)
+    seconds: float
+
+
+class IndexMismatch(RagError):
+    code = "index_mismatch"
+    status = 500
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    seq: int
+    dense: DenseIndex | None  # None until the collection has had vectors
+    lexical: LexicalIndex
+    ids: np.ndarray  # chunk ids, ascending (== lexical.ids == sorted dense ids)
+    doc_ids: np.ndarray  # aligned with ids
+
+    def document_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
+        pos = np.searchsorted(self.ids, np.asarray(chunk_ids, dtype=np.int64))
+        return self.doc_ids[np.minimum(pos, len(self.ids) - 1)] if len(self.ids) else np.zeros(0, np.int64)
+
+
+class _Collection:
+    def __init__(self, name: str, uid: str, directory: Path, snapshot: _Snapshot, vocab: Vocabulary):
+        self.name = name
+        self.uid = uid
+        self.dir = directory
+        self.snapshot = snapshot
+        self.vocab = vocab
+        self.write_lock = threading.RLock()  # writers: SQLite commit + snapshot swap
+        self.save_lock = threading.Lock()
+        self.saved_seq = -1
+        self.deleted = False
+
+
+class IndexManager:
+    """Owns the derived indexes of every collection. Thread-safe.
+
+    `connect` must return a NEW SQLite connection on every call (the manager opens short-lived
+    ones for start-up and resyncs, and closes them). Write methods take the caller's connection and run the SQLite transaction
+    themselves, under the collection's write lock, then update the indexes.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | Path,
+        connect: ConnectionFactory,
+        *,
+        analyzer: Analyzer | None = None,
+        autosave_delay_s: float = 2.0,
+        faiss_threads: int | None = 1,
+    ):
+        self.index_dir = Path(index_dir)
+        self._connect = connect
+        self.analyzer = analyzer or get_analyzer()
+        self.autosave_delay_s = float(autosave_delay_s)
+        configure_threads(faiss_threads)
+        self._collections: dict[str, _Collection] = {}
+        self._lock = threading.RLock()  # guards _collections (loading/removing holders)
+        self._save_cond = threading.Condition()
+        self._dirty: dict[str, float] = {}  # collection name -> monotonic due time
+        self._saver: threading.Thread | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Any, connect_factory: ConnectionFactory | None = None, **kwargs: Any) -> IndexManager:
+        factory = connect_factory or (lambda: connect(settings.db_path))
+        return cls(settings.index_dir, factory, **kwargs)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> list[OpenReport]:
+        """Start-up: loads/verifies/repairs every collection's indexes, deletes index folders of
+        collections that no longer exist, starts the background saver. Returns one report per
+        collection."""
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as conn:
+            records = repo.list_collections(conn)
+        reports = []
+        with self._lock:
+            for rec in records:
+                col, report = self._load(rec.name, rec.uid)
+                self._collections[rec.name] = col
+                reports.append(report)
+            known = {rec.uid for rec in records}
+            for p in self.index_dir.iterdir():
+                if p.is_dir() and _UID_RE.match(p.name) and p.name not in known:
+                    log.info("removing index folder of a deleted collection: %s", p)
+                    shutil.rmtree(p, ignore_errors=True)
+        self.analyzer.warm_up()
+        return reports
+
+    def close(self) -> None:
+        """Saves pending changes and stops the saver thread."""
+        with self._save_cond:
+            self._closed = True
+            self._save_cond.notify_all()
+        if self._saver is not None:
+            self._saver.join()
+            self._saver = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Saves every collection whose saved FAISS file is behind its snapshot, now."""
+        with self._save_cond:
+            self._dirty.clear()
+        with self._lock:
+            cols = list(self._collections.values())
+        for col in cols:
+            self._save(col)
+
+    # ------------------------------------------------------------------ loading / resync
+
+    def _collection(self, name: str) -> _Collection:
+        col = self._collections.get(name)
+        if col is not None and not col.deleted:
+            return col
+        with self._lock:
+            col = self._collections.get(name)
+            if col is not None and not col.deleted:
+                return col
+            with closing(self._connect()) as conn:
+                rec = repo.get_collection(conn, name)  # NotFound if absent
+            col, _ = self._load(rec.name, rec.uid)
+            self._collections[name] = col
+            return col
+
+    def _load(self, name: str, uid: str) -> tuple[_Collection, OpenReport]:
+        t0 = time.perf_counter()
+        directory = self.index_dir / uid
+        remove_temp_files(directory)
+        dense: DenseIndex | None = None
+        dense_seq = -1
+        for seq, path in saved_files(directory):
+            try:
+                dense = DenseIndex.load(path)
+                dense_seq = seq
+                break
+            except CorruptIndex as e:
+                log.warning("collection %s: ignoring unusable index file: %s", name, e)
+        vocab = Vocabulary()
+        empty = _Snapshot(-1, dense, LexicalIndex.empty(vocab, self.analyzer), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        col = _Collection(name, uid, directory, empty, vocab)
+        snap, info = self._sync(col, empty, dense_ids=dense.ids() if dense is not None else None)
+        col.snapshot = snap
+        if dense is None:
+            state = "empty" if snap.dense is None or not len(snap.dense) else "rebuilt"
+        elif info["dense_rebuilt"]:
+            state = "rebuilt"
+        elif info["dense_changed"] or dense_seq != snap.seq:
+            state = "repaired"
+        else:
+            state = "loaded"
+        col.saved_seq = dense_seq if dense is not None else -1
+        if state == "loaded":
+            col.saved_seq = snap.seq
+        elif snap.dense is not None:
+            self._schedule_save(col)  # in the background: start-up does not wait for the disk
+        report = OpenReport(
+            collection=name,
+            seq=snap.seq,
+            chunks=len(snap.ids),
+            dense=state,
+            terms_cached=info["terms_cached"],
+            terms_analyzed=info["terms_analyzed"],
+            seconds=time.perf_counter() - t0,
+        )
+        log.info("collection %s: %s", name, report)
+        return col, report
+
+    def _sync(
+        self, col: _Collection, base: _Snapshot, *, dense_ids: np.ndarray | None = None
+    ) -> tuple[_Snapshot, dict[str, Any]]:
+        """A snapshot equal to SQLite's current state, reusing what `base` already holds.
+
+        Reads SQLite in one read transaction (a consistent view), diffs the id sets and applies
+        the difference: deleted ids are removed, missing ones added from stored vectors and
+        cached terms (analysing the text where the cache lacks them)."""
+        info: dict[str, Any] = {"dense_rebuilt": False, "dense_changed": False, "terms_cached": 0, "terms_analyzed": 0}
+        dense = base.dense
+        lexical = base.lexical
+        if dense_ids is None:
+            dense_ids = base.ids if dense is not None else np.zeros(0, np.int64)
+        to_analyze: list[tuple[int, str]] = []
+        cached: repo.CachedTerms | None = None
+        with closing(self._connect()) as conn:
+            conn.execute("BEGIN")
+            try:
+                row = conn.execute(
+                    "SELECT uid, change_seq, embed_dim FROM collections WHERE name = ?", (col.name,)
+                ).fetchone()
+                if row is None or row["uid"] != col.uid:
+                    raise NotFound(f"collection {col.name!r} does not exist", code="collection_not_found")
+                seq, dim = int(row["change_seq"]), row["embed_dim"]
+                ids, doc_ids = repo.chunk_ids(conn, col.name)
+
+                # dense
+                if dim is None:
+                    if dense is not None and len(dense):
+                        dense, info["dense_changed"] = None, True
+                else:
+                    dim = int(dim)
+                    if dense is None or dense.dim != dim:
+                        vecs = [b for b in repo.iter_vectors(conn, col.name)]
+                        dense = _dense_from_batches(dim, vecs)
+                        info["dense_rebuilt"] = True
+                    else:
+                        stale = np.setdiff1d(dense_ids, ids, assume_unique=True)
+                        missing = np.setdiff1d(ids, dense_ids, assume_unique=True)
+                        if len(stale):
+                            dense = dense.removed(stale)
+                        if len(missing):
+                            add_ids, add_vecs = _concat(dim, list(repo.iter_vectors(conn, col.name, ids=missing)))
+                            dense = dense.added(add_ids, add_vecs)
+                        info["dense_changed"] = bool(len(stale) or len(missing))
+
+                # lexical
+                stale = np.setdiff1d(lexical.ids, ids, assume_unique=True)
+                missing = np.setdiff1d(ids, lexical.ids, assume_unique=True)
+                if len(stale):
+                    lexical = lexical.removed(stale)
+                if len(missing):
+                    cached = repo.load_chunk_terms(
+                        conn, col.name, self.analyzer.id, ids=None if not len(lexical) else missing
+                    )
+                    to_analyze = cached.missing
+            finally:
+                conn.execute("COMMIT")
+
+            analyzed = [self.analyzer.term_counts(text) for _, text in to_analyze]
+            if to_analyze:
+                try:
+                    repo.save_chunk_terms(
+                        conn, self.analyzer.id, ((cid, tc.terms, tc.counts) for (cid, _), tc in zip(to_analyze, analyzed))
+                    )
+                except sqlite3.Error as e:  # a cache: failing to write it costs only time at next start
+                    log.warning("collection %s: could not cache lexical terms: %s", col.name, e)
+        if cached is not None and cached.ids:
+            lexical = lexical.added_encoded(cached.ids, cached.terms, cached.counts)
+            info["terms_cached"] = len(cached.ids)
+        if to_analyze:
+            lexical = lexical.added([cid for cid, _ in to_analyze], analyzed)
+            info["terms_analyzed"] = len(to_analyze)
+
+        snap = _Snapshot(seq, dense, lexical, ids, doc_ids)
+        _verify(col.name, snap)
+        return snap, info
+
+    def resync(self, collection: str) -> None:
+        """Brings a collection's indexes in line with SQLite (after changes made behind the
+        manager's back). Cheap when nothing changed."""
+        col = self._collection(collection)
+        with col.write_lock:
+            snap, info = self._sync(col, col.snapshot)
+            col.snapshot = snap
+        self._schedule_save(col)
+
+    # ------------------------------------------------------------------ writes
+
+    def add_document(
+        self,
+        conn: sqlite3.Connection,
+        collection: str,
+        meta: repo.NewDocument,
+        chunks: Sequence[ChunkDraft],
+        vectors: np.ndarray,
+        job_id: str | None = None,
+        *,
+        embed_model: str,
+    ) -> repo.AddedDocument:
+        """Stores a document (one SQLite transaction, see `repository.add_document`, including
+        the chunks' lexical terms) and then makes it searchable. Duplicates (same sha256 in the
+        collection) change nothing but the job."""
+        order = sorted(range(len(chunks)), key=lambda i: chunks[i].ordinal)
+        chunks = [chunks[i] for i in order]
+        vecs = np.asarray(vectors)
+        if len(order) and vecs.ndim == 2 and vecs.shape[0] == len(order):
+            vecs = vecs[order]
+        terms = [self.analyzer.term_counts(c.text) for c in chunks]  # CPU work outside the lock
+        col = self._collection(collection)
+        with col.write_lock:
+            added = repo.add_document(
+                conn, collection, meta, chunks, vecs, job_id,
+                embed_model=embed_model, terms=terms, analyzer=self.analyzer.id,
+            )
+            if not added.duplicate:
+                doc_ids = np.full(len(added.chunk_ids), added.document.id, np.int64)
+                self._apply_added(col, np.asarray(added.chunk_ids, np.int64), doc_ids, vecs, terms, added.change_seq)
+        return added
+
+    def delete_document(
+        self, conn: sqlite3.Connection, document_id: int, *, collection: str | None = None
+    ) -> repo.DeletedDocument:
+        """Deletes a document (one SQLite transaction) and removes its chunks from the indexes."""
+        doc = repo.get_document(conn, document_id, collection=collection)
+        col = self._collection(doc.collection)
+        with col.write_lock:
+            deleted = repo.delete_document(conn, document_id, collection=doc.collection)
+            self._apply_removed(col, deleted.chunk_ids, deleted.change_seq)
+        return deleted
+
+    def delete_collection(self, conn: sqlite3.Connection, name: str) -> repo.DeletedCollection:
+        """Deletes a collection in SQLite, then its in-memory indexes and index folder."""
+        col = self._collections.get(name)
+        lock = col.write_lock if col is not None else threading.RLock()
+        with lock:
+            deleted = repo.delete_collection(conn, name)
+        self.on_collection_deleted(name, uid=deleted.collection.uid)
+        return deleted
+
+    # Hooks for callers that commit through `rag.store.repository` themselves. Call them after
+    # the commit, with the change_seq the commit returned.
+
+    def on_document_added(
+        self,
+        collection: str,
+        chunk_ids: Sequence[int],
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        seq: int,
+        *,
+        document_id: int | None = None,
+    ) -> None:
+        """Makes committed chunks searchable (`vectors[i]`, `texts[i]` belong to `chunk_ids[i]`)."""
+        col = self._collection(collection)
+        ids = np.asarray(chunk_ids, dtype=np.int64)
+        terms = [self.analyzer.term_counts(t) for t in texts]
+        with col.write_lock:
+            if document_id is not None:
+                doc_ids = np.full(len(ids), int(document_id), np.int64)
+            else:
+                with closing(self._connect()) as conn:
+                    found = {c.id: c.document_id for c in repo.get_chunks(conn, ids.tolist())}
+                if len(found) != len(ids):  # deleted meanwhile: let the seq logic resync
+                    doc_ids = None
+                else:
+                    doc_ids = np.fromiter((found[int(i)] for i in ids), np.int64, len(ids))
+            if doc_ids is None:
+                self._resync_locked(col)
+            else:
+                self._apply_added(col, ids, doc_ids, np.asarray(vectors), terms, seq)
+        try:
+            with closing(self._connect()) as conn:
+                repo.save_chunk_terms(conn, self.analyzer.id, ((int(c), t.terms, t.counts) for c, t in zip(ids, terms)))
+        except sqlite3.Error as e:
+            log.warning("could not cache lexical terms: %s", e)
+
+    def on_document_deleted(self, collection: str, chunk_ids: Sequence[int], seq: int) -> None:
+        col = self._collection(collection)
+        with col.write_lock:
+            self._apply_removed(col, chunk_ids, seq)
+
+    def on_collection_deleted(self, name: str, *, uid: str | None = None) -> None:
+        with self._lock:
+            col = self._collections.pop(name, None)
+        if col is not None:
+            with col.write_lock, col.save_lock:
+                col.deleted = True
+                shutil.rmtree(col.dir, ignore_errors=True)
+        if uid is not None and _UID_RE.match(uid):
+            shutil.rmtree(self.index_dir / uid, ignore_errors=True)
+
+    # ------------------------------------------------------------------ snapshot updates
+
+    def _resync_locked(self, col: _Collection) -> None:
+        snap, _ = self._sync(col, col.snapshot)
+        col.snapshot = snap
+        self._schedule_save(col)
+
+    def _apply_added(
+        self,
+        col: _Collection,
+        ids: np.ndarray,
+        doc_ids: np.ndarray,
+        vectors: np.ndarray,
+        terms: Sequence[TermCounts],
+        seq: int,
+    ) -> None:
+        snap = col.snapshot
+        if seq <= snap.seq:
+            return  # already included (a resync got there first)
+        if seq != snap.seq + 1:
+            log.info("collection %s: seq %d after %d, resyncing", col.name, seq, snap.seq)
+            self._resync_locked(col)
+            return
+        dense = snap.dense
+        if len(ids):
+            dim = int(np.asarray(vectors).shape[1])
+            if dense is None or (dense.dim != dim and not len(dense)):
+                dense = DenseIndex.empty(dim)
+            dense = dense.added(ids, vectors)
+        lexical = snap.lexical.added(ids, terms)
+        all_ids = np.concatenate([snap.ids, ids])
+        all_docs = np.concatenate([snap.doc_ids, doc_ids])
+        if len(all_ids) > 1 and not (np.diff(all_ids) > 0).all():
+            order = np.argsort(all_ids, kind="stable")
+            all_ids, all_docs = all_ids[order], all_docs[order]
+        col.snapshot = _Snapshot(seq, dense, lexical, all_ids, all_docs)
+        self._schedule_save(col)
+
+    def _apply_removed(self, col: _Collection, chunk_ids: Sequence[int], seq: int) -> None:
+        snap = col.snapshot
+        if seq <= snap.seq:
+            return
+        if seq != snap.seq + 1:
+            log.info("collection %s: seq %d after %d, resyncing", col.name, seq, snap.seq)
+            self._resync_locked(col)
+            return
+        gone = np.asarray(list(chunk_ids), dtype=np.int64)
+        keep = ~np.isin(snap.ids, gone)
+        dense = snap.dense.removed(gone) if snap.dense is not None else None
+        col.snapshot = _Snapshot(seq, dense, snap.lexical.removed(gone), snap.ids[keep], snap.doc_ids[keep])
+        self._schedule_save(col)
+
+    # ------------------------------------------------------------------ saving
+
+    def _schedule_save(self, col: _Collection) -> None:
+        if self.autosave_delay_s <= 0:
+            self._save(col)
+            return
+        with self._save_cond:
+            if self._closed:
+                return
+            self._dirty.setdefault(col.name, time.monotonic() + self.autosave_delay_s)
+            if self._saver is None:
+                self._saver = threading.Thread(target=self._saver_loop, name="index-saver", daemon=True)
+                self._saver.start()
+            self._save_cond.notify_all()
+
+    def _saver_loop(self) -> None:
+        while True:
+            with self._save_cond:
+                while not self._closed:
+                    now = time.monotonic()
+                    due = [n for n, t in self._dirty.items() if t <= now]
+                    if due:
+                        break
+                    timeout = min(self._dirty.values()) - now if self._dirty else None
+                    self._save_cond.wait(timeout)
+                if self._closed:
+                    return
+                for n in due:
+                    self._dirty.pop(n, None)
+            for n in due:
+                col = self._collections.get(n)
+                if col is not None:
+                    try:
+                        self._save(col)
+                    except Exception:  # keep serving; the next start repairs from SQLite
+                        log.exception("collection %s: saving the dense index failed", n)
+
+    def _save(self, col: _Collection) -> None:
+        with col.save_lock:
+            snap = col.snapshot
+            if col.deleted or snap.dense is None or snap.seq == col.saved_seq:
+                return
+            snap.dense.save(col.dir, snap.seq)
+            col.saved_seq = snap.seq
+
+    # ------------------------------------------------------------------ reads
+
+    def _snapshot(self, collection: str) -> _Snapshot:
+        return self._collection(collection).snapshot
+
+    def dense_search(self, collection: str, query_vector: np.ndarray, k: int = 10) -> list[Hit]:
+        snap = self._snapshot(collection)
+        found = _dense(snap, query_vector, k)
+        docs = snap.document_of([c for c, _ in found])
+        return [
+            Hit(c, int(d), s, dense_score=s, dense_rank=r)
+            for r, ((c, s), d) in enumerate(zip(found, docs), start=1)
+        ]
+
+    def lexical_search(self, collection: str, query_text: str, k: int = 10) -> list[Hit]:
+        snap = self._snapshot(collection)
+        found = snap.lexical.search(query_text, k) if query_text else []
+        docs = snap.document_of([c for c, _ in found])
+        return [
+            Hit(c, int(d), s, bm25_score=s, bm25_rank=r) for r, ((c, s), d) in enumerate(zip(found, docs), start=1)
+        ]
+
+    def search(
+        self,
+        collection: str,
+        query_vector: np.ndarray | None,
+        query_text: str | None,
+        k: int = 10,
+        *,
+        candidates: int | None = None,
+        rrf_k: float = RRF_K,
+    ) -> list[Hit]:
+        """Hybrid search: top `candidates` (default max(50, 4k)) from dense and from BM25, fused
+        with reciprocal rank fusion, best `k` returned. Either query may be None."""
+        if k <= 0:
+            return []
+        n = candidates or max(50, 4 * k)
+        snap = self._snapshot(collection)
+        dense = _dense(snap, query_vector, n) if query_vector is not None else []
+        lexical = snap.lexical.search(query_text, n) if query_text else []
+        fused = fuse_rrf([[c for c, _ in dense], [c for c, _ in lexical]], k=rrf_k)[:k]
+        d_info = {c: (s, r) for r, (c, s) in enumerate(dense, start=1)}
+        l_info = {c: (s, r) for r, (c, s) in enumerate(lexical, start=1)}
+        docs = snap.document_of([c for c, _ in fused])
+        hits = []
+        for (c, score), doc in zip(fused, docs):
+            ds, dr = d_info.get(c, (None, None))
+            ls, lr = l_info.get(c, (None, None))
+            hits.append(Hit(c, int(doc), score, ds, dr, ls, lr))
+        return hits
+
+    def stats(self, collection: str) -> dict[str, Any]:
+        col = self._collection(collection)
+        snap = col.snapshot
+        return {
+            "collection": collection,
+            "seq": snap.seq,
+            "saved_seq": col.saved_seq,
+            "chunks": len(snap.ids),
+            "dim": snap.dense.dim if snap.dense is not None else None,
+            "dense_bytes": snap.dense.nbytes if snap.dense is not None else 0,
+            "lexical_bytes": snap.lexical.nbytes,
+            "vocabulary": len(col.vocab),
+        }
+
+
+def _dense(snap: _Snapshot, query_vector: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+    if query_vector is None or snap.dense is None:
+        return []
+    q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+    if q.shape[0] != snap.dense.dim:
+        raise RagError(
+            f"query vector has dimension {q.shape[0]}, the collection's vectors {snap.dense.dim}",
+            code="dimension_mismatch",
+            status=409,
+        )
+    return snap.dense.search(q, k)
+
+
+def _concat(dim: int, batches: list[repo.VectorBatch]) -> tuple[np.ndarray, np.ndarray]:
+    if not batches:
+        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+    ids = np.concatenate([b.ids for b in batches])
+    vecs = np.concatenate([b.vectors for b in batches]) if len(batches) > 1 else batches[0].vectors
+    if vecs.shape[1] != dim:
+        raise IndexMismatch(f"stored vectors have dim {vecs.shape[1]}, the collection says {dim}")
+    return ids, vecs
+
+
+def _dense_from_batches(dim: int, batches: list[repo.VectorBatch]) -> DenseIndex:
+    ids, vecs = _concat(dim, batches)
+    return DenseIndex.build(dim, ids, vecs)
+
+
+def _verify(name: str, snap: _Snapshot) -> None:
+    if not np.array_equal(snap.lexical.ids, snap.ids):
+        raise IndexMismatch(f"collection {name}: lexical index ids differ from SQLite")
+    if snap.dense is not None and not np.array_equal(snap.dense.ids(), snap.ids):
+        raise IndexMismatch(f"collection {name}: dense index ids differ from SQLite (missing vectors?)")
+    if snap.dense is None and len(snap.ids):
+        raise IndexMismatch(f"collection {name}: chunks without an embedder dimension")

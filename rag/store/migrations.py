@@ -1,0 +1,207 @@
+"""The database schema, and the only place it changes: numbered migrations applied in order.
+
+To change the schema, append a `Migration(N, "mNNN_name", ...)` to `MIGRATIONS` (never edit or
+renumber one that has shipped). Each migration runs in its own transaction together with its
+`schema_migrations` row and `PRAGMA user_version = N`, so a crash leaves the database either
+before or after it, never half-way. `migrate()` is idempotent and safe to call from several
+processes at once (the version is re-read after taking the write lock).
+
+A migration is SQL text (several statements allowed; never `BEGIN`/`COMMIT`) or a function
+`(conn) -> None` that must not commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag.errors import RagError
+from rag.store.db import transaction, utcnow
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: str | Callable[[sqlite3.Connection], None]
+
+
+M001_INITIAL = """
+-- A named set of documents. Search never crosses collections.
+-- uid: random, never reused; derived index files live under <index_dir>/<uid>/ so a collection
+--      deleted and re-created under the same name can never pick up the old files.
+-- change_seq: bumped in the same transaction as every document add/delete; derived indexes
+--      record the seq they include.
+-- embed_model/embed_dim: the embedder every vector in the collection comes from (NULL while empty).
+CREATE TABLE collections (
+    name        TEXT PRIMARY KEY NOT NULL,
+    uid         TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL,
+    change_seq  INTEGER NOT NULL DEFAULT 0 CHECK (change_seq >= 0),
+    embed_model TEXT,
+    embed_dim   INTEGER CHECK (embed_dim IS NULL OR embed_dim > 0)
+);
+
+INSERT INTO collections (name, uid, description, created_at)
+VALUES ('default', lower(hex(randomblob(16))), 'Created at installation.',
+        strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+
+CREATE TABLE documents (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection  TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+    filename    TEXT NOT NULL,
+    format      TEXT NOT NULL,
+    sha256      TEXT NOT NULL CHECK (length(sha256) = 64),
+    size_bytes  INTEGER NOT NULL CHECK (size_bytes >= 0),
+    page_count  INTEGER NOT NULL DEFAULT 0,
+    title       TEXT,
+    encoding    TEXT,
+    chunk_count INTEGER NOT NULL DEFAULT 0,
+    created_at  TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'ready' CHECK (status IN ('ready')),
+    UNIQUE (collection, sha256)
+);
+
+-- id is the FAISS id. AUTOINCREMENT: ids are never reused, so a stale index can never mistake
+-- a new chunk for a deleted one with the same id.
+CREATE TABLE chunks (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_id  INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    collection   TEXT NOT NULL,
+    ordinal      INTEGER NOT NULL,
+    text         TEXT NOT NULL,
+    char_start   INTEGER NOT NULL,
+    char_end     INTEGER NOT NULL,
+    page         INTEGER,
+    section_path TEXT NOT NULL DEFAULT '[]',
+    token_count  INTEGER NOT NULL,
+    prev_id      INTEGER,
+    next_id      INTEGER,
+    UNIQUE (document_id, ordinal)
+);
+CREATE INDEX chunks_by_collection ON chunks (collection, id);
+
+-- The embedding of each chunk, so FAISS can be rebuilt without re-embedding.
+-- vector: little-endian float32, dim * 4 bytes, exactly as the embedder produced it.
+CREATE TABLE chunk_vectors (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    model    TEXT NOT NULL,
+    dim      INTEGER NOT NULL CHECK (dim > 0),
+    vector   BLOB NOT NULL CHECK (length(vector) = dim * 4)
+);
+
+-- Cached lexical analysis of each chunk (a derived cache, rebuilt from chunks.text when missing
+-- or when `analyzer` differs from the running code), so start-up never re-runs jieba/OpenCC on
+-- the whole corpus. terms: distinct terms joined by ' '; tfs: uint16 LE counts, same order.
+CREATE TABLE chunk_terms (
+    chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    analyzer TEXT NOT NULL,
+    terms    TEXT NOT NULL,
+    tfs      BLOB NOT NULL
+);
+
+-- Ingestion jobs are history: they survive the deletion of their document and of their
+-- collection (no foreign keys), so a client polling a job always gets an answer.
+CREATE TABLE ingestion_jobs (
+    id            TEXT PRIMARY KEY NOT NULL,
+    collection    TEXT NOT NULL,
+    filename      TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    document_id   INTEGER,
+    progress      TEXT NOT NULL DEFAULT '{}',
+    error_code    TEXT,
+    error_message TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT
+);
+CREATE INDEX ingestion_jobs_by_collection ON ingestion_jobs (collection, created_at);
+CREATE INDEX ingestion_jobs_unfinished ON ingestion_jobs (status) WHERE status IN ('queued', 'running');
+"""
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "m001_initial", M001_INITIAL),
+]
+
+
+class SchemaError(RagError):
+    code = "schema_error"
+    status = 500
+
+
+def _statements(script: str) -> list[str]:
+    """Splits SQL text into complete statements (respects `;` inside strings and triggers)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buf.splitlines()
+    ):
+        raise SchemaError(f"incomplete SQL statement in migration: {buf.strip()[:80]!r}")
+    return out
+
+
+def _check_list() -> None:
+    for i, m in enumerate(MIGRATIONS, start=1):
+        if m.version != i:
+            raise SchemaError(f"MIGRATIONS[{i - 1}] has version {m.version}; versions must be 1, 2, 3, ... in order")
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1].version if MIGRATIONS else 0
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Applies every pending migration, each in its own transaction. Returns the versions applied.
+
+    Raises `SchemaError` if the database is newer than this code, or if a recorded migration
+    name differs from the code's (a renumbered or edited migration).
+    """
+    _check_list()
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    applied: list[int] = []
+    for m in MIGRATIONS:
+        with transaction(conn):
+            version = current_version(conn)
+            if version > latest_version():
+                raise SchemaError(
+                    f"database schema version {version} is newer than this code ({latest_version()}); upgrade the service"
+                )
+            if m.version <= version:
+                continue
+            if m.version != version + 1:
+                raise SchemaError(f"database at version {version} cannot apply migration {m.version}")
+            if isinstance(m.apply, str):
+                for stmt in _statements(m.apply):
+                    conn.execute(stmt)
+            else:
+                m.apply(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.name, utcnow()),
+            )
+            conn.execute(f"PRAGMA user_version = {int(m.version)}")
+            applied.append(m.version)
+    recorded = dict(conn.execute("SELECT version, name FROM schema_migrations").fetchall())
+    for m in MIGRATIONS:
+        if m.version in recorded and recorded[m.version] != m.name:
+            raise SchemaError(
+                f"migration {m.version} is recorded as {recorded[m.version]!r} but the code calls it {m.name!r}"
+            )
+    return applied
