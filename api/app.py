@@ -32,9 +32,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = FastAPI(title="rag", version=__version__, lifespan=lifespan)
     _install_error_handlers(app)
 
-    from api import health
+    from api import collections, documents, health, jobs
 
-    app.include_router(health.router)
+    for module in (health, collections, documents, jobs):
+        app.include_router(module.router)
     return app
 
 

@@ -31,6 +31,9 @@ PDF_TOO_MANY_PAGES = "pdf_too_many_pages"
 PDF_RESOURCE_LIMIT = "pdf_resource_limit"
 FILE_TOO_LARGE = "file_too_large"
 BAD_FILENAME = "bad_filename"
+NO_TEXT = "no_text"
+INTERRUPTED = "interrupted"
+INTERNAL = "internal_error"
 
 #: code -> HTTP status
 ERROR_STATUS: dict[str, int] = {
@@ -44,6 +47,9 @@ ERROR_STATUS: dict[str, int] = {
     PDF_RESOURCE_LIMIT: 422,
     FILE_TOO_LARGE: 413,
     BAD_FILENAME: 400,
+    NO_TEXT: 422,
+    INTERRUPTED: 500,
+    INTERNAL: 500,
 }
 
 
@@ -106,3 +112,11 @@ def file_too_large(size: int, limit: int) -> IngestError:
 def bad_filename(detail: str = "") -> IngestError:
     extra = f": {detail}" if detail else ""
     return _err(BAD_FILENAME, f"Bad file name{extra}.")
+
+
+def no_text() -> IngestError:
+    return _err(NO_TEXT, "The document contains no text to index (only whitespace or markup).")
+
+
+def internal(detail: str) -> IngestError:
+    return _err(INTERNAL, f"Ingestion failed unexpectedly: {detail}. The document was not stored; the server log has details.")

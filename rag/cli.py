@@ -52,6 +52,57 @@ def serve(
     uvicorn.run(create_app(settings, runtime), host=settings.host, port=settings.port, log_level="info")
 
 
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders (folders are walked for supported files)."),
+    collection: str = typer.Option("default", "--collection", "-c", help="Target collection (created if missing)."),
+    data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR)."),
+) -> None:
+    """Ingest files in this process, with progress (files, pages, chunks). Use the HTTP API while a server runs."""
+    from tqdm import tqdm
+
+    from ingest.detect import EXTENSIONS as SUPPORTED_EXTENSIONS
+    from ingest.uploads import Upload
+    from rag.runtime import Runtime
+    from rag.store import repository as repo
+
+    files = [p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*")))
+             if p.is_file() and (path.is_file() or p.suffix.lower() in SUPPORTED_EXTENSIONS)]
+    runtime = Runtime(_settings(data_dir, load_generator=False))
+    try:
+        runtime.start(worker=False)
+        conn = runtime.db.get()
+        try:
+            repo.get_collection(conn, collection)
+        except RagError:
+            repo.create_collection(conn, collection)
+        ok = failed = pages = chunks = 0
+        with tqdm(files, unit="file", desc="files") as bar:
+            for path in bar:
+                bar.set_postfix_str(path.name[:40])
+                try:
+                    (job,) = runtime.ingest.submit(collection, [Upload(path.name, path.read_bytes())])
+                except RagError as exc:
+                    failed += 1
+                    tqdm.write(f"{path}: {exc.code}: {exc.message}")
+                    continue
+                outcome = runtime.ingest.run_job(job.id)
+                done = repo.get_job(conn, job.id)
+                if done.status == "done":
+                    ok += 1
+                    pages += outcome.pages if outcome else 0
+                    chunks += outcome.chunks if outcome else 0
+                    bar.set_postfix(pages=pages, chunks=chunks)
+                else:
+                    failed += 1
+                    tqdm.write(f"{path}: {done.error_code}: {done.error_message}")
+        typer.echo(f"{ok} ingested, {failed} failed · {pages} pages · {chunks} chunks → collection {collection!r}")
+    finally:
+        runtime.close()
+    if failed:
+        raise typer.Exit(1)
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Models known by name, their source packages, and whether they are prepared."""

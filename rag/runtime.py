@@ -20,6 +20,10 @@ class Runtime:
     embedder: object | None = None
     generator: object | None = None
     models: dict[str, ModelStatus] = field(default_factory=dict)
+    db: object | None = None
+    index: object | None = None
+    ingest: object | None = None
+    searcher: object | None = None
 
     def load_models(self, *, progress: bool = False) -> None:
         self.embedder, status = load_embedder(self.settings, progress=progress)
@@ -28,10 +32,26 @@ class Runtime:
             self.generator, status = load_generator(self.settings, progress=progress)
             self.models["generator"] = status
 
-    def start(self, *, progress: bool = False) -> None:
-        """Everything the service needs before it answers: models now, store and indexes later."""
+    def start(self, *, progress: bool = False, worker: bool = True) -> None:
+        """Everything the service needs before it answers: models, database, indexes, ingestion."""
+        from ingest.service import IngestService
+        from rag.index.manager import IndexManager
+        from rag.search import Searcher
+        from rag.store import ThreadConnections, open_db
+
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_models(progress=progress)
+        open_db(self.settings.db_path).close()  # migrations, once, before any other connection
+        self.db = ThreadConnections(self.settings.db_path)
+        self.index = IndexManager.from_settings(self.settings)
+        self.index_reports = self.index.open()
+        self.searcher = Searcher(self.db, self.index, self.embedder)
+        self.ingest = IngestService(self.settings, self.db, self.index, self.embedder)
+        if worker:
+            self.ingest.start()
+
+    def search(self, collection: str, query: str, k: int) -> dict:
+        return self.searcher.search_view(collection, query, k)
 
     def health(self) -> dict:
         return {
@@ -42,7 +62,12 @@ class Runtime:
         }
 
     def close(self) -> None:
-        pass
+        if self.ingest is not None:
+            self.ingest.stop()
+        if self.index is not None:
+            self.index.close()
+        if self.db is not None:
+            self.db.close_all()
 
 
 def versions() -> dict[str, str]:

@@ -585,7 +585,7 @@ def add_document(
 
 def _finish_job(conn: sqlite3.Connection, job: JobRecord, document_id: int, *, duplicate: bool) -> None:
     now = utcnow()
-    progress = dict(job.progress)
+    progress = {**job.progress, "stage": "done", "fraction": 1.0}
     if duplicate:
         progress["duplicate"] = True
     conn.execute(

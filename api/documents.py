@@ -1,0 +1,61 @@
+"""Uploads, documents and chunks. Upload checks that need no parsing happen here, before a job exists."""
+
+from fastapi import APIRouter, Request, Response, UploadFile
+
+from api.schemas import JobsOut, SearchIn
+from ingest.uploads import Upload
+from rag.errors import IngestError
+
+router = APIRouter(prefix="/v1/collections/{name}", tags=["documents"])
+
+_READ = 1024 * 1024
+
+
+async def _read_limited(upload: UploadFile, limit: int) -> bytes:
+    parts, size = [], 0
+    while block := await upload.read(_READ):
+        size += len(block)
+        if size > limit:
+            raise IngestError(f"{upload.filename!r} is larger than the {limit:,}-byte limit", code="file_too_large", status=413)
+        parts.append(block)
+    return b"".join(parts)
+
+
+@router.post("/documents", status_code=202, response_model=JobsOut)
+async def upload_documents(name: str, request: Request) -> dict:
+    runtime = request.app.state.runtime
+    limit = runtime.settings.max_upload_bytes
+    form = await request.form(max_files=1000)
+    files = [f for f in form.getlist("files") if not isinstance(f, str)]
+    if not files:
+        raise IngestError("send one or more files in the multipart field 'files'", code="no_files")
+    uploads = [Upload(f.filename or "", await _read_limited(f, limit)) for f in files]
+    jobs = runtime.ingest.submit(name, uploads)
+    return {"jobs": [{"id": j.id, "filename": j.filename} for j in jobs]}
+
+
+@router.get("/documents")
+def list_documents(name: str, request: Request) -> dict:
+    return {"documents": request.app.state.runtime.ingest.list_documents(name)}
+
+
+@router.get("/documents/{document_id}")
+def get_document(name: str, document_id: int, request: Request) -> dict:
+    return request.app.state.runtime.ingest.get_document(name, document_id)
+
+
+@router.get("/documents/{document_id}/chunks")
+def list_chunks(name: str, document_id: int, request: Request) -> dict:
+    return {"chunks": request.app.state.runtime.ingest.list_chunks(name, document_id)}
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+def delete_document(name: str, document_id: int, request: Request) -> Response:
+    request.app.state.runtime.ingest.delete_document(name, document_id)
+    return Response(status_code=204)
+
+
+@router.post("/search")
+def search(name: str, body: SearchIn, request: Request) -> dict:
+    """Hybrid retrieval only (no model call): each retriever's score and rank, and the fused score."""
+    return request.app.state.runtime.search(name, body.query, body.k)

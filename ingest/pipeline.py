@@ -1,0 +1,115 @@
+"""One document through parse -> chunk -> embed -> store, reporting progress as it goes.
+
+Nothing is written until the end: the document, its chunks, vectors and the job's `done` state
+land in one SQLite transaction (`IndexManager.add_document`), and only then reach the indexes.
+A failure at any stage leaves no trace but the job's error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingest import errors
+from ingest.chunker import chunk_document
+from ingest.parsers import parse_document
+from ingest.types import ChunkDraft, ParsedDocument
+from rag.index.manager import IndexManager
+from rag.models.embedder import Embedder
+from rag.settings import Settings
+from rag.store import repository as repo
+
+ProgressFn = Callable[[dict], None]
+
+
+@dataclass
+class StageTimes:
+    parse_s: float = 0.0
+    chunk_s: float = 0.0
+    embed_s: float = 0.0
+    store_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 3) for k, v in vars(self).items()}
+
+
+@dataclass
+class Outcome:
+    added: repo.AddedDocument
+    pages: int
+    chunks: int
+    tokens: int
+    times: StageTimes = field(default_factory=StageTimes)
+
+
+def effective_chunk_cap(settings: Settings, embedder: Embedder) -> int:
+    """The configured cap, lowered if the embedder could not see a whole chunk (it would truncate it)."""
+    return max(8, min(settings.chunk_tokens, embedder.max_content_tokens))
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, embedder: Embedder, index: IndexManager):
+        self.settings = settings
+        self.embedder = embedder
+        self.index = index
+
+    def run(self, conn, collection: str, filename: str, data: bytes, job_id: str | None,
+            progress: ProgressFn = lambda p: None) -> Outcome:
+        times = StageTimes()
+        sha = hashlib.sha256(data).hexdigest()
+        meta = repo.NewDocument(filename=filename, format="unknown", sha256=sha, size_bytes=len(data))
+        if repo.find_document_by_sha(conn, collection, sha) is not None:
+            added = self.index.add_document(conn, collection, meta, [], np.zeros((0, 0), np.float32), job_id,
+                                            embed_model=self.embedder.model_id)
+            return Outcome(added, added.document.page_count, 0, 0, times)
+
+        progress({"stage": "parsing"})
+        t0 = time.monotonic()
+        doc = parse_document(data, filename, self.settings)
+        times.parse_s = time.monotonic() - t0
+
+        progress({"stage": "chunking", "pages": doc.page_count})
+        t0 = time.monotonic()
+        chunks = self._chunk(doc)
+        times.chunk_s = time.monotonic() - t0
+
+        vectors = self._embed(chunks, doc, progress, times)
+
+        progress({"stage": "indexing", "pages": doc.page_count, "chunks": len(chunks)})
+        t0 = time.monotonic()
+        meta = repo.NewDocument(filename=filename, format=doc.format, sha256=sha, size_bytes=len(data),
+                                page_count=doc.page_count, title=doc.title, encoding=doc.encoding)
+        added = self.index.add_document(conn, collection, meta, chunks, vectors, job_id,
+                                        embed_model=self.embedder.model_id)
+        times.store_s = time.monotonic() - t0
+        return Outcome(added, doc.page_count, len(chunks), sum(c.token_count for c in chunks), times)
+
+    def _chunk(self, doc: ParsedDocument) -> list[ChunkDraft]:
+        cap = effective_chunk_cap(self.settings, self.embedder)
+        chunks = chunk_document(doc, self.embedder.count_tokens, cap, min(self.settings.chunk_overlap_tokens, cap // 2))
+        if not chunks:
+            raise errors.no_text()
+        return chunks
+
+    def _embed(self, chunks: list[ChunkDraft], doc: ParsedDocument, progress: ProgressFn, times: StageTimes) -> np.ndarray:
+        t0 = time.monotonic()
+        batch = max(1, self.settings.embed_batch_size)
+        # Length-sorted batches pad less; results are put back in chunk order.
+        order = sorted(range(len(chunks)), key=lambda i: chunks[i].token_count)
+        out = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        last = 0.0
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            out[idx] = self.embedder.embed_passages([chunks[i].text for i in idx])
+            now = time.monotonic()
+            if now - last > 0.5:
+                last = now
+                done = min(start + batch, len(order))
+                progress({"stage": "embedding", "pages": doc.page_count, "chunks": len(chunks),
+                          "embedded": done, "fraction": round(done / len(order), 3)})
+        times.embed_s = time.monotonic() - t0
+        return out

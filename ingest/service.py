@@ -1,0 +1,207 @@
+"""Ingestion as a service: accept uploads, queue them durably, and run them one at a time.
+
+An accepted upload is durable before it is acknowledged: its bytes are on disk under the job id
+and its job row is committed. A worker thread runs jobs in order; at start-up, jobs a crash left
+queued or running are queued again from their stored bytes, so nothing acknowledged is lost.
+Writes are serialised by the single worker (and by the index's per-collection write lock).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from ingest import errors
+from ingest.detect import clean_filename, detect_format
+from ingest.pipeline import Outcome, Pipeline, ProgressFn
+from ingest.uploads import Upload, store_upload
+from rag.errors import IngestError, NotFound, RagError
+from rag.index.manager import IndexManager
+from rag.models.embedder import Embedder
+from rag.settings import Settings
+from rag.store import ThreadConnections
+from rag.store import repository as repo
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+def job_view(job: repo.JobRecord) -> dict:
+    """The wire shape of a job (`GET /v1/jobs/{id}`)."""
+    error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
+    return {
+        "id": job.id, "status": job.status, "document_id": job.document_id, "progress": job.progress,
+        "error": error, "collection": job.collection, "filename": job.filename,
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+    }
+
+
+class IngestService:
+    def __init__(self, settings: Settings, db: ThreadConnections, index: IndexManager, embedder: Embedder):
+        self.settings = settings
+        self.db = db
+        self.index = index
+        self.pipeline = Pipeline(settings, embedder, index)
+        self.uploads_dir = settings.data_dir / "uploads"
+        self._queue: queue.Queue = queue.Queue()
+        self._worker: threading.Thread | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._recover()
+        self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self._worker is not None:
+            self._queue.put(_STOP)
+            self._worker.join(timeout)
+            self._worker = None
+
+    def wait_idle(self, timeout: float = 600) -> None:
+        """Blocks until every queued job has finished (for the CLI and tests)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _recover(self) -> None:
+        conn = self.db.get()
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        unfinished = [j for status in ("queued", "running") for j in repo.list_jobs(conn, status=status, limit=1_000_000)]
+        unfinished.sort(key=lambda j: j.created_at)
+        keep = set()
+        for job in unfinished:
+            if (self.uploads_dir / job.id).is_file():
+                repo.update_job(conn, job.id, status="queued", progress={"stage": "queued", "requeued": True})
+                self._queue.put(job.id)
+                keep.add(job.id)
+        repo.fail_unfinished_jobs(conn)  # those whose bytes are gone
+        for path in self.uploads_dir.iterdir():
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+        if keep:
+            log.info("re-queued %d interrupted ingestion job(s)", len(keep))
+
+    # ---------------------------------------------------------------- submitting
+
+    def validate(self, upload: Upload) -> Upload:
+        """Checks that need no parsing; run on every file of a request before any job is created."""
+        name = clean_filename(upload.filename)
+        if len(upload.data) > self.settings.max_upload_bytes:
+            raise errors.file_too_large(len(upload.data), self.settings.max_upload_bytes)
+        if not upload.data:
+            raise errors.empty_file(f"{name!r} has 0 bytes")
+        detect_format(name, upload.data[:4096])
+        return Upload(name, upload.data)
+
+    def submit(self, collection: str, uploads: list[Upload]) -> list[repo.JobRecord]:
+        conn = self.db.get()
+        repo.get_collection(conn, collection)
+        checked = [self.validate(u) for u in uploads]
+        jobs = []
+        for upload in checked:
+            job_id = uuid.uuid4().hex
+            store_upload(self.uploads_dir, job_id, upload.data)
+            jobs.append(repo.create_job(conn, collection, upload.filename, job_id=job_id,
+                                        progress={"stage": "queued", "bytes": len(upload.data)}))
+        for job in jobs:
+            self._queue.put(job.id)
+        return jobs
+
+    # ---------------------------------------------------------------- running
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            try:
+                if job_id is _STOP:
+                    return
+                self.run_job(job_id)
+            except Exception:  # the worker must survive anything one document does
+                log.exception("ingestion worker error on job %s", job_id)
+            finally:
+                self._queue.task_done()
+
+    def run_job(self, job_id: str, progress: ProgressFn | None = None) -> Outcome | None:
+        conn = self.db.get()
+        job = repo.get_job(conn, job_id)
+        if job.status != "queued":
+            return None
+        path = self.uploads_dir / job_id
+        repo.update_job(conn, job_id, status="running", progress={"stage": "starting"})
+
+        def report(p: dict) -> None:
+            repo.update_job(conn, job_id, progress=p)
+            if progress:
+                progress(p)
+
+        try:
+            outcome = self.pipeline.run(conn, job.collection, job.filename, path.read_bytes(), job_id, report)
+        except RagError as exc:
+            self._fail(conn, job_id, exc.code, exc.message)
+            return None
+        except Exception as exc:  # noqa: BLE001 - reported on the job, logged in full
+            log.exception("ingestion of %s failed", job.filename)
+            err = errors.internal(type(exc).__name__)
+            self._fail(conn, job_id, err.code, err.message)
+            return None
+        finally:
+            path.unlink(missing_ok=True)
+        return outcome
+
+    def _fail(self, conn, job_id: str, code: str, message: str) -> None:
+        try:
+            repo.update_job(conn, job_id, status="failed", error_code=code, error_message=message)
+        except RagError:  # job already finished (e.g. its collection was deleted meanwhile)
+            pass
+
+    # ---------------------------------------------------------------- reading
+
+    def get_job(self, job_id: str) -> dict:
+        return job_view(repo.get_job(self.db.get(), job_id))
+
+    def create_collection(self, name: str, description: str = "") -> dict:
+        return dataclasses.asdict(repo.create_collection(self.db.get(), name, description))
+
+    def list_collections(self) -> list[dict]:
+        return [dataclasses.asdict(c) for c in repo.list_collections(self.db.get())]
+
+    def delete_collection(self, name: str) -> None:
+        self.index.delete_collection(self.db.get(), name)
+
+    def list_documents(self, collection: str) -> list[dict]:
+        conn = self.db.get()
+        repo.get_collection(conn, collection)
+        return [dataclasses.asdict(d) for d in repo.list_documents(conn, collection)]
+
+    def get_document(self, collection: str, document_id: int) -> dict:
+        conn = self.db.get()
+        doc = repo.get_document(conn, document_id, collection=collection)
+        out = dataclasses.asdict(doc)
+        chunks = repo.list_chunks(conn, document_id)
+        out["pages"] = sorted({c.page for c in chunks if c.page is not None})
+        return out
+
+    def list_chunks(self, collection: str, document_id: int) -> list[dict]:
+        conn = self.db.get()
+        repo.get_document(conn, document_id, collection=collection)
+        return [dataclasses.asdict(c) for c in repo.list_chunks(conn, document_id)]
+
+    def delete_document(self, collection: str, document_id: int) -> None:
+        conn = self.db.get()
+        repo.get_document(conn, document_id, collection=collection)
+        self.index.delete_document(conn, document_id)
+
+
+def read_paths(paths: list[Path]) -> list[Upload]:
+    return [Upload(p.name, p.read_bytes()) for p in paths]
+
+
+__all__ = ["IngestService", "IngestError", "NotFound", "job_view", "read_paths"]
