@@ -187,5 +187,23 @@ def bench_models(modes: str = typer.Option("fp32,int8-dynamic", help="Generator 
     run(Settings(), modes=tuple(m.strip() for m in modes.split(",") if m.strip()))
 
 
+@bench_app.command("ingest")
+def bench_ingest_cmd(
+    docs: Optional[list[Path]] = typer.Argument(None, help="Documents to ingest (default: the English and Chinese Debian Reference PDFs)."),
+    sizes: str = typer.Option("10000,100000", help="Synthetic collection sizes for search latency, comma-separated ('' to skip)."),
+) -> None:
+    """Pages/s, chunks/s, share of time in embedding, peak RSS, index bytes, search latency p50/p99."""
+    from rag.bench.ingest import DEFAULT_DOCS, bench_ingest, report
+    from rag.bench.search import bench_search
+
+    paths = docs or [p for p in DEFAULT_DOCS if p.exists()]
+    if not paths:
+        typer.echo("no documents: install debian-reference-en and debian-reference-zh-cn, or pass paths")
+        raise typer.Exit(1)
+    result = bench_ingest(Settings(), paths)
+    search = {int(n): bench_search(int(n)) for n in sizes.split(",") if n.strip()}
+    typer.echo(report(result, search))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
