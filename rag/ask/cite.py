@@ -1,0 +1,254 @@
+"""Attribution: which packed passage supports each answer sentence. The model is never asked to cite.
+
+Features of a text (on folded text: NFKC, Simplified, casefolded): Chinese character bigrams, English
+word stems (stopwords dropped), numbers. A sentence is *supported* by a passage when at least
+`support_min` of its features and at least `support_min_overlap` of them occur in the passage, and
+every number in it occurs in some packed passage. Echoing the question is not support: when the
+sentence has at least `support_min_overlap` features that are not in the question ("novel" ones:
+what the sentence adds), at least `support_min` of those must occur in the passage too, so
+"明长城全长一万公里" does not pass on the strength of 明长城/全长/公里 copied from the question. The quote is the passage sentence sharing the most
+features with the answer sentence; the citation's chunk ids are the chunks that quote lies in.
+
+Sentences with fewer than `support_min_overlap` features ("是的。", "Yes.") are neutral: neither
+supported nor counted against the answer. A sentence with a number found in no passage is removed
+from the answer (a made-up figure is the most harmful kind of guess).
+
+Across languages (an English answer from a Chinese passage) word overlap cannot work. A sentence
+without lexical support is then supported by a passage in another language that contains one of its
+significant numbers (two or more digits, or a decimal) that the question does not contain: method
+``number``. With an `embed` callable, a sentence still unsupported is supported when its cosine
+similarity to a passage sentence reaches `embed_support_min`: method ``embedding``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from rag.ask.config import Thresholds
+from rag.ask.lang import HAN_RE, base, detect_language
+from rag.ask.ports import Embed
+from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_number, fold, numbers_in, numbers_list, stem
+from rag.ask.types import Citation, Passage
+
+_ANSWER_SENT_RE = re.compile(r"[^。！？!?；;\n]*?(?:[。！？!?；;]+[”’」』）)\"']*|\.(?=\s|$)[”’\"')]*|\n|$)")
+_CJK_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each non-blank sentence, end including its punctuation."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    for m in _ANSWER_SENT_RE.finditer(text):
+        if m.end() <= pos and m.start() == m.end():
+            if m.end() >= len(text):
+                break
+            continue
+        s, e = m.start(), m.end()
+        pos = e
+        chunk = text[s:e]
+        if chunk.strip():
+            lead = len(chunk) - len(chunk.lstrip())
+            trail = len(chunk) - len(chunk.rstrip())
+            out.append((s + lead, e - trail))
+        if e >= len(text):
+            break
+    return out
+
+
+def features(text: str) -> set[str]:
+    f = fold(text)
+    feats: set[str] = set()
+    for run in _CJK_RUN_RE.findall(f):
+        for i in range(len(run) - 1):
+            feats.add(run[i : i + 2])
+    for w in _LATIN_TOKEN_RE.findall(f):
+        if w not in EN_STOPWORDS and len(w) > 1:
+            feats.add("w:" + stem(w))
+    for n in numbers_in(text):
+        feats.add("#" + n)
+    return feats
+
+
+@dataclass
+class SentenceSupport:
+    text: str
+    start: int
+    end: int
+    features: int
+    passage: int | None  # n of the best passage
+    score: float
+    overlap: int
+    supported: bool | None  # None: neutral (too short to judge)
+    method: str  # lexical | embedding | none
+    quote: str = ""
+    quote_start: int = 0
+    quote_end: int = 0
+    dropped: bool = False
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _passage_sentences(p: Passage) -> list[tuple[int, int]]:
+    return split_sentences(p.text) or [(0, len(p.text))]
+
+
+def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed | None = None, *,
+              question: str = "") -> list[SentenceSupport]:
+    qfeats = features(question)
+    qnums = numbers_in(question)
+    pfeats = [features(p.text) for p in passages]
+    plangs = [base(detect_language(p.text)) for p in passages]
+    pnums = [numbers_in(p.text) for p in passages]
+    psents = [_passage_sentences(p) for p in passages]
+    out: list[SentenceSupport] = []
+    for s, e in split_sentences(answer):
+        sent = answer[s:e]
+        f = features(sent)
+        best_i, best_score, best_ov = None, 0.0, 0
+        for i, pf in enumerate(pfeats):
+            ov = len(f & pf)
+            sc = ov / len(f) if f else 0.0
+            if sc > best_score or (sc == best_score and ov > best_ov):
+                best_i, best_score, best_ov = i, sc, ov
+        ss = SentenceSupport(sent, s, e, len(f), None, round(best_score, 4), best_ov, None, "none")
+        missing_nums = [n for n in numbers_list(sent) if not any(contains_number(n, p.text, ns) for p, ns in zip(passages, pnums))]
+        if missing_nums:
+            ss.supported, ss.dropped = False, True
+            ss.reason = f"number(s) {', '.join(missing_nums)} in no passage"
+            if best_i is not None:
+                ss.passage = passages[best_i].n
+        elif len(f) < th.support_min_overlap:
+            ss.reason = f"{len(f)} feature(s): too short to judge"
+        elif best_i is not None and best_score >= th.support_min and best_ov >= th.support_min_overlap and (
+            len(novel := f - qfeats) < th.support_min_overlap or len(novel & pfeats[best_i]) / len(novel) >= th.support_min
+        ):
+            ss.supported, ss.method, ss.passage = True, "lexical", passages[best_i].n
+            ss.reason = f"{best_ov} of {len(f)} features ({best_score:.2f} >= {th.support_min:.2f}) in passage {passages[best_i].n}"
+            if len(novel) >= th.support_min_overlap:
+                ss.reason += f"; {len(novel & pfeats[best_i])} of {len(novel)} not from the question"
+            qs, qe = _best_quote(f, passages[best_i], psents[best_i])
+            ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[best_i].text[qs:qe]
+        elif best_i is not None and best_score >= th.support_min and best_ov >= th.support_min_overlap:
+            novel = f - qfeats
+            ss.supported, ss.passage = False, passages[best_i].n
+            ss.reason = (f"only question words are supported: {len(novel & pfeats[best_i])} of {len(novel)} features "
+                         f"not from the question are in passage {passages[best_i].n} (< {th.support_min:.2f})")
+        elif (hit := _cross_language_number(sent, qnums, passages, pnums, plangs)) is not None:
+            i, n = hit
+            ss.supported, ss.method, ss.passage = True, "number", passages[i].n
+            ss.reason = f"cross-language: number {n} (not in the question) occurs in passage {passages[i].n} ({plangs[i]})"
+            qs, qe = _quote_with(n, passages[i], psents[i])
+            ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[i].text[qs:qe]
+        else:
+            ss.supported = False
+            ss.reason = (
+                f"best passage {passages[best_i].n if best_i is not None else '-'} shares {best_ov} of {len(f)} features "
+                f"({best_score:.2f} < {th.support_min:.2f} or < {th.support_min_overlap})"
+            )
+            if best_i is not None:
+                ss.passage = passages[best_i].n
+        out.append(ss)
+
+    if embed is not None:
+        _embedding_support(out, passages, psents, th, embed)
+    return out
+
+
+def _significant(n: str) -> bool:
+    return "." in n or len(n.replace(".", "")) >= 2
+
+
+def _cross_language_number(sent: str, qnums: set[str], passages, pnums, plangs) -> tuple[int, str] | None:
+    slang = base(detect_language(sent))
+    for n in numbers_list(sent):
+        if n in qnums or not _significant(n):
+            continue
+        for i, (nums, pl) in enumerate(zip(pnums, plangs)):
+            if pl != slang and n in nums:
+                return i, n
+    return None
+
+
+def _quote_with(number: str, p: Passage, sents: list[tuple[int, int]]) -> tuple[int, int]:
+    for s, e in sents:
+        if number in numbers_in(p.text[s:e]):
+            return s, min(e, s + 300)
+    return sents[0][0], min(sents[0][1], sents[0][0] + 300)
+
+
+def _best_quote(f: set[str], p: Passage, sents: list[tuple[int, int]]) -> tuple[int, int]:
+    best, best_ov = sents[0], -1
+    for s, e in sents:
+        ov = len(f & features(p.text[s:e]))
+        if ov > best_ov:
+            best, best_ov = (s, e), ov
+    s, e = best
+    if e - s > 300:
+        e = s + 300
+    return s, e
+
+
+def _embedding_support(out: list[SentenceSupport], passages: list[Passage], psents, th: Thresholds, embed: Embed) -> None:
+    todo = [ss for ss in out if ss.supported is False and not ss.dropped]
+    if not todo or not passages:
+        return
+    flat: list[tuple[int, int, int]] = [(i, s, e) for i, sents in enumerate(psents) for s, e in sents]
+    texts = [ss.text for ss in todo] + [passages[i].text[s:e] for i, s, e in flat]
+    vecs = [list(map(float, v)) for v in embed(texts)]
+    qv, pv = vecs[: len(todo)], vecs[len(todo) :]
+    for ss, v in zip(todo, qv):
+        sims = [sum(a * b for a, b in zip(v, w)) for w in pv]
+        j = max(range(len(sims)), key=lambda k: sims[k])
+        if sims[j] >= th.embed_support_min:
+            i, s, e = flat[j]
+            ss.supported, ss.method, ss.passage = True, "embedding", passages[i].n
+            ss.quote_start, ss.quote_end, ss.quote = s, min(e, s + 300), passages[i].text[s : min(e, s + 300)]
+            ss.reason = f"embedding similarity {sims[j]:.3f} >= {th.embed_support_min:.2f} with passage {passages[i].n}"
+
+
+def citations_for(supports: list[SentenceSupport], passages: list[Passage]) -> tuple[list[Citation], dict[int, int]]:
+    """Citations numbered in order of first use (one per passage and quote), and sentence index -> n."""
+    by_n = {p.n: p for p in passages}
+    cits: list[Citation] = []
+    key_to_n: dict[tuple, int] = {}
+    sent_to_n: dict[int, int] = {}
+    for idx, ss in enumerate(supports):
+        if not ss.supported or ss.passage not in by_n:
+            continue
+        p = by_n[ss.passage]
+        key = (p.n, ss.quote_start, ss.quote_end)
+        if key not in key_to_n:
+            ids = p.chunk_ids_between(ss.quote_start, ss.quote_end)
+            key_to_n[key] = len(cits) + 1
+            cits.append(Citation(
+                n=len(cits) + 1,
+                chunk_ids=ids,
+                document_id=p.document_id,
+                filename=p.filename,
+                page=p.page_of(ids[0]) if ids else p.page,
+                quote=ss.quote.strip(),
+                passage=p.n,
+            ))
+        sent_to_n[idx] = key_to_n[key]
+    return cits, sent_to_n
+
+
+def render_answer(answer: str, supports: list[SentenceSupport], sent_to_n: dict[int, int], *, markers: bool) -> str:
+    """The answer with dropped sentences removed and, optionally, [n] after each supported sentence."""
+    pieces: list[str] = []
+    pos = 0
+    for idx, ss in enumerate(supports):
+        pieces.append(answer[pos : ss.start])
+        if not ss.dropped:
+            pieces.append(ss.text)
+            if markers and idx in sent_to_n:
+                pieces.append(f"[{sent_to_n[idx]}]" if HAN_RE.search(ss.text) else f" [{sent_to_n[idx]}]")
+        pos = ss.end
+    pieces.append(answer[pos:])
+    out = "".join(pieces)
+    out = re.sub(r"[ \t]{2,}", " ", out)
+    out = re.sub(r"\n{3,}", "\n\n", out)
+    return out.strip()

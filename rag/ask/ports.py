@@ -1,0 +1,61 @@
+"""What the asking loop needs from the outside world. The real implementations are
+`rag.models.generator.Generator` (an `LLM`) and the store's hybrid search (a `Retriever`); tests use fakes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+from rag.ask.types import Candidate
+
+
+@runtime_checkable
+class CompletionLike(Protocol):
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int
+    wall_ms: float
+    prefill_ms: float
+    model_id: str
+    stopped_by: str  # "eos" | "max_tokens" | "stop" | "deadline"
+
+
+@runtime_checkable
+class LLM(Protocol):
+    model_id: str
+
+    def count_tokens(self, text: str) -> int:
+        """Exact number of the model's own tokens in `text`."""
+
+    def render(self, messages: list[dict]) -> str:
+        """The exact prompt text the model sees for `messages` (chat template applied)."""
+
+    def prompt_tokens(self, messages: list[dict]) -> int:
+        """Exact number of tokens `generate(messages)` feeds the model."""
+
+    def generate(
+        self,
+        messages: list[dict],
+        *,
+        max_new_tokens: int,
+        stop: list[str] | None = None,
+        on_token: Callable[[str], None] | None = None,
+        deadline: float | None = None,  # a time.monotonic() value
+    ) -> CompletionLike: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    def search(self, query: str, k: int) -> list[Candidate]:
+        """Hybrid search: dense and BM25, fused with RRF; best first, at most k, distinct chunk ids."""
+
+    def get_chunk(self, chunk_id: int) -> Candidate | None:
+        """One chunk by id (scores and ranks None), for neighbour expansion."""
+
+    def languages(self) -> set[str]:
+        """Languages present in the collection: a subset of {"zh", "en"}."""
+
+
+# Optional: texts -> vectors (L2-normalised), used to check answer support beyond word overlap.
+Embed = Callable[[list[str]], Sequence[Sequence[float]]]

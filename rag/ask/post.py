@@ -1,0 +1,139 @@
+"""Post-processing of the model's answer: citation markers, links, script, abstention.
+
+* Model-made citation markers ([3], [1, 2], 【2】, [资料1], [Document 2], ^1) are removed: citations are
+  attached by the service (`rag.ask.cite`).
+* URLs, markdown links and images are removed unless the URL occurs verbatim in the passages given to
+  the model; a removed markdown link keeps its text. A passage that reads like a prompt injection
+  ("ignore previous instructions", "reply with", 忽略之前的指令 ...) contributes no allowed URL at all,
+  so an injected link is removed even though it is "in the documents".
+* The script follows the question: OpenCC s2t for Traditional questions, t2s for Simplified ones.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rag.ask.lang import convert_script
+from rag.ask.prompts import ABSTAIN_PATTERNS
+from rag.ask.terms import fold
+
+_MARKER_RE = re.compile(
+    r"\[\^?\s*(?:(?:资料|文档|文件|来源|來源|資料|文檔|source|document|doc|passage|ref)\s*)?\d+"
+    r"(?:\s*[,，、;；\-–]\s*(?:(?:资料|文档|資料|source|document|doc|passage)\s*)?\d+)*\s*\]"
+    r"|【\s*(?:资料|资料\s*|資料)?\d+(?:\s*[,，、]\s*\d+)*\s*】"
+    r"|[（(]\s*(?:资料|資料|来源|來源|source|document|passage)\s*\d+\s*[)）]",
+    re.IGNORECASE,
+)
+_IMAGE_RE = re.compile(r"!\[([^\]\n]*)\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^\"'\n]*[\"'])?\s*\)")
+_LINK_RE = re.compile(r"\[([^\]\n]+)\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'][^\"'\n]*[\"'])?\s*\)")
+_REF_DEF_RE = re.compile(r"^\s*\[[^\]\n]+\]:\s*(\S+).*$", re.MULTILINE)
+_AUTOLINK_RE = re.compile(r"<((?:https?|ftp|mailto|javascript|data):[^>\s]+)>", re.IGNORECASE)
+_URL_RE = re.compile(
+    r"(?:(?:https?|ftp)://|www\.|(?:javascript|data):)[^\s<>()\[\]{}\"'，。！？、；：（）「」『』【】]+", re.IGNORECASE
+)
+_TRAIL = ".,;:!?)'\""
+INJECTION_RE = re.compile(
+    r"(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding|your|system)\s+"
+    r"(?:instructions?|prompts?|rules?|messages?)"
+    r"|\b(?:reply|respond|answer)\s+(?:only\s+)?with\b|\bsystem\s+prompt\b|\byou\s+must\s+(?:now\s+)?(?:say|reply|output|include)"
+    r"|(?:忽略|无视|忘记|忘掉)(?:之前|以上|上面|前面|所有|先前)?的?(?:所有)?(?:指令|指示|提示|规则|要求)|(?:请|只)?(?:回复|回答|输出)(?:以下|下面)?(?:链接|网址)",
+    re.IGNORECASE,
+)
+
+
+def looks_injected(text: str) -> bool:
+    return bool(INJECTION_RE.search(fold(text)))
+
+
+def link_allowlist(texts: list[str]) -> tuple[str, list[int]]:
+    """(text whose URLs may appear in the answer, indexes of passages excluded as injection-like)."""
+    allowed, excluded = [], []
+    for i, t in enumerate(texts):
+        if looks_injected(t):
+            excluded.append(i)
+        else:
+            allowed.append(t)
+    return "\n".join(allowed), excluded
+
+
+def strip_citation_markers(text: str) -> tuple[str, list[str]]:
+    removed = [m.group(0) for m in _MARKER_RE.finditer(text)]
+    if not removed:
+        return text, []
+    out = _MARKER_RE.sub("", text)
+    out = re.sub(r"[ \t]+([，。！？、；：,.!?;:])", r"\1", out)
+    return _tidy(out), removed
+
+
+def _allowed(url: str, allowed_text: str) -> bool:
+    u = url.rstrip(_TRAIL)
+    return bool(u) and u in allowed_text
+
+
+def strip_links(text: str, allowed_text: str) -> tuple[str, list[str]]:
+    """Remove URLs / markdown links / images whose URL is not verbatim in `allowed_text`."""
+    removed: list[str] = []
+
+    def image(m: re.Match) -> str:
+        if _allowed(m.group(2), allowed_text):
+            return m.group(0)
+        removed.append(m.group(0))
+        return ""
+
+    def link(m: re.Match) -> str:
+        if _allowed(m.group(2), allowed_text):
+            return m.group(0)
+        removed.append(m.group(2))
+        label = m.group(1)
+        return "" if _URL_RE.search(label) and not _allowed(label, allowed_text) else label
+
+    def ref_def(m: re.Match) -> str:
+        if _allowed(m.group(1), allowed_text):
+            return m.group(0)
+        removed.append(m.group(1))
+        return ""
+
+    def auto(m: re.Match) -> str:
+        if _allowed(m.group(1), allowed_text):
+            return m.group(0)
+        removed.append(m.group(1))
+        return ""
+
+    def bare(m: re.Match) -> str:
+        url = m.group(0)
+        core = url.rstrip(_TRAIL)
+        tail = url[len(core):]
+        if _allowed(core, allowed_text):
+            return url
+        removed.append(core)
+        return tail
+
+    out = _IMAGE_RE.sub(image, text)
+    out = _LINK_RE.sub(link, out)
+    out = _REF_DEF_RE.sub(ref_def, out)
+    out = _AUTOLINK_RE.sub(auto, out)
+    # Bare URLs, but not those inside a kept markdown link/image (their URL is allowed anyway).
+    out = _URL_RE.sub(bare, out)
+    if not removed:
+        return text, []
+    out = re.sub(r"[（(]\s*[)）]", "", out)
+    out = re.sub(r"(?:^|(?<=\s))(?:at|to|visit|see|访问|请访问|見|见)\s*[:：]?\s*(?=[。.!！]|$)", "", out, flags=re.IGNORECASE | re.MULTILINE)
+    return _tidy(out), removed
+
+
+def _tidy(text: str) -> str:
+    lines = [re.sub(r"[ \t]{2,}", " ", l).rstrip() for l in text.split("\n")]
+    out = "\n".join(lines)
+    out = re.sub(r"\n{3,}", "\n\n", out)
+    out = re.sub(r"\s+([。，！？；：])", r"\1", out)
+    out = re.sub(r" +([.,!?;:])(?=\s|$)", r"\1", out)
+    return out.strip()
+
+
+def to_question_script(text: str, lang: str) -> str:
+    return convert_script(text, lang)
+
+
+def is_abstention(text: str) -> bool:
+    """Whether a sentence or a short answer says the documents do not contain the answer."""
+    return bool(ABSTAIN_PATTERNS.search(fold(text)))

@@ -1,0 +1,283 @@
+"""Key terms of a question, and matching them against passage text.
+
+`extract_key_terms` returns
+
+* ``terms``: content words used for *coverage* (which share of the question's words the evidence contains);
+* ``entities``: names (capitalised words and phrases, jieba proper nouns, Latin words inside a Chinese
+  question, quoted strings) and ``numbers`` (digit strings): the *must-have* items. An item that appears
+  in no retrieved passage at all is the cheap signal for abstaining before any model call.
+
+Everything is matched on *folded* text: NFKC, Traditional -> Simplified (OpenCC t2s), casefolded. So a
+Traditional question matches Simplified passages and the other way round.
+
+Chinese is segmented with jieba (part-of-speech tags give the proper nouns: nr, ns, nt, nz and Latin
+words, ``eng``); question words and particles (什么 多少 怎么 如何 吗 呢 是 的 ...) are dropped, and so
+are single characters, which are mostly function words. English uses a small stopword list.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import asdict, dataclass, field
+
+from rag.ask.lang import HAN_RE, base, to_simplified
+
+ZH_STOPWORDS = frozenset(
+    """
+    什么 甚么 什麼 多少 怎么 怎样 怎麼 怎樣 怎么样 如何 为什么 为何 哪 哪个 哪些 哪里 哪儿 哪一 哪一年 哪年 哪天 几 几个
+    多久 多长 多大 多高 多远 何时 何地 何人 谁 是否 是不是 能否 可否 可以 能 会 要 需要 应该 吗 呢 吧 啊 呀 么 嘛
+    是 的 了 着 过 在 有 和 与 及 或 或者 而 并 也 都 就 还 又 被 把 对 于 从 到 向 给 让 以 为 由 之 其 这 那 这个 那个
+    这些 那些 这里 那里 此 该 各 每 某 请问 请 告诉 我 我们 你 你们 他 她 它 他们 一下 一个 一些 有没有 有关 关于 方面
+    情况 问题 内容 文档 文件 资料 根据 介绍 说明 解释 主要 什么样 怎么办 多 少 等 等等 吗？ 呢？ 具体 哪种 哪方面
+    """.split()
+)
+
+EN_STOPWORDS = frozenset(
+    """
+    a an the and or but if then else of to in on at by for with from into onto over under about as is are was were be
+    been being am do does did doing done have has had having can could shall should will would may might must i me my
+    we our us you your he him his she her it its they them their this that these those there here what which who whom
+    whose when where why how whether not no nor so than too very just also any some all each every both either neither
+    such much many more most less few one ones own same other another again once please tell explain describe say says
+    said according document documents doc docs text passage passages file files mention mentioned mentions give given
+    get gets got make makes made use used using way ways kind kinds type types thing things something anything
+    """.split()
+)
+
+# "how long", "how many": the adjective belongs to the question word.
+_HOW_WORDS = frozenset("long many much far old big large often soon tall high wide deep".split())
+
+# jieba tags that mark proper nouns (person, place, organisation, other) and Latin words.
+_ENTITY_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz", "eng"})
+_QUOTE_RE = re.compile(r"\"([^\"]{2,80})\"|“([^”]{2,80})”|「([^」]{1,80})」|『([^』]{1,80})』|《([^》]{1,80})》|'([^']{2,80})'")
+NUMBER_RE = re.compile(r"(?<![0-9A-Za-z.])\d+(?:[.,]\d+)*(?:%|％)?")
+# Latin tokens that contain digits (GPT-4, COVID-19, v2) are names, not numbers.
+_ALNUM_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*[-_.]?\d[A-Za-z0-9]*|\d+[A-Za-z]+[A-Za-z0-9]*")
+_LATIN_TOKEN_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-'’.][A-Za-z0-9]+)*")
+_jieba_lock = threading.Lock()
+
+# Small numbers are often spelled out: "3 steps" vs "three steps" / "三个步骤".
+_SPELLED = {
+    "0": ("zero", "零"), "1": ("one", "一"), "2": ("two", "二", "两"), "3": ("three", "三"), "4": ("four", "四"),
+    "5": ("five", "五"), "6": ("six", "六"), "7": ("seven", "七"), "8": ("eight", "八"), "9": ("nine", "九"),
+    "10": ("ten", "十"), "11": ("eleven", "十一"), "12": ("twelve", "十二"),
+}
+
+
+def fold(text: str) -> str:
+    """Matching form: NFKC, Traditional -> Simplified, casefolded."""
+    return to_simplified(unicodedata.normalize("NFKC", text or "")).casefold()
+
+
+def norm_number(s: str) -> str:
+    return unicodedata.normalize("NFKC", s).replace(",", "").rstrip("%％")
+
+
+def numbers_list(text: str) -> list[str]:
+    """Digit strings in `text`, in order, normalised ("1,000" -> "1000", "50%" -> "50"); digits inside
+    names like GPT-4 are not numbers."""
+    t = _ALNUM_NAME_RE.sub(" ", unicodedata.normalize("NFKC", text or ""))
+    out: list[str] = []
+    for m in NUMBER_RE.finditer(t):
+        n = norm_number(m.group(0))
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def numbers_in(text: str) -> set[str]:
+    return set(numbers_list(text))
+
+
+def stem(word: str) -> str:
+    """Crude English stemmer, enough to match install/installing/installation, take/takes, ship/shipping."""
+    w = word.casefold().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix in ("ations", "ation", "ing", "ed", "ly"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
+                w = w[:-1]  # shipp -> ship
+            break
+    if w.endswith("e") and len(w) > 3:
+        w = w[:-1]
+    return w
+
+
+def latin_stems(folded_text: str) -> set[str]:
+    return {stem(w) for w in _LATIN_TOKEN_RE.findall(folded_text)}
+
+
+@dataclass
+class KeyTerms:
+    terms: list[str] = field(default_factory=list)  # folded coverage terms (Chinese words, English stems...)
+    entities: list[str] = field(default_factory=list)  # folded names / quoted strings
+    numbers: list[str] = field(default_factory=list)  # normalised digit strings
+    entity_kinds: dict[str, str] = field(default_factory=dict)  # entity -> "cjk" | "latin" | "quoted"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def all_terms(self) -> list[str]:
+        """Coverage set: terms, entities and numbers, without duplicates."""
+        seen: dict[str, None] = {}
+        for t in [*self.terms, *self.entities, *self.numbers]:
+            seen.setdefault(t, None)
+        return list(seen)
+
+
+def _jieba_pairs(text: str) -> list[tuple[str, str]]:
+    import logging
+
+    import jieba
+    import jieba.posseg as pseg
+
+    jieba.setLogLevel(logging.WARNING)
+    with _jieba_lock:  # jieba's lazy initialisation is not thread-safe
+        return [(p.word, p.flag) for p in pseg.cut(text)]
+
+
+def extract_key_terms(question: str, lang: str) -> KeyTerms:
+    q = unicodedata.normalize("NFKC", question or "").strip()
+    kt = KeyTerms()
+
+    def add(lst: list[str], item: str) -> None:
+        if item and item not in lst:
+            lst.append(item)
+
+    # Quoted strings are entities in every language.
+    for m in _QUOTE_RE.finditer(q):
+        quoted = next(g for g in m.groups() if g)
+        add(kt.entities, fold(quoted.strip()))
+        kt.entity_kinds[fold(quoted.strip())] = "quoted"
+    for n in numbers_list(q):
+        add(kt.numbers, n)
+
+    if base(lang) == "zh" or HAN_RE.search(q):
+        simplified = to_simplified(q)
+        for word, flag in _jieba_pairs(simplified):
+            w = word.strip()
+            if not w or not any(ch.isalnum() for ch in w):
+                continue
+            if NUMBER_RE.fullmatch(w):
+                continue  # numbers handled above
+            if HAN_RE.search(w):
+                folded = fold(w)
+                if folded in ZH_STOPWORDS or len(w) < 2:
+                    continue
+                if all(ch in ZH_STOPWORDS for ch in folded):
+                    continue
+                add(kt.terms, folded)
+                if flag in _ENTITY_TAGS:
+                    add(kt.entities, folded)
+                    kt.entity_kinds.setdefault(folded, "cjk")
+            else:
+                # A Latin word inside a Chinese question is almost always a name (Python, iPhone, GPT-4).
+                folded = w.casefold()
+                if folded in EN_STOPWORDS or len(folded) < 2:
+                    continue
+                add(kt.terms, stem(folded))
+                add(kt.entities, folded)
+                kt.entity_kinds.setdefault(folded, "latin")
+        return kt
+
+    # English (and any non-Chinese) question.
+    sentence_start = True
+    phrase: list[str] = []
+
+    def flush() -> None:
+        if phrase:
+            name = " ".join(phrase).casefold()
+            add(kt.entities, name)
+            kt.entity_kinds.setdefault(name, "latin")
+            phrase.clear()
+
+    last_end = 0
+    prev_low = ""
+    for m in re.finditer(r"[A-Za-z][A-Za-z0-9]*(?:[-'’.][A-Za-z0-9]+)*|[.!?;:,]|\d[\d.,]*", q):
+        tok = m.group(0)
+        if q[last_end : m.start()].strip():
+            flush()  # names are words separated by spaces only
+        last_end = m.end()
+        if tok in ".!?;:,":
+            flush()
+            sentence_start = tok in ".!?"
+            continue
+        if tok[0].isdigit():
+            flush()
+            sentence_start = False
+            continue
+        low = tok.casefold()
+        if prev_low == "how" and low in _HOW_WORDS:
+            prev_low = low
+            sentence_start = False
+            continue
+        prev_low = low
+        is_stop = low in EN_STOPWORDS
+        capital = tok[0].isupper()
+        special = any(c.isdigit() for c in tok) or (len(tok) > 1 and tok.isupper()) or any(c.isupper() for c in tok[1:])
+        if not is_stop:
+            add(kt.terms, stem(low))
+        if (capital and not sentence_start and not is_stop) or (special and not is_stop):
+            phrase.append(tok)
+        else:
+            flush()
+        sentence_start = False
+    flush()
+    # Drop single-word entities that are part of a multi-word one.
+    multi = [e for e in kt.entities if " " in e]
+    kt.entities = [e for e in kt.entities if " " in e or kt.entity_kinds.get(e) == "quoted" or not any(e in m.split() for m in multi)]
+    return kt
+
+
+def contains_term(term: str, folded_text: str, text_stems: set[str] | None = None) -> bool:
+    """Whether folded text contains a folded term (Chinese: substring; English: stem or phrase match)."""
+    if not term:
+        return False
+    if HAN_RE.search(term):
+        return term in folded_text
+    if term in folded_text and _word_bounded(term, folded_text):
+        return True
+    words = _LATIN_TOKEN_RE.findall(term)
+    if not words:
+        return term in folded_text
+    stems = text_stems if text_stems is not None else latin_stems(folded_text)
+    return all(stem(w) in stems for w in words)
+
+
+def _word_bounded(term: str, text: str) -> bool:
+    return re.search(r"(?<![a-z0-9])" + re.escape(term) + r"(?![a-z0-9])", text) is not None
+
+
+def contains_entity(entity: str, folded_text: str, text_stems: set[str] | None = None) -> bool:
+    """Lenient presence test for a must-have name. A Chinese name of 3+ characters also counts as present
+    when it minus its first or last character is (明长城 ~ 长城), to avoid abstaining on variants."""
+    if contains_term(entity, folded_text, text_stems):
+        return True
+    if HAN_RE.search(entity) and len(entity) >= 3:
+        return entity[1:] in folded_text or entity[:-1] in folded_text
+    return False
+
+
+def contains_number(number: str, text: str, numbers: set[str] | None = None) -> bool:
+    nums = numbers if numbers is not None else numbers_in(text)
+    if number in nums:
+        return True
+    spelled = _SPELLED.get(number)
+    if spelled:
+        folded = fold(text)
+        en, *zh = spelled
+        return _word_bounded(en, folded) or any(z in folded for z in zh)
+    return False
