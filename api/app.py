@@ -32,9 +32,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = FastAPI(title="rag", version=__version__, lifespan=lifespan)
     _install_error_handlers(app)
 
-    from api import collections, documents, health, jobs
+    from api import collections, documents, health, jobs, questions
 
-    for module in (health, collections, documents, jobs):
+    for module in (health, collections, documents, jobs, questions):
         app.include_router(module.router)
     return app
 

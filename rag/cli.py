@@ -103,6 +103,97 @@ def ingest(
         raise typer.Exit(1)
 
 
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    collection: str = typer.Option("default", "--collection", "-c"),
+    trace: bool = typer.Option(False, "--trace", help="Print the full trace after the answer."),
+    max_model_calls: Optional[int] = typer.Option(None, help="Budget override."),
+    data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR)."),
+) -> None:
+    """Ask a question in this process: the answer, its sources, and one cost line."""
+    from rag.answering import AskRequest
+    from rag.runtime import Runtime
+    from rag.trace_view import cost_line, render_trace, sources
+
+    runtime = Runtime(_settings(data_dir))
+    try:
+        runtime.start(worker=False)
+        budget = {"max_model_calls": max_model_calls} if max_model_calls is not None else None
+        result = runtime.questions.ask(AskRequest(collection, question, budget))
+        typer.echo(result["answer"])
+        for line in sources(result):
+            typer.echo("  " + line)
+        typer.echo(cost_line(result["usage"]) + (f" · stopped by {result['stopped_by']}" if result["stopped_by"] else "")
+                   + f" · id {result['id']}")
+        if trace:
+            typer.echo(render_trace(runtime.questions.trace(result["id"])))
+    except RagError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+
+
+@app.command("trace")
+def trace_cmd(
+    question_id: str = typer.Argument(..., help="A question id (from `rag ask` or the API)."),
+    full: bool = typer.Option(False, help="Show prompts, outputs and passages in full."),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw trace JSON."),
+    data_dir: Optional[Path] = typer.Option(None),
+) -> None:
+    """Print a question's trace readably: queries, candidates, decisions, calls, packing, context."""
+    import json
+
+    from rag.store import ThreadConnections, ledger, open_db
+
+    settings = _settings(data_dir)
+    open_db(settings.db_path).close()
+    try:
+        trace = ledger.get_trace(ThreadConnections(settings.db_path).get(), question_id)
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(trace, ensure_ascii=False, indent=1))
+    else:
+        from rag.trace_view import render_trace
+
+        typer.echo(render_trace(trace, full=full))
+
+
+@app.command()
+def replay(
+    question_id: str = typer.Argument(...),
+    data_dir: Optional[Path] = typer.Option(None),
+) -> None:
+    """Re-run a recorded question with its recorded budget and options; report any difference."""
+    from rag.answering import AskRequest
+    from rag.replay import compare
+    from rag.runtime import Runtime
+
+    runtime = Runtime(_settings(data_dir))
+    try:
+        runtime.start(worker=False)
+        old = runtime.questions.trace(question_id)
+        before = runtime.questions.get(question_id)
+        if old["models"].get("generator") != runtime.settings.generator or old["models"].get("embedder") != runtime.settings.embedder:
+            typer.echo(f"note: recorded with {old['models']}, replaying with generator={runtime.settings.generator} "
+                       f"embedder={runtime.settings.embedder}")
+        opts = {k: v for k, v in old["options"].items()}
+        new = runtime.questions.ask(AskRequest(old["collection"], old["question"], old["budget"], opts))
+        diffs = compare(before, old, new, runtime.questions.trace(new["id"]))
+    except RagError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+    if not diffs:
+        typer.echo(f"replay {new['id']}: identical (answer, citations, queries, calls, tokens)")
+        return
+    typer.echo(f"replay {new['id']}: {len(diffs)} difference(s)")
+    for d in diffs:
+        typer.echo("  - " + d)
+    raise typer.Exit(1)
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Models known by name, their source packages, and whether they are prepared."""

@@ -24,6 +24,7 @@ class Runtime:
     index: object | None = None
     ingest: object | None = None
     searcher: object | None = None
+    questions: object | None = None
 
     def load_models(self, *, progress: bool = False) -> None:
         self.embedder, status = load_embedder(self.settings, progress=progress)
@@ -47,6 +48,10 @@ class Runtime:
         self.index_reports = self.index.open()
         self.searcher = Searcher(self.db, self.index, self.embedder)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder)
+        from rag.answering import QuestionService
+
+        self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
+        self.questions.recover()
         if worker:
             self.ingest.start()
 

@@ -123,8 +123,58 @@ CREATE INDEX ingestion_jobs_unfinished ON ingestion_jobs (status) WHERE status I
 """
 
 
+M002_LEDGER = """
+-- One row per question asked. Totals are the sums over model_calls, kept here for cheap listing.
+-- status: running while the loop runs; answered | abstained | stopped (a budget ended it) | failed.
+-- budget/options: the exact settings the loop ran with (JSON), so `rag replay` can re-run it.
+-- result/trace: the final response object and the full audit trace (JSON), also for failures.
+CREATE TABLE questions (
+    id                   TEXT PRIMARY KEY NOT NULL,
+    collection           TEXT NOT NULL,
+    question             TEXT NOT NULL,
+    status               TEXT NOT NULL CHECK (status IN ('running', 'answered', 'abstained', 'stopped', 'failed')),
+    answer               TEXT,
+    abstained            INTEGER,
+    stopped_by           TEXT,
+    error_code           TEXT,
+    error_message        TEXT,
+    model_calls          INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens        INTEGER NOT NULL DEFAULT 0,
+    completion_tokens    INTEGER NOT NULL DEFAULT 0,
+    cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    seconds              REAL,
+    budget               TEXT NOT NULL,
+    options              TEXT NOT NULL,
+    models               TEXT NOT NULL DEFAULT '{}',
+    result               TEXT,
+    trace                TEXT,
+    created_at           TEXT NOT NULL,
+    finished_at          TEXT
+);
+CREATE INDEX questions_by_collection ON questions (collection, created_at);
+CREATE INDEX questions_by_time ON questions (created_at);
+
+-- Every model call, written (committed) as soon as it returns, so a question that fails or whose
+-- streaming client disconnects still accounts for what it cost.
+CREATE TABLE model_calls (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    question_id          TEXT NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+    n                    INTEGER NOT NULL,
+    purpose              TEXT NOT NULL,
+    model_id             TEXT NOT NULL,
+    prompt_tokens        INTEGER NOT NULL CHECK (prompt_tokens >= 0),
+    completion_tokens    INTEGER NOT NULL CHECK (completion_tokens >= 0),
+    cached_prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    wall_ms              REAL NOT NULL,
+    created_at           TEXT NOT NULL,
+    UNIQUE (question_id, n)
+);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
+    Migration(2, "m002_ledger", M002_LEDGER),
 ]
 
 

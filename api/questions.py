@@ -1,0 +1,119 @@
+"""Questions: ask (JSON or Server-Sent Events), read back answers and traces, and usage."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import uuid
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from rag.answering import AskRequest
+from rag.errors import RagError
+
+router = APIRouter(tags=["questions"])
+
+
+class BudgetIn(BaseModel):
+    max_model_calls: int | None = Field(None, ge=0, le=50)
+    max_prompt_tokens: int | None = Field(None, ge=0, le=1_000_000)
+    max_rounds: int | None = Field(None, ge=1, le=10)
+    timeout_s: float | None = Field(None, gt=0, le=3600)
+
+
+class QuestionIn(BaseModel):
+    question: str = Field(..., min_length=1, max_length=4000)
+    budget: BudgetIn | None = None
+    stream: bool = False
+    options: dict | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")
+
+
+class ClientGone(Exception):
+    code = "client_disconnected"
+
+
+def _sse(event: str, data) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+@router.post("/v1/collections/{name}/questions")
+def ask_question(name: str, body: QuestionIn, request: Request):
+    service = request.app.state.runtime.questions
+    budget = body.budget.model_dump(exclude_none=True) if body.budget else None
+    req = AskRequest(collection=name, question=body.question, budget=budget, options=body.options)
+    if not body.stream:
+        return service.ask(req)
+    return _stream(service, req)
+
+
+def _stream(service, req: AskRequest) -> StreamingResponse:
+    """The loop runs in a worker thread; events and tokens reach the client through a queue.
+
+    When the client goes away the next event raises in the loop, which ends the question; the
+    ledger already holds every call made, and the question is recorded as failed
+    (`client_disconnected`)."""
+    q: queue.Queue = queue.Queue(maxsize=1000)
+    gone = threading.Event()
+    qid = uuid.uuid4().hex
+
+    def push(kind: str, data) -> None:
+        if gone.is_set():
+            raise ClientGone("the streaming client disconnected")
+        q.put((kind, data))
+
+    def run() -> None:
+        try:
+            final = service.ask(req, qid=qid, on_event=lambda e: push("step", e), on_token=lambda t: push("token", {"text": t}))
+            q.put(("final", final))
+        except RagError as exc:
+            q.put(("error", {"error": exc.to_dict(), "id": qid}))
+        except ClientGone:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported to the client as an event
+            q.put(("error", {"error": {"code": "internal_error", "message": type(exc).__name__}, "id": qid}))
+        finally:
+            q.put(None)
+
+    # Validate synchronously what can fail before any event (unknown collection, no generator).
+    service.db.get()
+    from rag.store import repository as repo
+
+    repo.get_collection(service.db.get(), req.collection)
+    if service.generator is None:
+        raise RagError("the generator is not loaded (RAG_LOAD_GENERATOR=false)", code="generator_unavailable", status=503)
+    threading.Thread(target=run, name=f"question-{qid}", daemon=True).start()
+
+    def body():
+        try:
+            yield _sse("question", {"id": qid})
+            while (item := q.get()) is not None:
+                yield _sse(*item)
+        finally:
+            gone.set()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/v1/questions/{qid}")
+def get_question(qid: str, request: Request) -> dict:
+    return request.app.state.runtime.questions.get(qid)
+
+
+@router.get("/v1/questions/{qid}/trace")
+def get_trace(qid: str, request: Request) -> dict:
+    return request.app.state.runtime.questions.trace(qid)
+
+
+@router.get("/v1/questions")
+def list_questions(request: Request, collection: str | None = None, since: str | None = None,
+                   limit: int = Query(50, ge=1, le=1000)) -> dict:
+    return {"questions": request.app.state.runtime.questions.list(collection, since, limit)}
+
+
+@router.get("/v1/usage")
+def usage(request: Request, collection: str | None = None, group_by: str = "day") -> dict:
+    return {"group_by": group_by, "collection": collection,
+            "usage": request.app.state.runtime.questions.usage(collection, group_by)}

@@ -1,0 +1,32 @@
+"""Comparing a replayed question with its recording: what a user needs to trust a trace."""
+
+from __future__ import annotations
+
+
+def _queries(trace: dict) -> list[str]:
+    return [e["query"] for e in trace.get("events", []) if e.get("type") == "query"]
+
+
+def _context(trace: dict) -> list[list[int]]:
+    return [list(p.get("chunk_ids", [])) for p in trace.get("context", [])]
+
+
+def compare(old_result: dict, old_trace: dict, new_result: dict, new_trace: dict) -> list[str]:
+    """Differences in answer, abstention, stop reason, citations, queries, context and cost."""
+    diffs = []
+    for key in ("answer", "abstained", "stopped_by"):
+        if old_result.get(key) != new_result.get(key):
+            diffs.append(f"{key}: {old_result.get(key)!r} -> {new_result.get(key)!r}")
+    old_c = [c["chunk_ids"] for c in old_result.get("citations", [])]
+    new_c = [c["chunk_ids"] for c in new_result.get("citations", [])]
+    if old_c != new_c:
+        diffs.append(f"citations: {old_c} -> {new_c}")
+    if _queries(old_trace) != _queries(new_trace):
+        diffs.append(f"queries: {_queries(old_trace)} -> {_queries(new_trace)}")
+    if _context(old_trace) != _context(new_trace):
+        diffs.append(f"context chunks: {_context(old_trace)} -> {_context(new_trace)}")
+    for key in ("model_calls", "prompt_tokens", "completion_tokens"):
+        a, b = old_result.get("usage", {}).get(key), new_result.get("usage", {}).get(key)
+        if a != b:
+            diffs.append(f"{key}: {a} -> {b}")
+    return diffs

@@ -1,0 +1,154 @@
+"""The cost ledger and audit trail of questions: one row per question, one per model call.
+
+Calls are committed one by one as they return (`record_call`), before the question finishes,
+so whatever ends a question early (an error, a timeout, a client that went away) its cost is
+already on record. The question's totals are recomputed from those rows when it is closed, so
+they always equal the sum of its calls.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from rag.errors import NotFound
+from rag.store.db import transaction, utcnow
+
+
+@dataclass(frozen=True)
+class Totals:
+    model_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int
+
+
+def start_question(conn: sqlite3.Connection, qid: str, collection: str, question: str, *,
+                   budget: dict, options: dict, models: dict) -> None:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO questions (id, collection, question, status, budget, options, models, created_at)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+            (qid, collection, question, json.dumps(budget), json.dumps(options), json.dumps(models), utcnow()),
+        )
+
+
+def record_call(conn: sqlite3.Connection, qid: str, call: dict) -> None:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO model_calls (question_id, n, purpose, model_id, prompt_tokens, completion_tokens,"
+            " cached_prompt_tokens, wall_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (qid, call["n"], call["purpose"], call["model_id"], call["prompt_tokens"], call["completion_tokens"],
+             call.get("cached_prompt_tokens", 0), call["wall_ms"], utcnow()),
+        )
+
+
+def totals(conn: sqlite3.Connection, qid: str) -> Totals:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
+        " coalesce(sum(cached_prompt_tokens), 0) FROM model_calls WHERE question_id = ?", (qid,)
+    ).fetchone()
+    return Totals(*map(int, row))
+
+
+def finish_question(conn: sqlite3.Connection, qid: str, *, status: str, result: dict | None, trace: dict | None,
+                    seconds: float, error_code: str | None = None, error_message: str | None = None) -> None:
+    """Closes a question in one transaction: status, answer, totals from its calls, result and trace."""
+    with transaction(conn):
+        t = totals(conn, qid)
+        conn.execute(
+            "UPDATE questions SET status = ?, answer = ?, abstained = ?, stopped_by = ?, error_code = ?,"
+            " error_message = ?, model_calls = ?, prompt_tokens = ?, completion_tokens = ?,"
+            " cached_prompt_tokens = ?, seconds = ?, result = ?, trace = ?, finished_at = ? WHERE id = ?",
+            (status, (result or {}).get("answer"), None if result is None else int(bool(result.get("abstained"))),
+             (result or {}).get("stopped_by"), error_code, error_message, t.model_calls, t.prompt_tokens,
+             t.completion_tokens, t.cached_prompt_tokens, round(seconds, 3),
+             None if result is None else json.dumps(result, ensure_ascii=False),
+             None if trace is None else json.dumps(trace, ensure_ascii=False), utcnow(), qid),
+        )
+
+
+def fail_running(conn: sqlite3.Connection) -> int:
+    """At start-up: questions a crash left running are closed as failed (their calls stay counted)."""
+    rows = conn.execute("SELECT id FROM questions WHERE status = 'running'").fetchall()
+    for (qid,) in rows:
+        finish_question(conn, qid, status="failed", result=None, trace=None, seconds=0.0,
+                        error_code="interrupted", error_message="the service stopped while this question ran")
+    return len(rows)
+
+
+def _row(conn: sqlite3.Connection, qid: str) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone()
+    if row is None:
+        raise NotFound(f"question {qid!r} does not exist", code="question_not_found")
+    return row
+
+
+def calls(conn: sqlite3.Connection, qid: str) -> list[dict]:
+    rows = conn.execute(
+        "SELECT n, purpose, model_id, prompt_tokens, completion_tokens, cached_prompt_tokens, wall_ms, created_at"
+        " FROM model_calls WHERE question_id = ? ORDER BY n", (qid,)
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def summary(row: sqlite3.Row) -> dict[str, Any]:
+    error = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
+    return {
+        "id": row["id"], "collection": row["collection"], "question": row["question"], "status": row["status"],
+        "answer": row["answer"], "abstained": None if row["abstained"] is None else bool(row["abstained"]),
+        "stopped_by": row["stopped_by"], "error": error, "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
+        "usage": {"model_calls": row["model_calls"], "prompt_tokens": row["prompt_tokens"],
+                  "completion_tokens": row["completion_tokens"], "cached_prompt_tokens": row["cached_prompt_tokens"],
+                  "seconds": row["seconds"]},
+    }
+
+
+def get_question(conn: sqlite3.Connection, qid: str) -> dict[str, Any]:
+    """The stored final object (as the POST returned it) plus status; a summary for unfinished/failed ones."""
+    row = _row(conn, qid)
+    out = summary(row)
+    if row["result"]:
+        out = {**json.loads(row["result"]), **{k: out[k] for k in ("status", "collection", "question", "created_at",
+                                                                    "finished_at", "error")}}
+    out["calls"] = calls(conn, qid)
+    return out
+
+
+def get_trace(conn: sqlite3.Connection, qid: str) -> dict[str, Any]:
+    row = _row(conn, qid)
+    trace = json.loads(row["trace"]) if row["trace"] else {"events": [], "context": []}
+    return {"id": qid, "question": row["question"], "collection": row["collection"], "status": row["status"],
+            "budget": json.loads(row["budget"]), "options": json.loads(row["options"]),
+            "models": json.loads(row["models"]), "calls": calls(conn, qid), **trace}
+
+
+def list_questions(conn: sqlite3.Connection, *, collection: str | None = None, since: str | None = None,
+                   limit: int = 50) -> list[dict[str, Any]]:
+    sql, args = "SELECT * FROM questions WHERE 1=1", []
+    if collection:
+        sql, args = sql + " AND collection = ?", [*args, collection]
+    if since:
+        sql, args = sql + " AND created_at >= ?", [*args, since]
+    rows = conn.execute(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, int(limit))).fetchall()
+    return [summary(r) for r in rows]
+
+
+def usage(conn: sqlite3.Connection, *, collection: str | None = None, group_by: str = "day") -> list[dict[str, Any]]:
+    """Questions, model calls and tokens per day (UTC), newest first."""
+    if group_by != "day":
+        from rag.errors import RagError
+
+        raise RagError("group_by must be 'day'", code="invalid_group_by")
+    sql = ("SELECT substr(created_at, 1, 10) AS day, count(*) AS questions, sum(model_calls) AS model_calls,"
+           " sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,"
+           " sum(cached_prompt_tokens) AS cached_prompt_tokens, sum(abstained) AS abstained,"
+           " sum(status = 'failed') AS failed FROM questions")
+    args: list = []
+    if collection:
+        sql, args = sql + " WHERE collection = ?", [collection]
+    rows = conn.execute(sql + " GROUP BY day ORDER BY day DESC", args).fetchall()
+    return [{k: (r[k] if r[k] is not None else 0) for k in r.keys()} for r in rows]

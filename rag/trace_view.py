@@ -1,0 +1,58 @@
+"""Human-readable renderings of answers, costs and traces for the CLI."""
+
+from __future__ import annotations
+
+import json
+
+
+def cost_line(usage: dict) -> str:
+    calls = usage.get("model_calls", 0)
+    seconds = usage.get("wall_seconds", usage.get("seconds")) or 0.0
+    return (f"{calls} model call{'s' if calls != 1 else ''} · {usage.get('prompt_tokens', 0):,} prompt tokens · "
+            f"{usage.get('completion_tokens', 0):,} completion tokens · {seconds:.1f} s")
+
+
+def sources(result: dict) -> list[str]:
+    lines = []
+    for c in result.get("citations", []):
+        where = f", page {c['page']}" if c.get("page") else ""
+        quote = (c.get("quote") or "").replace("\n", " ")
+        lines.append(f"[{c['n']}] {c['filename']}{where} (chunks {', '.join(map(str, c['chunk_ids']))}): {quote[:120]}")
+    return lines
+
+
+def _short(value, width: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.replace("\n", " ⏎ ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_trace(trace: dict, *, full: bool = False) -> str:
+    """One line per event; prompts and outputs in full only with `full`."""
+    out = [f"question {trace['id']}: {trace['question']}  [{trace['status']}]",
+           f"budget {json.dumps(trace.get('budget'))} · models {json.dumps(trace.get('models'))}"]
+    for e in trace.get("events", []):
+        kind = e.get("type")
+        head = f"{e.get('seq', ''):>3} {e.get('t_ms', 0):>9.0f} ms  {kind:<18}"
+        if kind == "query":
+            body = f"round {e.get('round')} {e.get('origin')}: {e.get('query')!r}"
+        elif kind == "decision":
+            body = f"{e.get('step')}: {e.get('verdict')} — {e.get('reason')}"
+        elif kind == "model_call":
+            body = (f"#{e.get('n')} {e.get('purpose')} · {e.get('prompt_tokens')} prompt + {e.get('completion_tokens')} "
+                    f"completion tokens · {e.get('wall_ms', 0):.0f} ms · output {_short(e.get('output', ''), 100)}")
+            if full:
+                body += "\n      prompt:\n" + "\n".join("      | " + ln for ln in str(e.get("prompt", "")).splitlines())
+                body += "\n      output:\n" + "\n".join("      | " + ln for ln in str(e.get("output", "")).splitlines())
+        elif kind in ("retrieved", "fused", "packing", "selection", "attribution", "context", "citations"):
+            rest = {k: v for k, v in e.items() if k not in ("seq", "t_ms", "type")}
+            body = _short(rest, 10_000 if full else 160)
+        else:
+            rest = {k: v for k, v in e.items() if k not in ("seq", "t_ms", "type")}
+            body = _short(rest)
+        out.append(head + body)
+    ctx = trace.get("context", [])
+    out.append(f"context given to the answering call: {len(ctx)} passage(s)")
+    for i, p in enumerate(ctx, 1):
+        out.append(f"  [{i}] chunks {p.get('chunk_ids')}: {_short(p.get('text', ''), 10_000 if full else 120)}")
+    return "\n".join(out)
