@@ -1,0 +1,1 @@
+"""Benchmarks: measured speed, memory and answers of the models on this machine."""
