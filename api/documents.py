@@ -1,8 +1,10 @@
 """Uploads, documents and chunks. Upload checks that need no parsing happen here, before a job exists."""
 
 from fastapi import APIRouter, Request, Response, UploadFile
+from starlette.exceptions import HTTPException
 
 from api.schemas import JobsOut, SearchIn
+from ingest import errors
 from ingest.uploads import Upload
 from rag.errors import IngestError
 
@@ -21,11 +23,29 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _header_too_long(exc: BaseException) -> bool:
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if "Maximum header size exceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 @router.post("/documents", status_code=202, response_model=JobsOut)
 async def upload_documents(name: str, request: Request) -> dict:
     runtime = request.app.state.runtime
     limit = runtime.settings.max_upload_bytes
-    form = await request.form(max_files=1000)
+    try:
+        form = await request.form(max_files=1000)
+    except HTTPException as exc:
+        if _header_too_long(exc):
+            # The multipart parser caps a part's header line (~4 KB); in practice only an
+            # over-long file name gets there, and names over 255 characters are refused anyway.
+            raise errors.bad_filename("a part header is over 4 KB (file name too long; at most 255 characters)") from None
+        raise
     files = [f for f in form.getlist("files") if not isinstance(f, str)]
     if not files:
         raise IngestError("send one or more files in the multipart field 'files'", code="no_files")

@@ -82,7 +82,9 @@ class IngestService:
                 repo.update_job(conn, job.id, status="queued", progress={"stage": "queued", "requeued": True})
                 self._queue.put(job.id)
                 keep.add(job.id)
-        repo.fail_unfinished_jobs(conn)  # those whose bytes are gone
+            else:  # its bytes are gone: it cannot be re-run
+                repo.update_job(conn, job.id, status="failed", error_code=errors.INTERRUPTED,
+                                error_message="The service stopped before the job finished; upload the file again.")
         for path in self.uploads_dir.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)

@@ -20,8 +20,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log: Path | None = None):
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, log: Path | None = None,
+                 cwd: Path | None = None):
         self.data_dir = data_dir
+        self.cwd = cwd  # working directory of the server process (None: the caller's)
         self.port = free_port()
         self.env = {**os.environ, "RAG_DATA_DIR": str(data_dir), **(env or {})}
         self.log = log or data_dir.parent / f"server-{self.port}.log"
@@ -37,6 +39,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rag.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env=self.env, stdout=self._logfh, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(self.cwd) if self.cwd is not None else None,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -59,6 +62,12 @@ class Server:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if getattr(self, "_logfh", None):
+            self._logfh.close()
+            self._logfh = None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -67,5 +76,4 @@ class Server:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if getattr(self, "_logfh", None):
-            self._logfh.close()
+        self._close_log()
