@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from rag.answering import AskRequest
+from rag.ask import AskOptions, Budget
 from rag.errors import RagError
 
 router = APIRouter(tags=["questions"])
@@ -82,6 +83,10 @@ def _stream(service, req: AskRequest) -> StreamingResponse:
     from rag.store import repository as repo
 
     repo.get_collection(service.db.get(), req.collection)
+    if not req.question.strip():
+        raise RagError("the question is empty", code="empty_question", status=422)
+    Budget.from_settings(service.settings).merged(req.budget)  # invalid_budget: 422 before the stream starts
+    AskOptions.from_settings(service.settings).merged(req.options)
     if service.generator is None:
         raise RagError("the generator is not loaded (RAG_LOAD_GENERATOR=false)", code="generator_unavailable", status=503)
     threading.Thread(target=run, name=f"question-{qid}", daemon=True).start()

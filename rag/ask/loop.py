@@ -278,7 +278,20 @@ class _Run:
         rendered = render(messages) if callable(render) else None
         n = len(self.calls) + 1
         self.emit("model_call_started", n=n, purpose=purpose, round=self.rounds, max_new_tokens=max_new_tokens)
-        c = self.llm.generate(messages, max_new_tokens=max_new_tokens, on_token=on_token, deadline=deadline)
+        streamed: list[str] = []
+
+        def relay(piece: str) -> None:
+            streamed.append(piece)
+            if on_token is not None:
+                on_token(piece)  # raises when the streaming client has gone away
+
+        t0 = self.clock()
+        try:
+            c = self.llm.generate(messages, max_new_tokens=max_new_tokens, on_token=relay, deadline=deadline)
+        except BaseException as exc:
+            if streamed:  # the model ran (prefill and decoding) before the call ended: its cost goes on record
+                self.record_interrupted(n, purpose, messages, rendered, "".join(streamed), max_new_tokens, t0, exc)
+            raise
         call = ModelCall(
             n=n,
             purpose=purpose,
@@ -295,6 +308,22 @@ class _Run:
         self.calls.append(call)
         self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=c.text)
         return c
+
+    def record_interrupted(self, n, purpose, messages, rendered, text, max_new_tokens, t0, exc) -> None:
+        """A call that raised after producing output (a client that went away, a generator error): its
+        tokens were spent, so it is recorded like any call (completion tokens counted on the text)."""
+        call = ModelCall(
+            n=n, purpose=purpose, round=self.rounds, prompt_tokens=int(self.llm.prompt_tokens(messages)),
+            completion_tokens=int(self.llm.count_tokens(text)), cached_prompt_tokens=0,
+            wall_ms=(self.clock() - t0) * 1000.0, prefill_ms=None, model_id=str(getattr(self.llm, "model_id", "")),
+            stopped_by="interrupted", max_new_tokens=max_new_tokens,
+        )
+        self.calls.append(call)
+        try:
+            self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=text,
+                      error=f"{type(exc).__name__}: {exc}")
+        except BaseException:  # noqa: BLE001 - the event's listener failing too (client gone): the original error wins
+            pass
 
     def rewrite_plan(self) -> tuple[str, str | None, list[dict]]:
         """(mode, target language, messages). A collection with another language than the question's
