@@ -65,6 +65,10 @@ class IngestService:
             self._worker.join(timeout)
             self._worker = None
 
+    def pending(self) -> int:
+        """Jobs queued or running in this process."""
+        return self._queue.unfinished_tasks
+
     def wait_idle(self, timeout: float = 600) -> None:
         """Blocks until every queued job has finished (for the CLI and tests)."""
         deadline = time.monotonic() + timeout

@@ -64,6 +64,7 @@ class Runtime:
             "version": __version__,
             "versions": versions(),
             "models": {kind: vars(status) for kind, status in self.models.items()},
+            "ingestion": {"pending_jobs": self.ingest.pending() if self.ingest else 0},
         }
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
-"""The source of truth: SQLite (WAL) with collections, documents, chunks, vectors and jobs.
+"""The source of truth: SQLite (WAL) with collections, documents, chunks, vectors, jobs, and the
+question ledger (`ledger`).
 
     from rag.store import open_db, repository as repo
     conn = open_db(settings.db_path)          # connect + apply pending migrations
-    repo.fail_unfinished_jobs(conn)           # once at start-up
 
 Schema changes only through `rag.store.migrations.MIGRATIONS`.
 """
