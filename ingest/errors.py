@@ -120,3 +120,7 @@ def no_text() -> IngestError:
 
 def internal(detail: str) -> IngestError:
     return _err(INTERNAL, f"Ingestion failed unexpectedly: {detail}. The document was not stored; the server log has details.")
+
+
+def interrupted() -> IngestError:
+    return _err(INTERRUPTED, "The service stopped before the job finished and its upload is gone; upload the file again.")

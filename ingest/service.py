@@ -87,8 +87,8 @@ class IngestService:
                 self._queue.put(job.id)
                 keep.add(job.id)
             else:  # its bytes are gone: it cannot be re-run
-                repo.update_job(conn, job.id, status="failed", error_code=errors.INTERRUPTED,
-                                error_message="The service stopped before the job finished; upload the file again.")
+                err = errors.interrupted()
+                repo.update_job(conn, job.id, status="failed", error_code=err.code, error_message=err.message)
         for path in self.uploads_dir.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)

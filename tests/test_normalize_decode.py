@@ -244,6 +244,10 @@ def test_every_code_has_a_factory_with_its_status():
         errors.pdf_resource_limit("cpu"): 422,
         errors.file_too_large(10, 5): 413,
         errors.bad_filename("x"): 400,
+        errors.no_text(): 422,
+        # Job-only codes (never an HTTP response): the service's fault, not the input's.
+        errors.interrupted(): 500,
+        errors.internal("boom"): 500,
     }
     assert {e.code for e in made} == set(errors.ERROR_STATUS)
     for err, status in made.items():
