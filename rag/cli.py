@@ -296,5 +296,33 @@ def bench_ingest_cmd(
     typer.echo(report(result, search))
 
 
+@bench_app.command("qa")
+def bench_qa_cmd(
+    quick: bool = typer.Option(False, "--quick", help="12 questions per set; 1 per headings-removed set for the model-calling configs."),
+    lang: str = typer.Option("all", "--lang", help="en, zh or all (all adds the cross-lingual sets)."),
+    limit: Optional[int] = typer.Option(None, help="Questions per set for retrieval configs (default: all; --quick: 12)."),
+    answer_n: Optional[int] = typer.Option(None, help="Questions per headings-removed set for model-calling configs."),
+    out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
+) -> None:
+    """Answer quality and cost on the Debian FAQ (en, zh, cross-lingual) against LlamaIndex; markdown report + charts."""
+    from rag.bench.qa import MissingExtra, Options, run, stdout_table, write_report
+    from rag.eval.faq import MissingPackage
+
+    if lang not in ("en", "zh", "all"):
+        typer.echo("--lang must be en, zh or all")
+        raise typer.Exit(2)
+    opts = Options.preset(quick=quick, lang=lang, limit=limit, answer_n=answer_n, out_dir=out_dir)
+    try:
+        data = run(Settings(), opts, log=lambda m: typer.echo(m, err=True))
+    except (MissingPackage, MissingExtra) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    except RagError as exc:
+        _fail(exc)
+    path, charts = write_report(data, opts.out_dir)
+    typer.echo(stdout_table(data))
+    typer.echo(f"report: {path}" + "".join(f"\nchart: {c}" for c in charts))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,1 @@
+"""Evaluation data and metrics for `rag bench qa`: the Debian FAQ as question/answer sets, gold spans, scores."""
