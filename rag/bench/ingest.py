@@ -73,7 +73,8 @@ def bench_ingest(settings: Settings, docs: list[Path]) -> IngestBench:
             for k, v in out.times.as_dict().items():
                 totals[k] += v
         seconds = time.monotonic() - t0
-        texts = [c.text for d in repo.list_documents(conn, "default") for c in repo.list_chunks(conn, d.id)]
+        chunks = [c for d in repo.list_documents(conn, "default") for c in repo.list_chunks(conn, d.id)]
+        texts = [c.text for c in sorted(chunks, key=lambda c: c.token_count)]  # same length-sorted batching as the pipeline
         t1 = time.monotonic()
         for i in range(0, len(texts), s.embed_batch_size):
             rt.embedder.embed_passages(texts[i:i + s.embed_batch_size])
