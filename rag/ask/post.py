@@ -87,13 +87,8 @@ def strip_links(text: str, allowed_text: str) -> tuple[str, list[str]]:
         label = m.group(1)
         return "" if _URL_RE.search(label) and not _allowed(label, allowed_text) else label
 
-    def ref_def(m: re.Match) -> str:
-        if _allowed(m.group(1), allowed_text):
-            return m.group(0)
-        removed.append(m.group(1))
-        return ""
-
-    def auto(m: re.Match) -> str:
+    def whole_or_nothing(m: re.Match) -> str:
+        """Reference definitions and autolinks: the URL is group 1; keep all or drop all."""
         if _allowed(m.group(1), allowed_text):
             return m.group(0)
         removed.append(m.group(1))
@@ -110,8 +105,8 @@ def strip_links(text: str, allowed_text: str) -> tuple[str, list[str]]:
 
     out = _IMAGE_RE.sub(image, text)
     out = _LINK_RE.sub(link, out)
-    out = _REF_DEF_RE.sub(ref_def, out)
-    out = _AUTOLINK_RE.sub(auto, out)
+    out = _REF_DEF_RE.sub(whole_or_nothing, out)
+    out = _AUTOLINK_RE.sub(whole_or_nothing, out)
     # Bare URLs, but not those inside a kept markdown link/image (their URL is allowed anyway).
     out = _URL_RE.sub(bare, out)
     if not removed:
