@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.ask import AskOptions, Budget, Candidate
-from rag.ask.lang import base as base_language
-from rag.ask.lang import detect_language
 from rag.ask.loop import ask as run_loop
 from rag.errors import RagError
 from rag.search import SearchResult, Searcher
@@ -24,7 +22,6 @@ from rag.settings import Settings
 from rag.store import ThreadConnections, ledger
 from rag.store import repository as repo
 
-_LANG_SAMPLE = 200
 
 
 def _candidate(r: SearchResult, *, scored: bool = True) -> Candidate:
@@ -47,7 +44,6 @@ class CollectionRetriever:
         self.searcher = searcher
         self.collection = collection
         self.dense, self.lexical = dense, lexical
-        self._languages: set[str] | None = None
 
     def search(self, query: str, k: int) -> list[Candidate]:
         hits = self.searcher.hits(self.collection, query, k, dense=self.dense, lexical=self.lexical)
@@ -65,20 +61,10 @@ class CollectionRetriever:
                          prev_id=c.prev_id, next_id=c.next_id)
 
     def languages(self) -> set[str]:
-        """Languages of an even sample of the collection's chunks (cached for this question)."""
-        if self._languages is None:
-            conn = self.searcher.db.get()
-            total = conn.execute("SELECT count(*) FROM chunks WHERE collection = ?", (self.collection,)).fetchone()[0]
-            step = max(1, total // _LANG_SAMPLE)
-            rows = conn.execute(
-                "SELECT text FROM (SELECT text, row_number() OVER (ORDER BY id) AS rn FROM chunks WHERE collection = ?)"
-                " WHERE rn % ? = 0 LIMIT ?", (self.collection, step, _LANG_SAMPLE)).fetchall()
-            seen: dict[str, int] = {}
-            for (text,) in rows:
-                lang = base_language(detect_language(text))
-                seen[lang] = seen.get(lang, 0) + 1
-            self._languages = {lang for lang, n in seen.items() if n >= max(1, len(rows) // 20)}
-        return self._languages
+        return set(self.searcher.languages(self.collection))
+
+    def lexical_skipped(self, query: str) -> str | None:
+        return self.searcher.plan(self.collection, query, dense=self.dense, lexical=self.lexical).lexical_skipped
 
 
 @dataclass

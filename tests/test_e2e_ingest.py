@@ -287,6 +287,22 @@ def test_traditional_query_finds_simplified_text_and_vice_versa(zh):
     assert "命名管道是一個像管道一樣的檔案" in squash(results[0]["text"])
 
 
+def test_bm25_sits_out_queries_in_a_language_the_collection_lacks(zh):
+    """An English query on a Chinese-only collection is dense-only (BM25 would match only stray
+    Latin words); a Chinese one on the same collection uses both, and the response says which."""
+    c = zh["client"]
+    assert c.post("/v1/collections", json={"name": "zh-only"}).status_code == 201
+    ingest(c, "zh-only", ("basic-defs.zh-cn.html", (FAQ / "zh-cn" / "basic-defs.zh-cn.html").read_bytes()))
+    body = c.post("/v1/collections/zh-only/search", json={"query": "What is Debian GNU/Linux?", "k": 5}).json()
+    assert body["lexical"] is False and "en" in body["lexical_skipped"] and "zh" in body["lexical_skipped"]
+    assert body["results"] and all(r["scores"]["bm25_rank"] is None for r in body["results"])
+    assert all(r["scores"]["dense_rank"] is not None for r in body["results"])
+
+    body = c.post("/v1/collections/zh-only/search", json={"query": "Debian GNU/Linux 是什么？", "k": 5}).json()
+    assert body["lexical"] is True and body["lexical_skipped"] is None
+    assert any(r["scores"]["bm25_rank"] is not None for r in body["results"])
+
+
 def test_page_number_of_a_sampled_passage(zh):
     import pypdf
 

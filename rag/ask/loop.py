@@ -211,6 +211,8 @@ class _Run:
         self.issued_keys[query_key(query)] = query
         self.emit("query", round=self.rounds, query=query, origin=origin, language=detect_language(query), k=self.opt.k)
         results = list(self.retriever.search(query, self.opt.k))
+        note = getattr(self.retriever, "lexical_skipped", None)
+        skipped = note(query) if callable(note) else None
         dense = sorted((c for c in results if c.dense_rank is not None), key=lambda c: c.dense_rank)
         bm25 = sorted((c for c in results if c.bm25_rank is not None), key=lambda c: c.bm25_rank)
         self.emit(
@@ -219,6 +221,7 @@ class _Run:
             query=query,
             dense=[{"chunk_id": c.chunk_id, "rank": c.dense_rank, "score": c.dense_score} for c in dense],
             bm25=[{"chunk_id": c.chunk_id, "rank": c.bm25_rank, "score": c.bm25_score} for c in bm25],
+            **({"lexical_skipped": skipped} if skipped else {}),
             fused=[{"chunk_id": c.chunk_id, "rank": i + 1, "score": c.fused_score, **c.ref()} for i, c in enumerate(results)],
         )
         self.pool.add(query, results, agree_top_n=self.th.agree_top_n)

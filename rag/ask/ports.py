@@ -56,6 +56,8 @@ class Retriever(Protocol):
     def languages(self) -> set[str]:
         """Languages present in the collection: a subset of {"zh", "en"}."""
 
+    # Optional: `lexical_skipped(query) -> str | None`, why BM25 sat out a search (recorded in the trace).
+
 
 # Optional: texts -> vectors (L2-normalised), used to check answer support beyond word overlap.
 Embed = Callable[[list[str]], Sequence[Sequence[float]]]
