@@ -19,6 +19,7 @@ from ingest.chunker import chunk_document
 from ingest.parsers import parse_document
 from ingest.types import ChunkDraft, ParsedDocument
 from rag.index.manager import IndexManager
+from rag.index.windows import ChunkWindows, pooled
 from rag.models.embedder import Embedder
 from rag.settings import Settings
 from rag.store import repository as repo
@@ -77,14 +78,14 @@ class Pipeline:
         chunks = self._chunk(doc)
         times.chunk_s = time.monotonic() - t0
 
-        vectors = self._embed(chunks, doc, progress, times)
+        vectors, windows = self._embed(chunks, doc, progress, times)
 
         progress({"stage": "indexing", "pages": doc.page_count, "chunks": len(chunks)})
         t0 = time.monotonic()
         meta = repo.NewDocument(filename=filename, format=doc.format, sha256=sha, size_bytes=len(data),
                                 page_count=doc.page_count, title=doc.title, encoding=doc.encoding)
         added = self.index.add_document(conn, collection, meta, chunks, vectors, job_id,
-                                        embed_model=self.embedder.model_id)
+                                        embed_model=self.embedder.model_id, windows=windows)
         times.store_s = time.monotonic() - t0
         return Outcome(added, doc.page_count, len(chunks), sum(c.token_count for c in chunks), times)
 
@@ -95,21 +96,46 @@ class Pipeline:
             raise errors.no_text()
         return chunks
 
-    def _embed(self, chunks: list[ChunkDraft], doc: ParsedDocument, progress: ProgressFn, times: StageTimes) -> np.ndarray:
+    def _windows(self, chunk: ChunkDraft) -> list[tuple[int, int]]:
+        """[start, end) spans within the chunk's text that are embedded (the whole chunk when it
+        fits in one window). Sentence-aware: the chunker itself splits the chunk's text."""
+        size = self.settings.window_tokens
+        if size <= 0 or chunk.token_count <= size:
+            return [(0, len(chunk.text))]
+        parts = chunk_document(ParsedDocument(chunk.text, "text"), self.embedder.count_tokens, size)
+        return [(p.char_start, p.char_end) for p in parts] or [(0, len(chunk.text))]
+
+    def _embed(self, chunks: list[ChunkDraft], doc: ParsedDocument, progress: ProgressFn,
+               times: StageTimes) -> tuple[np.ndarray, list[ChunkWindows | None]]:
+        """One vector per chunk (pooled from its windows) and the windows of chunks that have several."""
         t0 = time.monotonic()
         batch = max(1, self.settings.embed_batch_size)
-        # Length-sorted batches pad less; results are put back in chunk order.
-        order = sorted(range(len(chunks)), key=lambda i: chunks[i].token_count)
-        out = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        spans = [self._windows(c) for c in chunks]
+        pieces = [(i, s, e) for i, sp in enumerate(spans) for s, e in sp]
+        # Length-sorted batches pad less; results are put back in piece order.
+        order = sorted(range(len(pieces)), key=lambda j: pieces[j][2] - pieces[j][1])
+        out = np.zeros((len(pieces), self.embedder.dim), dtype=np.float32)
         last = 0.0
         for start in range(0, len(order), batch):
             idx = order[start:start + batch]
-            out[idx] = self.embedder.embed_passages([chunks[i].text for i in idx])
+            out[idx] = self.embedder.embed_passages([chunks[pieces[j][0]].text[pieces[j][1]:pieces[j][2]] for j in idx])
             now = time.monotonic()
             if now - last > 0.5:
                 last = now
-                done = min(start + batch, len(order))
+                fraction = min(start + batch, len(order)) / len(order)
                 progress({"stage": "embedding", "pages": doc.page_count, "chunks": len(chunks),
-                          "embedded": done, "fraction": round(done / len(order), 3)})
+                          "embedded": int(fraction * len(chunks)), "fraction": round(fraction, 3)})
+        vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        windows: list[ChunkWindows | None] = []
+        j = 0
+        for i, sp in enumerate(spans):
+            own = out[j:j + len(sp)]
+            j += len(sp)
+            if len(sp) == 1:
+                vectors[i] = own[0]
+                windows.append(None)
+            else:
+                vectors[i] = pooled(own, sp)
+                windows.append(ChunkWindows(tuple(sp), own.copy()))
         times.embed_s = time.monotonic() - t0
-        return out
+        return vectors, windows

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from rag.ask.lang import base as base_language
 from rag.ask.lang import detect_language
 from rag.index.manager import Hit, IndexManager
+from rag.index.windows import rescore
 from rag.models.embedder import Embedder
 from rag.store import ThreadConnections
 from rag.store import repository as repo
@@ -90,7 +91,14 @@ class Searcher:
     def hits(self, collection: str, query: str, k: int, *, dense: bool = True, lexical: bool = True) -> list[Hit]:
         p = self.plan(collection, query, dense=dense, lexical=lexical)
         vec = self.embedder.embed_queries([query])[0] if p.dense else None
-        return self.index.search(collection, vec, query if p.lexical else None, k)
+        return self.index.search(collection, vec, query if p.lexical else None, k,
+                                 rescore=self._by_windows(vec) if p.dense else None)
+
+    def _by_windows(self, vec):
+        """Re-ranks dense candidates by whole chunk and best window (`rag.index.windows`)."""
+        def rescored(dense: list[tuple[int, float]]) -> list[tuple[int, float]]:
+            return rescore(vec, dense, repo.window_vectors(self.db.get(), [c for c, _ in dense]))
+        return rescored
 
     def search(self, collection: str, query: str, k: int = 10) -> list[SearchResult]:
         repo.get_collection(self.db.get(), collection)

@@ -41,10 +41,12 @@ class Settings(BaseSettings):
     # Generation and context
     context_window: int = Field(2048, description="Tokens the answering prompt plus answer may use (generator tokens).")
     max_answer_tokens: int = Field(256, description="Most tokens generated for an answer.")
+    max_context_tokens: int = Field(1024, ge=1, description="Most passage tokens in the answering prompt (generator tokens); the window may allow more.")
 
     # Ingestion
     chunk_tokens: int = Field(256, description="Hard cap of a chunk, in the embedder's own tokens.")
     chunk_overlap_tokens: int = Field(0, description="Tokens repeated from the previous chunk (0 disables overlap).")
+    window_tokens: int = Field(128, ge=0, description="Chunks longer than this are embedded as sentence-aware windows of at most this many embedder tokens: the chunk's vector is their mean and its dense score also counts its best window (0: one vector per chunk).")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted file.")
     max_pdf_pages: int = Field(2000, description="Most pages accepted in one PDF.")
     parse_cpu_seconds: int = Field(120, description="CPU-time limit of the PDF parsing subprocess.")

@@ -69,6 +69,17 @@ def test_fuse_rrf_ties_weights_and_edge_cases():
         fuse_rrf([["a"]], weights=[1.0, 2.0])
 
 
+def test_fuse_rrf_swapped_ranks_go_to_the_clearer_win():
+    """a is 1st in dense by a hair, b 1st in BM25 by a margin: equal RRF, b wins on relative scores."""
+    dense, bm25 = ["a", "b", "c"], ["b", "a", "c"]
+    assert [i for i, _ in fuse_rrf([dense, bm25], k=60)][:2] == ["a", "b"]  # without scores: first seen
+    fused = fuse_rrf([dense, bm25], k=60, scores=[[0.9364, 0.9337, 0.90], [10.31, 9.42, 6.0]])
+    assert [i for i, _ in fused] == ["b", "a", "c"]
+    assert fused[0][1] == pytest.approx(fused[1][1])
+    with pytest.raises(ValueError):
+        fuse_rrf([dense, bm25], scores=[[1.0, 0.5, 0.1]])
+
+
 # ---------------------------------------------------------------- lexical analysis
 
 

@@ -14,14 +14,17 @@ def fuse_rrf(
     lists: Sequence[Sequence[T]],
     k: float = RRF_K,
     weights: Sequence[float] | None = None,
+    scores: Sequence[Sequence[float]] | None = None,
 ) -> list[tuple[T, float]]:
     """Reciprocal rank fusion (Cormack et al. 2009): score(d) = sum_i w_i / (k + rank_i(d)).
 
     `lists` are ranked ids, best first; ranks are 1-based; an id repeated within one list counts
     at its first (best) position only; an id absent from a list gets nothing from it.
-    Returns (id, score) for every id, best first. Ties are broken by the best rank the id has in
-    any list, then by the order ids were first seen (list 0 first), so the result is
-    deterministic.
+    Returns (id, score) for every id, best first. Equal fused scores are common (ranks 1 and 2
+    swapped between two lists); with `scores` (each list's own scores, parallel to it) such ties
+    go to the id whose scores are closer to each list's best (sum of score / top score), so a
+    clear win in one list beats a near-tie in the other. Remaining ties: the best rank the id has
+    in any list, then the order ids were first seen (list 0 first), so the result is deterministic.
     """
     if k < 0:
         raise ValueError("k must be >= 0")
@@ -29,17 +32,23 @@ def fuse_rrf(
         weights = [1.0] * len(lists)
     elif len(weights) != len(lists):
         raise ValueError("one weight per list")
+    if scores is not None and (len(scores) != len(lists) or any(len(a) != len(b) for a, b in zip(scores, lists))):
+        raise ValueError("scores must be parallel to lists")
     score: dict[T, float] = {}
+    relative: dict[T, float] = {}
     best: dict[T, int] = {}
     first: dict[T, int] = {}
-    for ranked, w in zip(lists, weights):
+    for i, (ranked, w) in enumerate(zip(lists, weights)):
         seen: set[T] = set()
+        top = max(scores[i], default=0.0) if scores is not None else 0.0
         for rank, item in enumerate(ranked, start=1):
             if item in seen:
                 continue
             seen.add(item)
             score[item] = score.get(item, 0.0) + w / (k + rank)
+            if top > 0:
+                relative[item] = relative.get(item, 0.0) + scores[i][rank - 1] / top
             if rank < best.get(item, rank + 1):
                 best[item] = rank
             first.setdefault(item, len(first))
-    return sorted(score.items(), key=lambda t: (-t[1], best[t[0]], first[t[0]]))
+    return sorted(score.items(), key=lambda t: (-round(t[1], 12), -relative.get(t[0], 0.0), best[t[0]], first[t[0]]))

@@ -30,7 +30,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from ingest.types import ChunkDraft
 from rag.errors import NotFound, RagError
 from rag.index.dense import CorruptIndex, DenseIndex, configure_threads, remove_temp_files, saved_files
 from rag.index.fusion import RRF_K, fuse_rrf
+from rag.index.windows import ChunkWindows
 from rag.index.lexical import Analyzer, LexicalIndex, TermCounts, Vocabulary, get_analyzer
 from rag.store import repository as repo
 from rag.store.db import ConnectionFactory, connect
@@ -342,12 +343,15 @@ class IndexManager:
         job_id: str | None = None,
         *,
         embed_model: str,
+        windows: Sequence[ChunkWindows | None] | None = None,
     ) -> repo.AddedDocument:
         """Stores a document (one SQLite transaction, see `repository.add_document`, including
-        the chunks' lexical terms) and then makes it searchable. Duplicates (same sha256 in the
-        collection) change nothing but the job."""
+        the chunks' lexical terms and sub-chunk windows) and then makes it searchable. Duplicates
+        (same sha256 in the collection) change nothing but the job."""
         order = sorted(range(len(chunks)), key=lambda i: chunks[i].ordinal)
         chunks = [chunks[i] for i in order]
+        if windows is not None and len(windows) == len(order):
+            windows = [windows[i] for i in order]
         vecs = np.asarray(vectors)
         if len(order) and vecs.ndim == 2 and vecs.shape[0] == len(order):
             vecs = vecs[order]
@@ -356,7 +360,7 @@ class IndexManager:
         with col.write_lock:
             added = repo.add_document(
                 conn, collection, meta, chunks, vecs, job_id,
-                embed_model=embed_model, terms=terms, analyzer=self.analyzer.id,
+                embed_model=embed_model, terms=terms, analyzer=self.analyzer.id, windows=windows,
             )
             if not added.duplicate:
                 doc_ids = np.full(len(added.chunk_ids), added.document.id, np.int64)
@@ -563,16 +567,21 @@ class IndexManager:
         *,
         candidates: int | None = None,
         rrf_k: float = RRF_K,
+        rescore: Callable[[list[tuple[int, float]]], list[tuple[int, float]]] | None = None,
     ) -> list[Hit]:
         """Hybrid search: top `candidates` (default max(50, 4k)) from dense and from BM25, fused
-        with reciprocal rank fusion, best `k` returned. Either query may be None."""
+        with reciprocal rank fusion, best `k` returned. Either query may be None. `rescore`
+        re-ranks the dense candidates (sub-chunk windows, `rag.index.windows`) before fusion."""
         if k <= 0:
             return []
         n = candidates or max(50, 4 * k)
         snap = self._snapshot(collection)
         dense = _dense(snap, query_vector, n) if query_vector is not None else []
+        if rescore is not None and dense:
+            dense = rescore(dense)
         lexical = snap.lexical.search(query_text, n) if query_text else []
-        fused = fuse_rrf([[c for c, _ in dense], [c for c, _ in lexical]], k=rrf_k)[:k]
+        fused = fuse_rrf([[c for c, _ in dense], [c for c, _ in lexical]], k=rrf_k,
+                         scores=[[x for _, x in dense], [x for _, x in lexical]])[:k]
         d_info = {c: (s, r) for r, (c, s) in enumerate(dense, start=1)}
         l_info = {c: (s, r) for r, (c, s) in enumerate(lexical, start=1)}
         docs = snap.document_of([c for c, _ in fused])

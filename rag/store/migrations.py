@@ -172,9 +172,26 @@ CREATE TABLE model_calls (
 """
 
 
+M003_CHUNK_WINDOWS = """
+-- Sub-chunk windows of chunks longer than the window size (see rag.index.windows): their spans
+-- within the chunk's text and their vectors (float32 LE, as in chunk_vectors). A chunk without
+-- rows here is its own only window. The chunk's vector in chunk_vectors is their pooled mean.
+CREATE TABLE chunk_windows (
+    chunk_id   INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    n          INTEGER NOT NULL CHECK (n >= 0),
+    char_start INTEGER NOT NULL,
+    char_end   INTEGER NOT NULL CHECK (char_end > char_start),
+    dim        INTEGER NOT NULL CHECK (dim > 0),
+    vector     BLOB NOT NULL CHECK (length(vector) = dim * 4),
+    PRIMARY KEY (chunk_id, n)
+) WITHOUT ROWID;
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
+    Migration(3, "m003_chunk_windows", M003_CHUNK_WINDOWS),
 ]
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ingest.types import ChunkDraft
 from rag.errors import Conflict, IngestError, NotFound, RagError
+from rag.index.windows import ChunkWindows
 from rag.store.db import transaction, utcnow
 
 DEFAULT_COLLECTION = "default"
@@ -492,12 +493,14 @@ def add_document(
     embed_model: str,
     terms: Sequence[tuple[Sequence[str], Sequence[int]]] | None = None,
     analyzer: str | None = None,
+    windows: Sequence[ChunkWindows | None] | None = None,
 ) -> AddedDocument:
     """Stores a document with all its chunks and vectors in ONE transaction.
 
     In that transaction: the document row, its chunks in ordinal order with prev/next ids, one
     vector per chunk (row i of `vectors` belongs to `chunks[i]`), optionally the chunks' lexical
-    terms (`terms[i]` = (distinct terms, counts) made by `analyzer`), the job (if given) set to
+    terms (`terms[i]` = (distinct terms, counts) made by `analyzer`), optionally the chunks'
+    sub-chunk windows (`windows[i]`, None for a chunk that is its own only window), the job (if given) set to
     `done` with the document id, and the collection's change_seq bumped. Any exception rolls all
     of it back; the job is then left as it was for the caller to fail.
 
@@ -523,6 +526,10 @@ def add_document(
         if not analyzer:
             raise ValueError("analyzer is required with terms")
         terms = [terms[i] for i in order]
+    if windows is not None:
+        if len(windows) != len(chunks):
+            raise IngestError("windows must have one entry per chunk", code="bad_chunks")
+        windows = [windows[i] for i in order]
 
     with transaction(conn):
         coll = conn.execute(
@@ -571,6 +578,8 @@ def add_document(
         doc_id = int(cur.lastrowid)
         chunk_ids = _insert_chunks(conn, collection, doc_id, drafts)
         _insert_vectors(conn, chunk_ids, vecs, embed_model)
+        if windows is not None:
+            _insert_windows(conn, chunk_ids, windows, dim)
         if terms is not None:
             save_chunk_terms(conn, analyzer, zip(chunk_ids, (t[0] for t in terms), (t[1] for t in terms)))
         if dim is not None and coll["embed_model"] is None:
@@ -631,6 +640,37 @@ def _insert_vectors(conn: sqlite3.Connection, chunk_ids: Sequence[int], vecs: np
         "INSERT INTO chunk_vectors (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
         ((cid, model, dim, vecs[i].tobytes()) for i, cid in enumerate(chunk_ids)),
     )
+
+
+def _insert_windows(
+    conn: sqlite3.Connection, chunk_ids: Sequence[int], windows: Sequence[ChunkWindows | None], dim: int | None
+) -> None:
+    rows = []
+    for cid, w in zip(chunk_ids, windows):
+        if w is None:
+            continue
+        vecs = np.ascontiguousarray(w.vectors, dtype="<f4")
+        if dim is None or vecs.shape[1] != dim:
+            raise IngestError("window vectors must have the chunk vectors' dimension", code="bad_vectors")
+        rows += [(cid, n, s, e, dim, vecs[n].tobytes()) for n, (s, e) in enumerate(w.spans)]
+    conn.executemany(
+        "INSERT INTO chunk_windows (chunk_id, n, char_start, char_end, dim, vector) VALUES (?, ?, ?, ?, ?, ?)", rows
+    )
+
+
+def window_vectors(conn: sqlite3.Connection, chunk_ids: Iterable[int]) -> dict[int, np.ndarray]:
+    """chunk id -> (windows, dim) float32 array, for the given chunks that have windows."""
+    found: dict[int, list[bytes]] = {}
+    dims: dict[int, int] = {}
+    for batch in _batches(sorted({int(i) for i in chunk_ids})):
+        for cid, dim, vec in conn.execute(
+            f"SELECT chunk_id, dim, vector FROM chunk_windows WHERE chunk_id IN ({','.join('?' * len(batch))})"
+            " ORDER BY chunk_id, n", tuple(batch)
+        ):
+            found.setdefault(cid, []).append(vec)
+            dims[cid] = dim
+    return {cid: np.frombuffer(b"".join(v), dtype="<f4").reshape(len(v), dims[cid]).astype(np.float32)
+            for cid, v in found.items()}
 
 
 def delete_document(conn: sqlite3.Connection, document_id: int, *, collection: str | None = None) -> DeletedDocument:
