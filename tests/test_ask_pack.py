@@ -111,6 +111,20 @@ def test_least_valuable_dropped_first_with_reason():
     assert pr.dropped[0]["chunk_ids"] == [1001] and "budget" in pr.dropped[0]["reason"]
 
 
+def test_max_context_tokens_caps_passages_below_what_the_window_allows():
+    bodies = [f"Passage {i} says the refund window is {i} days. " * 5 for i in range(6)]
+    ps = [passage(i, b, 1.0 - i / 10) for i, b in enumerate(bodies)]
+    bare = LLM.prompt_tokens(answer_messages([], "Refund?", "en"))
+    wide = pack(ps, "Refund?", "en", LLM, window=4000, max_new_tokens=32)
+    assert len(wide.kept) == 6
+    cap = 2 * (LLM.count_tokens(bodies[0]) + 30)
+    capped = pack(ps, "Refund?", "en", LLM, window=4000, max_new_tokens=32, max_context_tokens=cap)
+    assert 1 <= len(capped.kept) < 6 and capped.limit == bare + cap
+    assert capped.prompt_tokens <= bare + cap
+    assert [p.score for p in capped.kept] == [p.score for p in ps[: len(capped.kept)]]
+    assert any("max_context_tokens" in n for n in capped.notes)
+
+
 def test_question_too_long():
     with pytest.raises(QuestionTooLong):
         pack([], "长" * 500, "zh-Hans", LLM, window=200, max_new_tokens=10)

@@ -96,6 +96,9 @@ class AskOptions:
     k: int = 8  # candidates per search
     context_window: int = 2048  # answering prompt + answer, in the generator's tokens
     max_answer_tokens: int = 256
+    # Passage tokens in the answering prompt. Less than the window allows: the 0.5B generator
+    # answers no worse from the best ~4 passages, and every prompt token is paid for in prefill.
+    max_context_tokens: int = 1024
     rewrite: bool = True  # allow query rewriting when evidence is weak
     force_rewrite: bool = False  # always run one rewrite round (benchmarks); implies rewrite
     expand: bool = True  # neighbour expansion of cut-off chunks
@@ -112,7 +115,7 @@ class AskOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     def __post_init__(self) -> None:
-        for name in ("k", "context_window", "max_answer_tokens", "max_passages", "rewrite_max_tokens", "judge_max_tokens"):
+        for name in ("k", "context_window", "max_answer_tokens", "max_context_tokens", "max_passages", "rewrite_max_tokens", "judge_max_tokens"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InvalidBudget(f"{name} must be a positive integer, got {v!r}")
@@ -127,7 +130,8 @@ class AskOptions:
             from rag.settings import get_settings
 
             settings = get_settings()
-        base = cls(context_window=settings.context_window, max_answer_tokens=settings.max_answer_tokens)
+        base = cls(context_window=settings.context_window, max_answer_tokens=settings.max_answer_tokens,
+                   max_context_tokens=settings.max_context_tokens)
         return base.merged(overrides)
 
     def merged(self, overrides: Mapping[str, Any] | None = None) -> "AskOptions":

@@ -391,7 +391,7 @@ class _Run:
             pr = pack(passages, self.question, self.lang, self.llm, window=self.window,
                       max_new_tokens=self.opt.judge_max_tokens,
                       prompt_budget=self.budget.max_prompt_tokens - self.prompt_tokens_used() - self.answer_reserve_tokens(),
-                      messages_fn=prompts.judge_messages)
+                      max_context_tokens=self.opt.max_context_tokens, messages_fn=prompts.judge_messages)
         except QuestionTooLong:
             return None
         if not pr.fits or not pr.kept:
@@ -444,7 +444,7 @@ class _Run:
         budget_left = self.budget.max_prompt_tokens - self.prompt_tokens_used()
         bare = self.llm.prompt_tokens(prompts.answer_messages([], self.question, self.lang))
         max_new = min(self.opt.max_answer_tokens, self.window - bare)
-        limit = min(self.window - max_new, budget_left)
+        limit = min(self.window - max_new, budget_left, bare + self.opt.max_context_tokens)
         if self.opt.expand and passages and limit > bare:
             sep = self.llm.count_tokens("\n\n")
 
@@ -461,7 +461,8 @@ class _Run:
                 incomplete=incomplete,
             )
         pr = pack(passages, self.question, self.lang, self.llm, window=self.window,
-                  max_new_tokens=self.opt.max_answer_tokens, prompt_budget=budget_left)
+                  max_new_tokens=self.opt.max_answer_tokens, prompt_budget=budget_left,
+                  max_context_tokens=self.opt.max_context_tokens)
         self.emit("packing", **pr.to_event())
         if not pr.fits:
             self.stop("max_prompt_tokens", f"{budget_left} prompt tokens left < {pr.bare_tokens} for the bare answer prompt -> abstain")

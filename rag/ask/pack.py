@@ -115,9 +115,11 @@ def pack(
     window: int,
     max_new_tokens: int,
     prompt_budget: int | None = None,
+    max_context_tokens: int | None = None,
     messages_fn: MessagesFn = answer_messages,
 ) -> PackResult:
-    """Pack `passages` (most valuable first) into `messages_fn(blocks, question, lang)`."""
+    """Pack `passages` (most valuable first) into `messages_fn(blocks, question, lang)`, within the
+    window, the prompt budget and, with `max_context_tokens`, that many tokens of passages."""
     budget = prompt_budget if prompt_budget is not None else 1 << 60
     notes: list[str] = []
 
@@ -136,6 +138,9 @@ def pack(
         notes.append(f"answer room reduced from {max_new} to {room} tokens to fit the {window}-token window")
         max_new = room
     limit = min(window - max_new, budget)
+    if max_context_tokens is not None and bare + max_context_tokens < limit:
+        limit = bare + max_context_tokens
+        notes.append(f"passages capped at {max_context_tokens} tokens (max_context_tokens)")
     if bare > limit:
         return PackResult([], [{"chunk_ids": p.chunk_ids, "reason": "prompt budget: not even the bare prompt fits"} for p in passages],
                           messages([]), bare, max_new, limit, window, bare, fits=False,

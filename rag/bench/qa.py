@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.eval import faq
-from rag.eval.metrics import covered, first_hit_rank, mean, percentile, rouge_l, token_f1
+from rag.eval.metrics import covered, first_hit_rank, hit_within_chars, mean, percentile, rouge_l, token_f1
 from rag.settings import PROJECT_ROOT, Settings
 
 RETRIEVAL = ("dense", "bm25", "hybrid")
@@ -50,7 +50,8 @@ CONTEXT_TOP = 5  # retrieval-only configs: context recall of the top chunks the 
 LI_TOP = 2  # LlamaIndex's default similarity_top_k: what its query engine packs
 VARIANTS = ("noheadings", "shipped")
 _CITE_MARK = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")  # our inline citation markers, not scored as answer text
-RATE_KEYS = ("r1", "r5", "r10", "mrr", "ctx_recall", "f1", "rouge_l", "cite_precision", "abstained")
+EQUAL_CHARS = 4000  # recall at equal reading volume: about one LlamaIndex node of English text
+RATE_KEYS = ("r1", "r5", "r10", "mrr", "r_chars", "ctx_recall", "f1", "rouge_l", "cite_precision", "abstained")
 
 
 class MissingExtra(RuntimeError):
@@ -66,14 +67,15 @@ class Options:
     llama: bool = True
     out_dir: Path = PROJECT_ROOT / "bench-reports"
     quick: bool = False
+    variants: tuple[str, ...] = VARIANTS
 
     @classmethod
     def preset(cls, *, quick: bool, lang: str, limit: int | None = None, answer_n: int | None = None,
                out_dir: Path | None = None) -> "Options":
         langs = ("en", "zh") if lang == "all" else (lang,)
         o = cls(langs=langs, cross=(lang == "all"), quick=quick)
-        if quick:
-            o.limit, o.answer_n = 12, 1
+        if quick:  # a smoke run: headings removed only, few questions (~5 min on 2 idle cores)
+            o.limit, o.answer_n, o.variants = 12, 1, ("noheadings",)
         if limit is not None:
             o.limit = limit
         if answer_n is not None:
@@ -127,7 +129,7 @@ def build_sets(faqs: dict[str, faq.Faq], opts: Options) -> list[QSet]:
     out = []
     for q, d in pairs:
         items = faq.qa_items(faqs[q], faqs[d])
-        for v in VARIANTS:
+        for v in opts.variants:
             out.append(QSet(f"{q}>{d}/{v}", q, d, v, items))
     return out
 
@@ -177,6 +179,7 @@ def _retrieval_record(config, qs, item, ranked, gold, ctx_ranges, seconds) -> di
         "config": config, "set": qs.name, "pair": qs.pair, "variant": qs.variant, "number": item.number,
         "r1": float(rank is not None and rank <= 1), "r5": float(rank is not None and rank <= 5),
         "r10": float(rank is not None and rank <= 10), "mrr": (1.0 / rank) if rank else 0.0,
+        "r_chars": float(bool(gold) and hit_within_chars(ranked, gold[0], gold[1], EQUAL_CHARS)),
         "ctx_recall": covered(gold[1], [(s, e) for d, s, e in ctx_ranges if d == gold[0]]) if gold else 0.0,
         "seconds": seconds, "stages": {"retrieve": seconds}, "model_calls": 0, "prompt_tokens": 0,
         "completion_tokens": 0,
@@ -360,7 +363,7 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
     sets = build_sets(faqs, opts)
     doc_langs = sorted({s.dlang for s in sets})
     docs = {(l, v): Doc(l, v, faqs[l].noheadings if v == "noheadings" else faqs[l].shipped, f"faq-{l}-{v}")
-            for l in doc_langs for v in VARIANTS}
+            for l in doc_langs for v in opts.variants}
     for d in docs.values():
         d.gold_raw = faq.gold_spans(d.raw, faqs[d.lang].entries)
 
@@ -414,7 +417,7 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "options": {"langs": list(opts.langs), "limit": opts.limit, "answer_n": opts.answer_n, "cross": opts.cross,
-                    "quick": opts.quick, "llama": opts.llama},
+                    "quick": opts.quick, "llama": opts.llama, "variants": list(opts.variants)},
         "machine": machine, "load_end": os.getloadavg(), "total_s": time.monotonic() - t_start, "model_load_s": load_s,
         "models": {"generator": s.generator, "generator_mode": s.generator_mode, "embedder": s.embedder,
                    "context_window": s.context_window, "max_answer_tokens": s.max_answer_tokens},
@@ -459,7 +462,8 @@ def _f(v, digits=2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-MAIN_COLS = [("n", "n"), ("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("mrr", "MRR"), ("ctx_recall", "ctx recall"),
+MAIN_COLS = [("n", "n"), ("r1", "R@1"), ("r5", "R@5"), ("r10", "R@10"), ("mrr", "MRR"),
+             ("r_chars", f"R@{EQUAL_CHARS // 1000}k chars"), ("ctx_recall", "ctx recall"),
              ("f1", "F1"), ("rouge_l", "ROUGE-L"), ("cite_precision", "cite prec"), ("abstained", "abstain"),
              ("model_calls", "calls/q"), ("prompt_tokens", "prompt tok/q"), ("completion_tokens", "compl tok/q"),
              ("s_p50", "s/q p50"), ("s_p90", "s/q p90")]
@@ -483,6 +487,18 @@ def main_table(data: dict, variant: str = "noheadings") -> list[str]:
             cells.append(_f(v, digits=0 if k in ("prompt_tokens", "completion_tokens") else 2))
         rows.append(cells)
     return _table(["config"] + [h for _, h in MAIN_COLS], rows)
+
+
+def _per_set_table(recs: list[dict], configs, key: str, pairs: list[str], variants: list[str]) -> list[str]:
+    rows = []
+    for c in configs:
+        cells = [c]
+        for p in pairs:
+            for v in variants:
+                s = summarize(recs, config=c, variant=v, pair=p)
+                cells.append(f"{_f(s.get(key))} (n={s['n']})" if s else "—")
+        rows.append(cells)
+    return _table(["config"] + [f"{p} {v}" for p in pairs for v in variants], rows)
 
 
 def _ratio(a, b) -> str:
@@ -518,20 +534,17 @@ def write_report(data: dict, out_dir: Path) -> tuple[Path, list[Path]]:
           f"gold span's characters in the packed context (retrieval-only configs: top {CONTEXT_TOP} chunks, "
           f"li-vector: its default top {LI_TOP}). F1/ROUGE-L against the gold answer's first sentences (words; "
           "characters for Chinese), abstentions score 0. Seconds are wall time per question.", ""]
-    L += ["## As shipped (headings present)", ""] + main_table(data, "shipped") + [""]
+    if any(r["variant"] == "shipped" for r in recs):
+        L += ["## As shipped (headings present)", ""] + main_table(data, "shipped") + [""]
 
     pairs = sorted({r["pair"] for r in recs})
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in recs)]
     L += ["## Recall@5 per question set", ""]
-    hdr = ["config"] + [f"{p} {v}" for p in pairs for v in VARIANTS]
-    rows = []
-    for c in RETRIEVAL + LLAMA_RETRIEVAL + ANSWERING:
-        cells = [c]
-        for p in pairs:
-            for v in VARIANTS:
-                s = summarize(recs, config=c, variant=v, pair=p)
-                cells.append(f"{_f(s.get('r5'))} (n={s['n']})" if s else "—")
-        rows.append(cells)
-    L += _table(hdr, rows) + [""]
+    L += _per_set_table(recs, RETRIEVAL + LLAMA_RETRIEVAL + ANSWERING, "r5", pairs, variants) + [""]
+    L += [f"## Recall within {EQUAL_CHARS:,} characters of retrieved text, per question set", "",
+          "The same rankings read until this many characters (the unit crossing the limit counts): ours and "
+          "LlamaIndex's at equal reading volume, whatever the size of each system's units.", ""]
+    L += _per_set_table(recs, RETRIEVAL + LLAMA_RETRIEVAL, "r_chars", pairs, variants) + [""]
 
     # ratios
     L += ["## Ours / LlamaIndex (headings removed)", ""]
@@ -577,6 +590,12 @@ def write_report(data: dict, out_dir: Path) -> tuple[Path, list[Path]]:
     if o:
         goal_rows.append(["mean model calls per question ≤ 1.5 (loop)", f"{o['model_calls']:.2f}",
                           "met" if o["model_calls"] <= 1.5 else "**not met**"])
+    for p in pairs:
+        o, l = summarize(recs, config="hybrid", pair=p), summarize(recs, config="li-vector", pair=p)
+        if o and l and o.get("r_chars") is not None and l.get("r_chars") is not None:
+            goal_rows.append([f"(context) recall within {EQUAL_CHARS:,} characters ({p}, headings removed)",
+                              f"{o['r_chars']:.2f} vs {l['r_chars']:.2f}",
+                              "above" if o["r_chars"] > l["r_chars"] else "not above"])
     L += _table(["goal", "measured", "status"], goal_rows) + [""]
     if data["options"]["answer_n"] < 10:
         L += [f"Model-calling configs ran on {data['options']['answer_n']} question(s) per set: their figures are "

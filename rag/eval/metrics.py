@@ -86,6 +86,20 @@ def first_hit_rank(ranked: list[tuple[object, int, int]], doc: object, gold: tup
     return None
 
 
+def hit_within_chars(ranked: list[tuple[object, int, int]], doc: object, gold: tuple[int, int], budget: int) -> bool:
+    """Whether the gold span is overlapped by the ranked units read until `budget` characters of
+    text were read (the unit that crosses the budget counts): recall at equal reading volume,
+    independent of how large each system's units are."""
+    read = 0
+    for d, s, e in ranked:
+        if read >= budget:
+            return False
+        if d == doc and overlaps((s, e), gold):
+            return True
+        read += max(0, e - s)
+    return False
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
