@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # Models
     embedder: str = Field("multilingual-e5-small", description="Embedder: a registry name (`rag models list`), a local folder, or a hub id already in the local HF cache.")
     generator: str = Field("qwen2.5-coder-0.5b-instruct", description="Generator: a registry name, a local HF folder, or a hub id already in the local HF cache.")
-    generator_mode: Literal["fp32", "bf16", "int8-dynamic"] = Field("fp32", description="Generator execution mode: `fp32` (exact dequantized weights), `bf16` (same answers on our checks, faster), `int8-dynamic` (Linear layers quantized at load: fastest, answers change).")
+    generator_mode: Literal["auto", "fp32", "bf16", "int8-dynamic"] = Field("auto", description="Generator execution mode: `auto` (`bf16` on CPUs with native bf16, AVX512-BF16 or AMX, else `fp32`), `fp32` (exact dequantized weights), `bf16` (same answers on our checks, ~1.9x prefill), `int8-dynamic` (Linear layers quantized at load: fastest, answers change).")
     embedder_query_prefix: str = Field("", description="Query prefix for an embedder given by path or hub id (registry models know theirs).")
     embedder_passage_prefix: str = Field("", description="Passage prefix for an embedder given by path or hub id.")
     verify_models_on_load: bool = Field(True, description="Re-check prepared model files' sha256 before loading them.")

@@ -157,6 +157,17 @@ def test_bf16_mode_loads_and_generates(small_generator_dir):
     assert "4721" in g.generate(SECRET, max_new_tokens=24).text
 
 
+def test_auto_mode_picks_bf16_only_with_native_bf16():
+    from rag.models.generator import native_bf16, resolve_mode
+
+    epyc = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+    old = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n"
+    sapphire = "flags\t\t: avx2 amx_bf16 amx_tile\n"
+    assert native_bf16(epyc) and native_bf16(sapphire) and not native_bf16(old) and not native_bf16("")
+    assert resolve_mode("auto", epyc) == "bf16" and resolve_mode("auto", old) == "fp32"
+    assert resolve_mode("fp32", epyc) == "fp32" and resolve_mode("int8-dynamic", old) == "int8-dynamic"
+
+
 def test_build_refuses_a_non_empty_folder(tmp_path):
     from rag.models.gguf_build import build_gguf_folder
 

@@ -375,6 +375,7 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
         t0 = time.monotonic()
         rt.start(worker=False)
         load_s = time.monotonic() - t0
+        gen_mode = rt.generator.mode
         log(f"models loaded in {load_s:.1f} s; ingesting {len(docs)} documents")
         try:
             _ingest(rt, list(docs.values()), s, log)
@@ -419,7 +420,7 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
         "options": {"langs": list(opts.langs), "limit": opts.limit, "answer_n": opts.answer_n, "cross": opts.cross,
                     "quick": opts.quick, "llama": opts.llama, "variants": list(opts.variants)},
         "machine": machine, "load_end": os.getloadavg(), "total_s": time.monotonic() - t_start, "model_load_s": load_s,
-        "models": {"generator": s.generator, "generator_mode": s.generator_mode, "embedder": s.embedder,
+        "models": {"generator": s.generator, "generator_mode": gen_mode, "embedder": s.embedder,
                    "context_window": s.context_window, "max_answer_tokens": s.max_answer_tokens},
         "faq": {l: {"package": faq.PACKAGES[l], "version": faq.package_version(l), "entries": len(faqs[l].entries),
                     "questions": sum(1 for e in faqs[l].entries if e.is_question)} for l in faqs},

@@ -33,6 +33,29 @@ StoppedBy = Literal["eos", "max_tokens", "stop", "deadline"]
 MODES: tuple[str, ...] = ("fp32", "int8-dynamic", "bf16")
 
 
+def native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it torch emulates
+    bf16 matrix products and `bf16` mode can be slower than fp32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_mode(mode: str, cpuinfo: str | None = None) -> str:
+    """`auto` -> `bf16` where the CPU has native bf16 (measured ~1.9x prefill and 1.6x decode over
+    fp32 on 2 EPYC cores, same answers on our checks), else `fp32`; other modes unchanged."""
+    if mode == "auto":
+        return "bf16" if native_bf16(cpuinfo) else "fp32"
+    return mode
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str

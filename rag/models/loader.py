@@ -57,14 +57,15 @@ def load_embedder(settings: Settings, *, prepare: bool = True, progress: bool = 
 
 
 def load_generator(settings: Settings, *, prepare: bool = True, progress: bool = False):
-    from rag.models.generator import Generator
+    from rag.models.generator import Generator, resolve_mode
 
     t0 = time.monotonic()
     where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress)
+    mode = resolve_mode(settings.generator_mode)
     try:
-        gen = Generator.load(Path(where), mode=settings.generator_mode, threads=settings.threads, model_id=settings.generator)
+        gen = Generator.load(Path(where), mode=mode, threads=settings.threads, model_id=settings.generator)
     except OSError as exc:
         raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
     status = ModelStatus(settings.generator, "generator", str(where), True, round(time.monotonic() - t0, 2),
-                         {"mode": settings.generator_mode, "context_length": gen.context_length})
+                         {"mode": mode, "mode_setting": settings.generator_mode, "context_length": gen.context_length})
     return gen, status
