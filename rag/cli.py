@@ -298,7 +298,7 @@ def bench_ingest_cmd(
 
 @bench_app.command("qa")
 def bench_qa_cmd(
-    quick: bool = typer.Option(False, "--quick", help="Smoke run: headings-removed FAQ only, 12 questions per set, 1 per set for the model-calling configs."),
+    quick: bool = typer.Option(False, "--quick", help="Smoke run (~5 min): headings-removed FAQ only, 12 questions per set, 1 per same-language set for the model-calling configs."),
     lang: str = typer.Option("all", "--lang", help="en, zh or all (all adds the cross-lingual sets)."),
     limit: Optional[int] = typer.Option(None, help="Questions per set for retrieval configs (default: all; --quick: 12)."),
     answer_n: Optional[int] = typer.Option(None, help="Questions per headings-removed set for model-calling configs."),
