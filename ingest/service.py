@@ -187,9 +187,14 @@ class IngestService:
         repo.get_collection(conn, collection)
         return [dataclasses.asdict(d) for d in repo.list_documents(conn, collection)]
 
+    def _document(self, conn, collection: str, document_id: int):
+        """The document, or 404 naming what is missing: the collection first, then the document."""
+        repo.get_collection(conn, collection)
+        return repo.get_document(conn, document_id, collection=collection)
+
     def get_document(self, collection: str, document_id: int) -> dict:
         conn = self.db.get()
-        doc = repo.get_document(conn, document_id, collection=collection)
+        doc = self._document(conn, collection, document_id)
         out = dataclasses.asdict(doc)
         chunks = repo.list_chunks(conn, document_id)
         out["pages"] = sorted({c.page for c in chunks if c.page is not None})
@@ -197,12 +202,12 @@ class IngestService:
 
     def list_chunks(self, collection: str, document_id: int) -> list[dict]:
         conn = self.db.get()
-        repo.get_document(conn, document_id, collection=collection)
+        self._document(conn, collection, document_id)
         return [dataclasses.asdict(c) for c in repo.list_chunks(conn, document_id)]
 
     def delete_document(self, collection: str, document_id: int) -> None:
         conn = self.db.get()
-        repo.get_document(conn, document_id, collection=collection)
+        self._document(conn, collection, document_id)
         self.index.delete_document(conn, document_id)
 
 

@@ -468,10 +468,13 @@ def test_collections_api(zh):
         ("GET", "/v1/collections/e2e-coll/documents", {}),
         ("POST", "/v1/collections/nope/search", {"json": {"query": "x", "k": 3}}),
         ("POST", "/v1/collections/nope/documents", {"files": [("files", ("a.txt", b"hello", "text/plain"))]}),
+        ("GET", "/v1/collections/nope/documents/1", {}),
+        ("GET", "/v1/collections/nope/documents/1/chunks", {}),
+        ("DELETE", "/v1/collections/nope/documents/1", {}),
     ):
         resp = c.request(method, path, **kwargs)
         assert resp.status_code == 404 and error_code(resp) == "collection_not_found", (method, path, resp.text)
-    assert c.get("/v1/collections/nope/documents/1").status_code == 404
+    assert error_code(c.get("/v1/collections/default/documents/987654")) == "document_not_found"
     assert error_code(c.get("/v1/jobs/0123456789abcdef0123456789abcdef")) == "job_not_found"
 
 
