@@ -96,7 +96,7 @@ class Pipeline:
             raise errors.no_text()
         return chunks
 
-    def _windows(self, chunk: ChunkDraft) -> list[tuple[int, int]]:
+    def windows_of(self, chunk: ChunkDraft) -> list[tuple[int, int]]:
         """[start, end) spans within the chunk's text that are embedded (the whole chunk when it
         fits in one window). Sentence-aware: the chunker itself splits the chunk's text."""
         size = self.settings.window_tokens
@@ -110,7 +110,7 @@ class Pipeline:
         """One vector per chunk (pooled from its windows) and the windows of chunks that have several."""
         t0 = time.monotonic()
         batch = max(1, self.settings.embed_batch_size)
-        spans = [self._windows(c) for c in chunks]
+        spans = [self.windows_of(c) for c in chunks]
         pieces = [(i, s, e) for i, sp in enumerate(spans) for s, e in sp]
         # Length-sorted batches pad less; results are put back in piece order.
         order = sorted(range(len(pieces)), key=lambda j: pieces[j][2] - pieces[j][1])
