@@ -301,7 +301,8 @@ def bench_qa_cmd(
     quick: bool = typer.Option(False, "--quick", help="Smoke run (~5 min): headings-removed FAQ only, 12 questions per set, 1 per same-language set for the model-calling configs."),
     lang: str = typer.Option("all", "--lang", help="en, zh or all (all adds the cross-lingual sets)."),
     limit: Optional[int] = typer.Option(None, help="Questions per set for retrieval configs (default: all; --quick: 12)."),
-    answer_n: Optional[int] = typer.Option(None, help="Questions per headings-removed set for model-calling configs."),
+    answer_n: Optional[int] = typer.Option(None, help="At most this many questions per headings-removed set for model-calling configs (default 8; --quick: 1)."),
+    minutes: Optional[float] = typer.Option(None, help="Wall-clock target for the whole run: model-calling configs stop taking new questions when the next would not fit (default 30; --quick: 5; 0: no target)."),
     out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
 ) -> None:
     """Answer quality and cost on the Debian FAQ (en, zh, cross-lingual) against LlamaIndex; markdown report + charts."""
@@ -311,7 +312,7 @@ def bench_qa_cmd(
     if lang not in ("en", "zh", "all"):
         typer.echo("--lang must be en, zh or all")
         raise typer.Exit(2)
-    opts = Options.preset(quick=quick, lang=lang, limit=limit, answer_n=answer_n, out_dir=out_dir)
+    opts = Options.preset(quick=quick, lang=lang, limit=limit, answer_n=answer_n, minutes=minutes, out_dir=out_dir)
     try:
         data = run(Settings(), opts, log=lambda m: typer.echo(m, err=True))
     except (MissingPackage, MissingExtra) as exc:

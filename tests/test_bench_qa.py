@@ -98,3 +98,55 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
         assert r["model_calls"] >= 0 and r["prompt_tokens"] >= 0 and r["seconds"] >= 0
     for c in ("loop", "llamaindex", "li-fusion"):
         assert any(r["config"] == c and r["model_calls"] >= 1 for r in data["records"]), c
+    answered = {(r["set"], r["number"]) for r in data["records"] if r["config"] == "loop"}
+    for c in ("hybrid+expand", "loop-force-rewrite", "llamaindex", "li-fusion"):
+        assert {(r["set"], r["number"]) for r in data["records"] if r["config"] == c} == answered, c
+    assert sum(data["answered"].values()) == len(answered)
+
+
+def test_spread_order_prefixes_cover_the_list():
+    from rag.bench.qa import _spread_order
+
+    for n in (1, 2, 3, 7, 147):
+        items = list(range(n))
+        order = _spread_order(items)
+        assert sorted(order) == items
+    order = _spread_order(list(range(100)))
+    assert order[:3] == [50, 25, 75]
+    assert {x // 25 for x in order[:8]} == {0, 1, 2, 3}
+
+
+def test_answering_stops_at_the_deadline_with_every_config_on_the_same_questions(monkeypatch):
+    """Control flow only (the real configs run in test_quick_bench_runs): each question goes through every
+    config before the next; past the deadline no new question starts, but every set gets its first."""
+    import time
+
+    from rag.bench import qa
+
+    calls = []
+
+    def fake(config):
+        def run(*args):
+            qs, items = args[1], args[3]
+            conf = args[4] if len(args) > 4 and isinstance(args[4], str) else config
+            calls.append((conf, qs.name, items[0]))
+            return [{"config": conf}]
+        return run
+
+    monkeypatch.setattr(qa, "run_loop", lambda rt, qs, doc, items, config, timer: fake(config)(rt, qs, doc, items))
+    monkeypatch.setattr(qa, "run_li_answer", lambda lb, qs, doc, items, config: fake(config)(lb, qs, doc, items))
+    sets = [qa.QSet(f"s{i}", "en", "en", "noheadings", list(range(10))) for i in range(2)]
+    docs = {("en", "noheadings"): None}
+    opts = qa.Options(answer_n=3)
+    configs = len(qa.LOOP) + len(qa.LLAMA_ANSWER)
+
+    records: list = []
+    got = qa.run_answering(None, object(), sets, docs, opts, None, records, None, lambda m: None)
+    assert got == {"s0": 3, "s1": 3} and len(records) == 6 * configs
+    assert [c[0] for c in calls[:configs]] == [*qa.LOOP, *qa.LLAMA_ANSWER]
+    assert len({c[2] for c in calls[:configs]}) == 1  # one question through every config first
+
+    calls.clear()
+    got = qa.run_answering(None, None, sets, docs, opts, None, [], time.monotonic() - 1, lambda m: None)
+    assert got == {"s0": 1, "s1": 1}  # past the deadline: only the first question of each set
+    assert {c[0] for c in calls} == set(qa.LOOP)  # no LlamaIndex baseline given: ours only
