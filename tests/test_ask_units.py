@@ -82,6 +82,39 @@ def test_absent_entity_and_number():
     assert a.verdict != "absent"
 
 
+def _missing(question: str, passage: str, lang: str = "en") -> list[str]:
+    pool = _pooled([passage])
+    a = assess(pool.ranked()[0], key_terms=extract_key_terms(question, lang), question_lang=lang,
+               collection_langs={"en"}, thresholds=Thresholds(), agreements=pool.agreements)
+    return a.signals["missing_must"]
+
+
+def test_names_are_not_over_required():
+    """Found on the Debian FAQ: answers that never repeat the question's wording were refused before any
+    model call (CD-ROMs vs CD, Debian-based, one of several listed examples, an interjection, TeX quotes)."""
+    cd = "Installing Debian from CD is straightforward: boot off a CD and reboot."
+    assert _missing("How do I install Debian from CD-ROMs?", cd) == []
+    assert _missing("How do I install Debian from Zorblax-ROMs?", "Debian installs from a network mirror.") == ["zorblax-roms"]
+    assert _missing("How should I install a non-Debian program?", "Debian packages go in /usr; others in /usr/local.") == []
+    assert _missing("Is it Zorblax-based?", "This is based on Debian.") == ["zorblax-based"]
+    assert _missing("OK, now I know what Debian is... what is Linux?!", "Linux is a kernel; Debian uses it.") == []
+    knoppix = "For example, Knoppix is a Linux distribution designed to be booted as a live CD."
+    q = "I installed Knoppix/Linux Mint Debian Edition/Ubuntu/... on my hard disk. Now I have a problem. What should I do?"
+    assert _missing(q, knoppix) == []
+    assert set(_missing(q, "Ask on the Debian forums.")) == {"knoppix", "linux mint debian edition", "ubuntu"}
+    assert _missing("What is the difference between Python and Zorblax?", "Python is a language.") == ["zorblax"]
+    assert _missing("Where is a player for Flash (SWF)?", "Debian ships gnash and swfdec: two SWF players.") == []
+    assert _missing("Flash（SWF）播放器在哪里？", "Debian ships gnash and swfdec: two SWF players.", "zh-Hans") == []
+    kt = extract_key_terms("Why is `foo-data' not removed when I uninstall `foo'?", "en")
+    assert [e for e in kt.entities if kt.entity_kinds[e] == "quoted"] == ["foo-data", "foo"]
+    assert "t zorblax work when it" not in extract_key_terms("Why doesn't Zorblax work when it's raining?", "en").entities
+    zh = extract_key_terms("为什么官方的稳定版的 CD-ROM 含有“frozen”？诸如 etch、lenny 之类的名字是什么？", "zh-Hans")
+    assert "cd-rom" in zh.entities and "rom" not in zh.entities and "诸如" not in zh.entities
+    assert ["etch", "lenny"] in zh.alternatives
+    zh = extract_key_terms("我编译程序时为什么会出现“ld: cannot find -lfoo”错误？", "zh-Hans")
+    assert zh.entities == ["ld: cannot find -lfoo"]
+
+
 def test_checkable():
     assert checkable("number", "en", {"zh", "en"})
     assert checkable("latin", "zh-Hans", {"zh", "en"}) and not checkable("latin", "en", {"zh", "en"})

@@ -9,7 +9,8 @@ Signals, computed over the pool (all queries so far):
 * ``top_dense``: best dense (cosine) score; ``dense_ok`` = top_dense >= `dense_min`;
 * ``agree``: some chunk is in the top `agree_top_n` of both the dense and the BM25 list of one query,
   and contains a key term of the question or of a rewrite phrase;
-* ``missing``: must-have names and numbers that occur in NO pooled passage. Only items that are written
+* ``missing``: must-have names and numbers that occur in NO pooled passage (of names listed as
+  alternatives, "Knoppix/Ubuntu/...", one present is enough). Only items that are written
   the same way in every language of the collection are checked (numbers always; Latin names when the
   collection is English-only or the question is Chinese; Chinese names when it is Chinese-only), so an
   English question about 长城 documents is not refused for lacking "Great Wall".
@@ -133,7 +134,7 @@ def assess(
         kind = key_terms.entity_kinds.get(e, "latin")
         if not checkable(kind, question_lang, collection_langs):
             unchecked.append(e)
-        elif not all_texts.has_entity(e):
+        elif not any(all_texts.has_entity(a) for a in key_terms.alternatives_of(e)):
             missing_must.append(e)
 
     terms = coverage_terms(key_terms)

@@ -31,6 +31,7 @@ ZH_STOPWORDS = frozenset(
     是 的 了 着 过 在 有 和 与 及 或 或者 而 并 也 都 就 还 又 被 把 对 于 从 到 向 给 让 以 为 由 之 其 这 那 这个 那个
     这些 那些 这里 那里 此 该 各 每 某 请问 请 告诉 我 我们 你 你们 他 她 它 他们 一下 一个 一些 有没有 有关 关于 方面
     情况 问题 内容 文档 文件 资料 根据 介绍 说明 解释 主要 什么样 怎么办 多 少 等 等等 吗？ 呢？ 具体 哪种 哪方面
+    诸如 例如 比如 之类 像
     """.split()
 )
 
@@ -43,6 +44,7 @@ EN_STOPWORDS = frozenset(
     such much many more most less few one ones own same other another again once please tell explain describe say says
     said according document documents doc docs text passage passages file files mention mentioned mentions give given
     get gets got make makes made use used using way ways kind kinds type types thing things something anything
+    ok okay yes hi hello
     """.split()
 )
 
@@ -51,7 +53,14 @@ _HOW_WORDS = frozenset("long many much far old big large often soon tall high wi
 
 # jieba tags that mark proper nouns (person, place, organisation, other) and Latin words.
 _ENTITY_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz", "eng"})
-_QUOTE_RE = re.compile(r"\"([^\"]{2,80})\"|“([^”]{2,80})”|「([^」]{1,80})」|『([^』]{1,80})』|《([^》]{1,80})》|'([^']{2,80})'")
+# Quote pairs; `x' is the TeX/GNU style. A plain ' opens and closes only outside words (not in "don't").
+_QUOTE_RE = re.compile(
+    r"\"([^\"]{2,80})\"|“([^”]{2,80})”|「([^」]{1,80})」|『([^』]{1,80})』|《([^》]{1,80})》|‘([^’]{2,80})’"
+    r"|`([^`']{1,80})'|(?<![A-Za-z0-9])'([^']{2,80})'(?![A-Za-z0-9])"
+)
+# Between names, these keep a list of alternatives, examples or aliases going ("Knoppix/Ubuntu/...", "Kde,
+# Gnome or Xorg", "Flash (SWF)"). Not "and": "Python and Java" asks about both.
+_LIST_SEPARATORS = frozenset({"/", ",", "，", "、", "or", "或", "或者", "("})
 NUMBER_RE = re.compile(r"(?<![0-9A-Za-z.])\d+(?:[.,]\d+)*(?:%|％)?")
 # Latin tokens that contain digits (GPT-4, COVID-19, v2) are names, not numbers.
 _ALNUM_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*[-_.]?\d[A-Za-z0-9]*|\d+[A-Za-z]+[A-Za-z0-9]*")
@@ -125,6 +134,11 @@ class KeyTerms:
     entities: list[str] = field(default_factory=list)  # folded names / quoted strings
     numbers: list[str] = field(default_factory=list)  # normalised digit strings
     entity_kinds: dict[str, str] = field(default_factory=dict)  # entity -> "cjk" | "latin" | "quoted"
+    # Names listed as alternatives or examples ("Knoppix/Ubuntu/..."): one present is enough.
+    alternatives: list[list[str]] = field(default_factory=list)
+
+    def alternatives_of(self, entity: str) -> list[str]:
+        return next((g for g in self.alternatives if entity in g), [entity])
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,48 +163,110 @@ def _jieba_pairs(text: str) -> list[tuple[str, str]]:
         return [(p.word, p.flag) for p in pseg.cut(text)]
 
 
+class _Lists:
+    """Collects runs of names joined only by list separators (see `_LIST_SEPARATORS`)."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[str]] = []
+        self.current: list[str] = []
+
+    def name(self, entity: str) -> None:
+        if entity not in self.current:
+            self.current.append(entity)
+
+    def close(self) -> None:
+        if len(self.current) >= 2:
+            self.groups.append(self.current)
+        self.current = []
+
+
+def _merge_hyphenated(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """jieba splits CD-ROM into CD, -, ROM: join Latin words linked by hyphens back into one."""
+    out: list[tuple[str, str]] = []
+    for word, flag in pairs:
+        if out and flag == "eng" and len(out) >= 2 and out[-1][0] == "-" and out[-2][1] == "eng":
+            out[-2:] = [(out[-2][0] + "-" + word, "eng")]
+        else:
+            out.append((word, flag))
+    return out
+
+
 def extract_key_terms(question: str, lang: str) -> KeyTerms:
     q = unicodedata.normalize("NFKC", question or "").strip()
     kt = KeyTerms()
+    lists = _Lists()
 
     def add(lst: list[str], item: str) -> None:
         if item and item not in lst:
             lst.append(item)
 
-    # Quoted strings are entities in every language.
+    # Quoted strings are entities in every language; the words inside them are not names of their own.
+    quoted_spans: list[tuple[int, int]] = []
     for m in _QUOTE_RE.finditer(q):
         quoted = next(g for g in m.groups() if g)
         add(kt.entities, fold(quoted.strip()))
         kt.entity_kinds[fold(quoted.strip())] = "quoted"
+        quoted_spans.append(m.span())
     for n in numbers_list(q):
         add(kt.numbers, n)
 
+    def in_quote(start: int) -> bool:
+        return any(a <= start < b for a, b in quoted_spans)
+
     if base(lang) == "zh" or HAN_RE.search(q):
         simplified = to_simplified(q)
-        for word, flag in _jieba_pairs(simplified):
+        pos = 0
+        latin: list[str] = []  # consecutive Latin words separated by spaces: one name ("Linux Mint")
+
+        def flush_latin() -> None:
+            if latin:
+                name = " ".join(latin)
+                add(kt.entities, name)
+                kt.entity_kinds.setdefault(name, "latin")
+                lists.name(name)
+                latin.clear()
+
+        for word, flag in _merge_hyphenated(_jieba_pairs(simplified)):
+            start, pos = pos, pos + len(word)
             w = word.strip()
-            if not w or not any(ch.isalnum() for ch in w):
+            if not w:
+                continue  # spaces neither end a name nor a list
+            if not any(ch.isalnum() for ch in w) or NUMBER_RE.fullmatch(w):
+                flush_latin()
+                if w not in _LIST_SEPARATORS:
+                    lists.close()
                 continue
-            if NUMBER_RE.fullmatch(w):
-                continue  # numbers handled above
             if HAN_RE.search(w):
+                flush_latin()
                 folded = fold(w)
-                if folded in ZH_STOPWORDS or len(w) < 2:
+                if folded in _LIST_SEPARATORS:
                     continue
-                if all(ch in ZH_STOPWORDS for ch in folded):
+                if folded in ZH_STOPWORDS or len(w) < 2 or all(ch in ZH_STOPWORDS for ch in folded):
+                    lists.close()
                     continue
                 add(kt.terms, folded)
                 if flag in _ENTITY_TAGS:
                     add(kt.entities, folded)
                     kt.entity_kinds.setdefault(folded, "cjk")
+                    lists.name(folded)
+                else:
+                    lists.close()
             else:
                 # A Latin word inside a Chinese question is almost always a name (Python, iPhone, GPT-4).
                 folded = w.casefold()
                 if folded in EN_STOPWORDS or len(folded) < 2:
+                    flush_latin()
+                    if folded not in _LIST_SEPARATORS:
+                        lists.close()
                     continue
                 add(kt.terms, stem(folded))
-                add(kt.entities, folded)
-                kt.entity_kinds.setdefault(folded, "latin")
+                if in_quote(start):
+                    flush_latin()
+                    continue
+                latin.append(folded)
+        flush_latin()
+        lists.close()
+        kt.alternatives = lists.groups
         return kt
 
     # English (and any non-Chinese) question.
@@ -202,21 +278,28 @@ def extract_key_terms(question: str, lang: str) -> KeyTerms:
             name = " ".join(phrase).casefold()
             add(kt.entities, name)
             kt.entity_kinds.setdefault(name, "latin")
+            lists.name(name)
             phrase.clear()
 
     last_end = 0
     prev_low = ""
     for m in re.finditer(r"[A-Za-z][A-Za-z0-9]*(?:[-'’.][A-Za-z0-9]+)*|[.!?;:,]|\d[\d.,]*", q):
         tok = m.group(0)
-        if q[last_end : m.start()].strip():
+        gap = q[last_end : m.start()].strip()
+        if gap:
             flush()  # names are words separated by spaces only
+            if gap not in _LIST_SEPARATORS:
+                lists.close()
         last_end = m.end()
         if tok in ".!?;:,":
             flush()
+            if tok not in _LIST_SEPARATORS:
+                lists.close()
             sentence_start = tok in ".!?"
             continue
         if tok[0].isdigit():
             flush()
+            lists.close()
             sentence_start = False
             continue
         low = tok.casefold()
@@ -234,11 +317,15 @@ def extract_key_terms(question: str, lang: str) -> KeyTerms:
             phrase.append(tok)
         else:
             flush()
+            if low not in _LIST_SEPARATORS:
+                lists.close()
         sentence_start = False
     flush()
+    lists.close()
     # Drop single-word entities that are part of a multi-word one.
     multi = [e for e in kt.entities if " " in e]
     kt.entities = [e for e in kt.entities if " " in e or kt.entity_kinds.get(e) == "quoted" or not any(e in m.split() for m in multi)]
+    kt.alternatives = [g for g in ([e for e in grp if e in kt.entities] for grp in lists.groups) if len(g) >= 2]
     return kt
 
 
@@ -261,11 +348,20 @@ def _word_bounded(term: str, text: str) -> bool:
     return re.search(r"(?<![a-z0-9])" + re.escape(term) + r"(?![a-z0-9])", text) is not None
 
 
+# Hyphenated modifiers that say nothing about which name is meant (Debian-based, non-Debian).
+_AFFIXES = frozenset("non based specific like related style compatible free only aware enabled powered friendly "
+                     "oriented ready native derived centric".split())
+
+
 def contains_entity(entity: str, folded_text: str, text_stems: set[str] | None = None) -> bool:
     """Lenient presence test for a must-have name. A Chinese name of 3+ characters also counts as present
-    when it minus its first or last character is (明长城 ~ 长城), to avoid abstaining on variants."""
+    when it minus its first or last character is (明长城 ~ 长城), a hyphenated Latin one when one of its
+    parts is (CD-ROMs ~ CD), to avoid abstaining on variants."""
     if contains_term(entity, folded_text, text_stems):
         return True
+    if "-" in entity and not HAN_RE.search(entity):  # CD-ROMs ~ CD, non-Debian ~ Debian
+        parts = [w for w in re.split(r"[-\s]+", entity) if len(w) >= 2 and w not in EN_STOPWORDS and w not in _AFFIXES]
+        return any(contains_term(w, folded_text, text_stems) for w in parts)
     if HAN_RE.search(entity) and len(entity) >= 3:
         return entity[1:] in folded_text or entity[:-1] in folded_text
     return False
