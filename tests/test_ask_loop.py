@@ -59,7 +59,7 @@ def test_mixed_collection_first_rewrite_is_a_translation():
     llm = FakeLLM({"rewrite": ["退货 期限", "refund policy"], "answer": "I am not sure."})
     res, r = run("How long do customers have to send back items?", llm, budget=Budget(max_model_calls=4, max_rounds=3))
     prompts_sent = [c["messages"][0]["content"] for c in llm.calls if c["purpose"] == "rewrite"]
-    assert prompts_sent[0].startswith("Translate this question into Chinese")
+    assert prompts_sent[0].startswith("把下面的问题翻译成中文")
     assert prompts_sent[1].startswith("Rewrite the question below")  # then keywords in the question's language
     modes = [e["mode"] for e in events_of(res, "rewrite")]
     assert modes == ["translate", "keywords"]
@@ -303,6 +303,26 @@ def test_cross_language_answer_without_numbers_is_unverified_not_refused():
     res, _ = run("How long is the Ming Great Wall?", llm)
     # word overlap cannot check a translation; without an embedder the answer is returned uncited
     assert not res.abstained and res.citations == [] and res.support["method"] == "unverified"
+
+
+def test_cross_language_context_judged_as_a_whole_not_by_its_top_passage():
+    """Found on the Chinese Debian FAQ: the top passage was a list of paths and commands, which reads as
+    English on its own, so an English answer from Chinese context was refused instead of returned uncited."""
+    from rag.ask.lang import detect_language
+    from tests.fakes import FakeDoc, FakeRetriever
+
+    cmds = "Debian conffile: /etc/apt/apt.conf /etc/dpkg/dpkg.cfg dpkg --force-confold conffile conffile. "
+    zh = "Debian conffile 是软件包管理系统在升级该软件包时不会覆盖的配置文件（通常在 /etc 中）的列表。这确保了本地修改会被保留。"
+    other = "这一段讲的是别的事情：天气很好，我们去公园散步吧。"
+    doc = cmds + other + zh
+    cuts = [(0, len(cmds)), (len(cmds), len(cmds) + len(other)), (len(cmds) + len(other), len(doc))]
+    r = FakeRetriever([FakeDoc(1, "faq.zh.txt", doc, cuts)], langs={"zh"})
+    llm = FakeLLM({"answer": "It is a configuration file that upgrades leave alone."})
+    res, _ = run("What is a Debian conffile?", llm, retriever=r)
+    ctx = res.trace["context"]
+    assert ctx[0]["chunk_ids"] == [101] and 103 in [c for p in ctx for c in p["chunk_ids"]]
+    assert detect_language(cmds) == "en"  # the top passage on its own
+    assert not res.abstained and res.support["method"] == "unverified"
 
 
 def test_cross_language_answer_supported_by_embedding():

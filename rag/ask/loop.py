@@ -46,7 +46,7 @@ from rag.ask.terms import KeyTerms, extract_key_terms, fold
 from rag.ask.trace import Trace
 from rag.ask.types import AskError, AskResult, ModelCall, Passage, QuestionTooLong, usage_of
 
-LOOP_VERSION = "ask-loop-1"
+LOOP_VERSION = "ask-loop-2"  # 2: names listed as alternatives, cross-language check on the whole context
 
 
 def ask(
@@ -500,14 +500,16 @@ class _Run:
         if n_supported == 0:
             if model_abstained:
                 return self.abstain("the model said the documents do not answer the question", supports=supports)
-            top_lang = base(detect_language(pr.kept[0].text))
+            # The language of the context as a whole: one passage of commands or package names inside a
+            # Chinese document reads as English on its own.
+            ctx_lang = base(detect_language("\n".join(p.text for p in pr.kept)))
             answer_lang = base(detect_language(text))
             q_lang = base(self.lang)
-            if (answer_lang == q_lang and top_lang != q_lang and self.embed is None
+            if (answer_lang == q_lang and ctx_lang != q_lang and self.embed is None
                     and self.final_verdict == "sufficient"):
                 if not any(s.dropped for s in supports):
                     self.emit("decision", step="support", verdict="unverified",
-                              reason=f"question and answer in {answer_lang}, top passage in {top_lang}, retrieval evidence sufficient, "
+                              reason=f"question and answer in {answer_lang}, passages in {ctx_lang}, retrieval evidence sufficient, "
                                      f"no embedder: word overlap cannot check a translation -> answer without citations")
                     final = render_answer(text, supports, {}, markers=False)
                     return self.finish(final, False, [], {"sentences": len(supports), "supported": 0, "method": "unverified"})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from rag.ask.lang import base
 
-PROMPTS_VERSION = "ask-prompts-1"
+PROMPTS_VERSION = "ask-prompts-2"
 
 ABSTAIN_TEXT = {
     "en": "The documents do not say.",
@@ -89,9 +89,10 @@ REWRITE_AVOID = {"zh": "不要重复这些已经搜索过的短语：{issued}", 
 REWRITE_QUESTION = {"zh": "问题：{question}", "en": "Question: {question}"}
 # Cross-language rewrite: a plain translation request. Measured on Qwen2.5-Coder-0.5B: asked for
 # phrases "in English and in Chinese" in one prompt it writes one language or echoes the question;
-# asked to translate, it translates (both directions).
+# asked to translate, it translates. Into Chinese, the request written in Chinese: 18 of 20 Debian FAQ
+# questions came back in Chinese, against 14 of 20 asked in English (the rest echoed the question).
 TRANSLATE_INSTRUCTION = {
-    "zh": "Translate this question into Chinese:\n{question}",
+    "zh": "把下面的问题翻译成中文，只输出译文：\n{question}",
     "en": "Translate this question into English:\n{question}",
 }
 
