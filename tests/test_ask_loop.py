@@ -325,6 +325,13 @@ def test_cross_language_context_judged_as_a_whole_not_by_its_top_passage():
     assert not res.abstained and res.support["method"] == "unverified"
 
 
+def test_an_answer_that_restates_the_question_is_refused():
+    q = "How do I upgrade a Python package with pip?"
+    res, _ = run(q, FakeLLM({"answer": "Upgrade a Python package with pip."}), retriever=corpus(langs={"en"}))
+    assert res.abstained and res.usage["model_calls"] >= 1
+    assert any("restates the question" in e["reason"] for e in events_of(res, "decision") if e["step"] == "abstain")
+
+
 def test_cross_language_answer_supported_by_embedding():
     def embed(texts):
         return [[1.0, 0.0] if ("鸭绿江" in t or "Yalu" in t) else [0.0, 1.0] for t in texts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.ask import AskOptions, Budget, InvalidBudget, Thresholds
-from rag.ask.cite import attribute, split_sentences
+from rag.ask.cite import attribute, restates_question, split_sentences
 from rag.ask.evidence import assess, checkable
 from rag.ask.expand import end_cut_reason, merge_chunks, start_cut_reason
 from rag.ask.lang import detect_language
@@ -113,6 +113,20 @@ def test_names_are_not_over_required():
     assert ["etch", "lenny"] in zh.alternatives
     zh = extract_key_terms("我编译程序时为什么会出现“ld: cannot find -lfoo”错误？", "zh-Hans")
     assert zh.entities == ["ld: cannot find -lfoo"]
+
+
+@pytest.mark.parametrize("answer,question,echo", [
+    ("Debian 档案库中的那些目录都是干什么用的？", "Debian 档案库中的那些目录都是干什么用的？", True),
+    ("覆盖软件包安装的文件，以使用一个不同的版本。", "如何覆盖软件包安装的文件，以使用一个不同的版本？", True),
+    ("You asked me to install stable, but the hardware is not detected.", "You asked me to install stable, but the hardware is not detected. What should I do?", True),
+    ("可以自动升级系统。", "可以自动升级系统吗？", False),  # a yes/no question: this is the answer
+    ("Yes, I can automatically update the system.", "Can I automatically update the system?", False),
+    ("The latest version of Debian is bullseye.", "What is the latest version of Debian?", False),
+    ("Debian 的最新版本是 11。", "Debian 的最新版本是哪个？", False),
+    ("明长城全长8851.8公里。", "明长城全长多少公里？", False),
+])
+def test_restates_question(answer, question, echo):
+    assert restates_question(answer, question) is echo
 
 
 def test_checkable():

@@ -70,6 +70,20 @@ def features(text: str) -> set[str]:
     return feats
 
 
+_YES_NO_EN = re.compile(r"^\s*(?:can|could|is|are|am|was|were|do|does|did|will|would|should|shall|may|might|must|has|have|had)\b", re.I)
+_YES_NO_ZH = re.compile(r"(?:吗|么|嗎|麼)\s*[？?]?\s*$|是否|能否|可否|有没有|是不是")
+
+
+def restates_question(answer: str, question: str) -> bool:
+    """Whether the answer only says back the question (the small generator sometimes copies it): at least
+    two features and none beyond the question's. Not for yes/no questions, where "可以自动升级系统。"
+    to "可以自动升级系统吗？" is an answer."""
+    if _YES_NO_EN.match(question) or _YES_NO_ZH.search(question.strip()):
+        return False
+    f = features(answer)
+    return len(f) >= 2 and f <= features(question)
+
+
 @dataclass
 class SentenceSupport:
     text: str

@@ -33,7 +33,7 @@ import time
 from typing import Callable
 
 from rag.ask import prompts
-from rag.ask.cite import attribute, citations_for, render_answer
+from rag.ask.cite import attribute, citations_for, render_answer, restates_question
 from rag.ask.config import AskOptions, Budget
 from rag.ask.evidence import Assessment, assess
 from rag.ask.expand import build_passages, expand_passages
@@ -489,6 +489,8 @@ class _Run:
         text = converted
         if not text.strip():
             return self.abstain("the model returned no answer text")
+        if restates_question(text, self.question):
+            return self.abstain("the model's answer only restates the question")
         supports = attribute(text, pr.kept, self.th, self.embed, question=self.question)
         model_abstained = False
         for ss in supports:

@@ -44,7 +44,7 @@ EN_STOPWORDS = frozenset(
     such much many more most less few one ones own same other another again once please tell explain describe say says
     said according document documents doc docs text passage passages file files mention mentioned mentions give given
     get gets got make makes made use used using way ways kind kinds type types thing things something anything
-    ok okay yes hi hello
+    ok okay yes hi hello because
     """.split()
 )
 
