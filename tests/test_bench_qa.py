@@ -114,6 +114,8 @@ def test_spread_order_prefixes_cover_the_list():
     order = _spread_order(list(range(100)))
     assert order[:3] == [50, 25, 75]
     assert {x // 25 for x in order[:8]} == {0, 1, 2, 3}
+    shifted = _spread_order(list(range(100)), 0.618)
+    assert sorted(shifted) == list(range(100)) and not set(shifted[:4]) & set(order[:4])
 
 
 def test_answering_stops_at_the_deadline_with_every_config_on_the_same_questions(monkeypatch):
@@ -145,6 +147,7 @@ def test_answering_stops_at_the_deadline_with_every_config_on_the_same_questions
     assert got == {"s0": 3, "s1": 3} and len(records) == 6 * configs
     assert [c[0] for c in calls[:configs]] == [*qa.LOOP, *qa.LLAMA_ANSWER]
     assert len({c[2] for c in calls[:configs]}) == 1  # one question through every config first
+    assert calls[0][2] != calls[configs][2]  # the second set starts on another entry
 
     calls.clear()
     got = qa.run_answering(None, None, sets, docs, opts, None, [], time.monotonic() - 1, lambda m: None)

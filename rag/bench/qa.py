@@ -127,15 +127,16 @@ def _sample(items: list, n: int | None) -> list:
     return [items[int((i + 0.5) * step)] for i in range(n)]  # evenly spread, centred (not always entry 1.1)
 
 
-def _spread_order(items: list) -> list:
-    """All items in an order whose every prefix is spread evenly over the list (van der Corput positions):
-    a run that stops early still answers questions from every part of the FAQ."""
+def _spread_order(items: list, phase: float = 0.0) -> list:
+    """All items in an order whose every prefix is spread evenly over the list (van der Corput positions,
+    shifted by `phase`): a run that stops early still answers questions from every part of the FAQ, and
+    sets given different phases ask about different entries."""
     n, seen, out, i = len(items), set(), [], 1
     while len(out) < n:
         x, f, k = 0.0, 0.5, i
         while k:
             x, f, k = x + f * (k & 1), f / 2, k >> 1
-        j = min(n - 1, int(x * n))
+        j = min(n - 1, int(((x + phase) % 1.0) * n))
         if j not in seen:
             seen.add(j)
             out.append(items[j])
@@ -371,10 +372,12 @@ def run_answering(rt, lb, answer_sets: list[QSet], docs: dict, opts: Options, ti
                   deadline: float | None, log) -> dict[str, int]:
     """Model-calling configs, one question at a time: each question of each set goes through every
     model-calling config (ours and LlamaIndex's) before the next, so all configs answer the same questions
-    however early the run stops. A question starts only if the mean time of one so far still fits before
+    however early the run stops. The sets ask about different FAQ entries (the cross-lingual sets pair
+    the same entries, so without this a short run would see few distinct ones). A question starts only if the mean time of one so far still fits before
     the deadline; the first question of every set always runs. Returns questions answered per set."""
     configs = list(LOOP) + (list(LLAMA_ANSWER) if lb is not None else [])
-    orders = {qs.name: _spread_order(qs.items)[: opts.answer_n] for qs in answer_sets}
+    golden = 0.6180339887  # phases far apart for any number of sets: each set asks about other entries
+    orders = {qs.name: _spread_order(qs.items, (j * golden) % 1.0)[: opts.answer_n] for j, qs in enumerate(answer_sets)}
     answered = {qs.name: 0 for qs in answer_sets}
     spent: list[float] = []
     for r in range(opts.answer_n):
