@@ -332,6 +332,17 @@ def test_an_answer_that_restates_the_question_is_refused():
     assert any("restates the question" in e["reason"] for e in events_of(res, "decision") if e["step"] == "abstain")
 
 
+@pytest.mark.parametrize("answer,abstained", [("是的。", False), ("文档中没有提到。", True), ("是的，全长10000公里。", True)])
+def test_a_short_answer_over_sufficient_evidence_is_returned_uncited(answer, abstained):
+    """A yes/no or one-word answer is too short for word-overlap attribution: with sufficient evidence it is
+    returned without citations and marked unverified; a refusal or a made-up figure still is not."""
+    res, _ = run("明长城全长是8851.8公里吗？", FakeLLM({"answer": answer}))
+    assert res.abstained is abstained
+    if not abstained:
+        assert res.citations == [] and res.support["method"] == "unverified"
+        assert any("too short to check" in e["reason"] for e in events_of(res, "decision") if e["step"] == "support")
+
+
 def test_cross_language_answer_supported_by_embedding():
     def embed(texts):
         return [[1.0, 0.0] if ("鸭绿江" in t or "Yalu" in t) else [0.0, 1.0] for t in texts]

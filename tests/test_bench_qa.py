@@ -86,6 +86,7 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
     assert "R@5" in res.output
     md = list(out.glob("qa-*-quick.md"))
     assert len(md) == 1 and len(list(out.glob("*.png"))) == 2
+    assert "questions our loop answered: ours" in md[0].read_text()
     data = json.loads(next(out.glob("qa-*-quick.json")).read_text())
     from rag.bench.qa import ALL_CONFIGS, RATE_KEYS
 

@@ -502,19 +502,12 @@ class _Run:
         if n_supported == 0:
             if model_abstained:
                 return self.abstain("the model said the documents do not answer the question", supports=supports)
-            # The language of the context as a whole: one passage of commands or package names inside a
-            # Chinese document reads as English on its own.
-            ctx_lang = base(detect_language("\n".join(p.text for p in pr.kept)))
-            answer_lang = base(detect_language(text))
-            q_lang = base(self.lang)
-            if (answer_lang == q_lang and ctx_lang != q_lang and self.embed is None
-                    and self.final_verdict == "sufficient"):
-                if not any(s.dropped for s in supports):
-                    self.emit("decision", step="support", verdict="unverified",
-                              reason=f"question and answer in {answer_lang}, passages in {ctx_lang}, retrieval evidence sufficient, "
-                                     f"no embedder: word overlap cannot check a translation -> answer without citations")
-                    final = render_answer(text, supports, {}, markers=False)
-                    return self.finish(final, False, [], {"sentences": len(supports), "supported": 0, "method": "unverified"})
+            why = self.unverifiable(text, supports, pr)
+            if why is not None and self.final_verdict == "sufficient" and not any(s.dropped for s in supports):
+                self.emit("decision", step="support", verdict="unverified",
+                          reason=f"{why}, retrieval evidence sufficient -> answer without citations")
+                final = render_answer(text, supports, {}, markers=False)
+                return self.finish(final, False, [], {"sentences": len(supports), "supported": 0, "method": "unverified"})
             return self.abstain(f"none of {len(supports)} answer sentence(s) is supported by the passages", supports=supports)
         cits, s2n = citations_for(supports, pr.kept)
         final = render_answer(text, supports, s2n, markers=self.opt.inline_citations)
@@ -523,6 +516,21 @@ class _Run:
         if dropped:
             self.emit("decision", step="support", verdict="drop", reason=f"removed {len(dropped)} sentence(s) with numbers in no passage", sentences=dropped)
         return self.finish(final, False, cits, {"sentences": len(supports), "supported": n_supported, "method": "+".join(methods)})
+
+    def unverifiable(self, text: str, supports: list, pr: PackResult) -> str | None:
+        """Why word overlap cannot check this answer, if it cannot: the answer is a translation of the
+        context, or every sentence is too short to judge ("可以。", "stable", "Yes.")."""
+        # The language of the context as a whole: one passage of commands or package names inside a
+        # Chinese document reads as English on its own.
+        ctx_lang = base(detect_language("\n".join(p.text for p in pr.kept)))
+        answer_lang = base(detect_language(text))
+        q_lang = base(self.lang)
+        if answer_lang == q_lang and ctx_lang != q_lang and self.embed is None:
+            return (f"question and answer in {answer_lang}, passages in {ctx_lang}, no embedder: word overlap "
+                    f"cannot check a translation")
+        if supports and all(s.supported is None for s in supports):
+            return "every answer sentence is too short to check by word overlap (a yes/no or one-word answer)"
+        return None
 
     # ------------------------------------------------------------------ endings
 

@@ -555,6 +555,24 @@ def _per_set_table(recs: list[dict], configs, key: str, pairs: list[str], varian
     return _table(["config"] + [f"{p} {v}" for p in pairs for v in variants], rows)
 
 
+def _abstention_split(recs: list[dict]) -> list[str]:
+    """Answer F1 split by whether our loop answered: refusing scores 0, so the pooled F1 mixes answer
+    quality with how often each system declines; on the same questions the two can be told apart."""
+    key = lambda r: (r["set"], r["number"])  # noqa: E731
+    li = {key(r): r for r in recs if r["config"] == "llamaindex" and r["variant"] == "noheadings"}
+    ours = [r for r in recs if r["config"] == "loop" and r["variant"] == "noheadings" and key(r) in li]
+    if not ours:
+        return []
+    answered = [r for r in ours if not r["abstained"]]
+    refused = [r for r in ours if r["abstained"]]
+    line = (f"Answer F1 on the {len(answered)} of {len(ours)} questions our loop answered: ours "
+            f"{_f(mean([r['f1'] for r in answered]))} vs LlamaIndex {_f(mean([li[key(r)]['f1'] for r in answered]))}")
+    if refused:
+        line += (f"; on the {len(refused)} it refused, LlamaIndex's F1 was "
+                 f"{_f(mean([li[key(r)]['f1'] for r in refused]))} (ours 0 by definition)")
+    return [line + ".", ""]
+
+
 def _answered_text(data: dict) -> str:
     o = data["options"]
     target = f"the run's {o['minutes']:g}-minute target" if o.get("minutes") else "no time target"
@@ -659,6 +677,7 @@ def write_report(data: dict, out_dir: Path) -> tuple[Path, list[Path]]:
                               f"{o['r_chars']:.2f} vs {l['r_chars']:.2f}",
                               "above" if o["r_chars"] > l["r_chars"] else "not above"])
     L += _table(["goal", "measured", "status"], goal_rows) + [""]
+    L += _abstention_split(recs)
     n_answered = sum(data["answered"].values())
     if n_answered < 40:
         L += [f"Model-calling configs ran on {n_answered} question(s) in all: their figures are indicative only.", ""]
