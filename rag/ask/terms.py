@@ -184,7 +184,7 @@ def _merge_hyphenated(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """jieba splits CD-ROM into CD, -, ROM: join Latin words linked by hyphens back into one."""
     out: list[tuple[str, str]] = []
     for word, flag in pairs:
-        if out and flag == "eng" and len(out) >= 2 and out[-1][0] == "-" and out[-2][1] == "eng":
+        if flag == "eng" and len(out) >= 2 and out[-1][0] == "-" and out[-2][1] == "eng":
             out[-2:] = [(out[-2][0] + "-" + word, "eng")]
         else:
             out.append((word, flag))
