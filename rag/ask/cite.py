@@ -10,13 +10,17 @@ what the sentence adds), at least `support_min` of those must occur in the passa
 features with the answer sentence; the citation's chunk ids are the chunks that quote lies in.
 
 Sentences with fewer than `support_min_overlap` features ("是的。", "Yes.") are neutral: neither
-supported nor counted against the answer. A sentence with a number found in no passage is removed
-from the answer (a made-up figure is the most harmful kind of guess).
+supported nor counted against the answer. Figures are compared by value with their magnitude
+(`rag.ask.figures`: 1750亿 = 175 billion; "1750" for 1750亿 is a truncated figure, not a match). A
+sentence with a figure stated in no passage is removed from the answer (a made-up figure is the most
+harmful kind of guess); a sentence with figures is attributed among the passages that state all of
+them; and a figure that its passage states next to another subject than the question's (the
+question's names and numbers, `markers`) is removed too.
 
 Across languages (an English answer from a Chinese passage) word overlap cannot work. A sentence
-without lexical support is then supported by a passage in another language that contains one of its
-significant numbers (two or more digits, or a decimal) that the question does not contain: method
-``number``. With an `embed` callable, a sentence still unsupported is supported when its cosine
+without lexical support is then supported by a passage in another language that states one of its
+significant figures (two or more digits, a decimal or a magnitude) that the question does not
+contain, and that names one of the question's `subjects` when it has any: method ``number``. With an `embed` callable, a sentence still unsupported is supported when its cosine
 similarity to a passage sentence reaches `embed_support_min`: method ``embedding``.
 """
 
@@ -26,9 +30,10 @@ import re
 from dataclasses import asdict, dataclass
 
 from rag.ask.config import Thresholds
+from rag.ask.figures import Figure, belongs_to_other_subject, figures_in
 from rag.ask.lang import HAN_RE, base, detect_language
 from rag.ask.ports import Embed
-from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_number, fold, numbers_in, numbers_list, stem
+from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_entity, contains_number, fold, numbers_in, stem
 from rag.ask.types import Citation, Passage
 
 _ANSWER_SENT_RE = re.compile(r"[^。！？!?；;\n]*?(?:[。！？!?；;]+[”’」』）)\"']*|\.(?=\s|$)[”’\"')]*|\n|$)")
@@ -110,28 +115,42 @@ def _passage_sentences(p: Passage) -> list[tuple[int, int]]:
 
 
 def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed | None = None, *,
-              question: str = "") -> list[SentenceSupport]:
+              question: str = "", subjects: list[str] | None = None, markers: list[str] | None = None) -> list[SentenceSupport]:
+    """`subjects`: folded names the question is about (its key entities and those of its translations):
+    support across languages needs a passage naming one. `markers`: those names and the question's
+    numbers: a figure must not be the one its passage states next to a marker for another subject
+    (see `figures.belongs_to_other_subject`)."""
     qfeats = features(question)
     qnums = numbers_in(question)
+    subjects = [s for s in (subjects or []) if s]
+    markers = [m for m in (markers or []) if m]
     pfeats = [features(p.text) for p in passages]
     plangs = [base(detect_language(p.text)) for p in passages]
     pnums = [numbers_in(p.text) for p in passages]
+    pvalues = [{f.value for f in figures_in(p.text, chinese_numerals=True)} for p in passages]
+    pdigits = [{f.digits: f.value for f in figures_in(p.text, chinese_numerals=True)} for p in passages]
     psents = [_passage_sentences(p) for p in passages]
     out: list[SentenceSupport] = []
     for s, e in split_sentences(answer):
         sent = answer[s:e]
         f = features(sent)
+        figs_all = figures_in(sent)
+        figs = [g for g in figs_all if g.digits not in qnums or g.magnitude]  # what the sentence adds
+        holds = [all(_has_figure(g, i, passages, pnums, pvalues, pdigits) for g in figs) for i in range(len(passages))]
+        # A sentence with figures is attributed among the passages that state all of them, when any does.
+        eligible = [i for i in range(len(passages)) if holds[i]] if figs and any(holds) else range(len(passages))
         best_i, best_score, best_ov = None, 0.0, 0
-        for i, pf in enumerate(pfeats):
-            ov = len(f & pf)
+        for i in eligible:
+            ov = len(f & pfeats[i])
             sc = ov / len(f) if f else 0.0
             if sc > best_score or (sc == best_score and ov > best_ov):
                 best_i, best_score, best_ov = i, sc, ov
         ss = SentenceSupport(sent, s, e, len(f), None, round(best_score, 4), best_ov, None, "none")
-        missing_nums = [n for n in numbers_list(sent) if not any(contains_number(n, p.text, ns) for p, ns in zip(passages, pnums))]
-        if missing_nums:
+        missing = [sent[g.start:g.unit_end].strip() for g in figs_all
+                   if not any(_has_figure(g, i, passages, pnums, pvalues, pdigits) for i in range(len(passages)))]
+        if missing:
             ss.supported, ss.dropped = False, True
-            ss.reason = f"number(s) {', '.join(missing_nums)} in no passage"
+            ss.reason = f"figure(s) {', '.join(missing)} in no passage (value, magnitude and digits compared)"
             if best_i is not None:
                 ss.passage = passages[best_i].n
         elif len(f) < th.support_min_overlap:
@@ -150,10 +169,12 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed
             ss.supported, ss.passage = False, passages[best_i].n
             ss.reason = (f"only question words are supported: {len(novel & pfeats[best_i])} of {len(novel)} features "
                          f"not from the question are in passage {passages[best_i].n} (< {th.support_min:.2f})")
-        elif (hit := _cross_language_number(sent, qnums, passages, pnums, plangs)) is not None:
+        elif (hit := _cross_language_number(sent, qnums, passages, pvalues, plangs, subjects)) is not None:
             i, n = hit
             ss.supported, ss.method, ss.passage = True, "number", passages[i].n
-            ss.reason = f"cross-language: number {n} (not in the question) occurs in passage {passages[i].n} ({plangs[i]})"
+            ss.reason = f"cross-language: figure {n} (not in the question) occurs in passage {passages[i].n} ({plangs[i]})"
+            if subjects:
+                ss.reason += ", which names the question's subject"
             qs, qe = _quote_with(n, passages[i], psents[i])
             ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[i].text[qs:qe]
         else:
@@ -164,6 +185,8 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed
             )
             if best_i is not None:
                 ss.passage = passages[best_i].n
+        if ss.supported and figs and markers:
+            _check_owner(ss, figs, passages, markers)
         out.append(ss)
 
     if embed is not None:
@@ -171,24 +194,66 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed
     return out
 
 
-def _significant(n: str) -> bool:
-    return "." in n or len(n.replace(".", "")) >= 2
+def _has_figure(g: Figure, i: int, passages, pnums, pvalues, pdigits) -> bool:
+    """Whether passage i states figure g: the same value (1750亿 = 175 billion), or, for a bare number,
+    the same digits spelled or written plainly, unless the passage gives those digits another
+    magnitude (then the bare number is a truncated figure: "1750" for 1750亿)."""
+    if g.value in pvalues[i]:
+        return True
+    if g.magnitude or g.unit == "%":
+        return False
+    other = pdigits[i].get(g.digits)
+    if other is not None and other != g.value:
+        return False
+    return contains_number(g.digits, passages[i].text, pnums[i])
 
 
-def _cross_language_number(sent: str, qnums: set[str], passages, pnums, plangs) -> tuple[int, str] | None:
-    slang = base(detect_language(sent))
-    for n in numbers_list(sent):
-        if n in qnums or not _significant(n):
+def _check_owner(ss: SentenceSupport, figs: list[Figure], passages: list[Passage], subjects: list[str]) -> None:
+    """Drop a supported sentence whose figure the passage gives to another subject than the question's."""
+    p = next((p for p in passages if p.n == ss.passage), None)
+    if p is None:
+        return
+    for g in figs:
+        if g.is_version:
             continue
-        for i, (nums, pl) in enumerate(zip(pnums, plangs)):
-            if pl != slang and n in nums:
-                return i, n
+        marker = belongs_to_other_subject(g.value, p.text, subjects)
+        if marker is not None:
+            ss.supported, ss.dropped, ss.method = False, True, "none"
+            ss.reason = (f"figure {ss.text[g.start:g.unit_end].strip()} belongs to another subject in passage {p.n}: "
+                         f"the question's {marker!r} stands next to a different figure there")
+            return
+
+
+def _significant(g: Figure) -> bool:
+    return bool(g.magnitude) or "." in g.digits or len(g.digits.replace(".", "")) >= 2
+
+
+def _cross_language_number(sent: str, qnums: set[str], passages, pvalues, plangs, subjects: list[str]) -> tuple[int, str] | None:
+    """A passage in another language that states one of the sentence's significant figures (by value)
+    and, when the question names a subject, names it too: a shared number alone (a view count in an
+    article's header) is no support for a figure about something the collection never mentions."""
+    slang = base(detect_language(sent))
+    for g in figures_in(sent):
+        if (g.digits in qnums and not g.magnitude) or not _significant(g):
+            continue
+        for i, (values, pl) in enumerate(zip(pvalues, plangs)):
+            if pl != slang and g.value in values and names_subject(passages[i].text, subjects):
+                return i, sent[g.start:g.end].strip()
     return None
 
 
+def names_subject(text: str, subjects: list[str]) -> bool:
+    if not subjects:
+        return True
+    folded = fold(text)
+    return any(contains_entity(s, folded) for s in subjects)
+
+
 def _quote_with(number: str, p: Passage, sents: list[tuple[int, int]]) -> tuple[int, int]:
+    target = next((g.value for g in figures_in(number)), None)
     for s, e in sents:
-        if number in numbers_in(p.text[s:e]):
+        piece = p.text[s:e]
+        if number in numbers_in(piece) or (target is not None and any(g.value == target for g in figures_in(piece, chinese_numerals=True))):
             return s, min(e, s + 300)
     return sents[0][0], min(sents[0][1], sents[0][0] + 300)
 

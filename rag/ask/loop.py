@@ -41,12 +41,15 @@ from rag.ask.lang import base, detect_language
 from rag.ask.pack import MIN_ANSWER_TOKENS, PackResult, block_of, pack
 from rag.ask.pool import Pool
 from rag.ask.ports import LLM, Embed, Retriever
-from rag.ask.post import is_abstention, link_allowlist, strip_citation_markers, strip_links, to_question_script
+from rag.ask.cite import names_subject
+from rag.ask.figures import complete as complete_figures
+from rag.ask.figures import figures_in
+from rag.ask.post import is_abstention, link_allowlist, strip_citation_markers, strip_instructions, strip_links, to_question_script
 from rag.ask.terms import KeyTerms, extract_key_terms, fold
 from rag.ask.trace import Trace
 from rag.ask.types import AskError, AskResult, ModelCall, Passage, QuestionTooLong, usage_of
 
-LOOP_VERSION = "ask-loop-2"  # 2: names listed as alternatives, cross-language check on the whole context
+LOOP_VERSION = "ask-loop-3"  # 2: names listed as alternatives, cross-language check on the whole context; 3: figures checked by value, instruction echoes removed, subjects across languages
 
 
 def ask(
@@ -483,15 +486,21 @@ class _Run:
         text, markers = strip_citation_markers(raw)
         allowed, untrusted = link_allowlist([p.text for p in pr.kept])
         text, links = strip_links(text, allowed)
+        text, echoed = strip_instructions(text)
+        text, repairs = complete_figures(text, [(p.n, p.text) for p in pr.kept], self.lang)
         converted = to_question_script(text, self.lang) if base(self.lang) == "zh" else text
-        self.emit("postprocess", removed_markers=markers, removed_links=links,
-                  untrusted_passages=[pr.kept[i].n for i in untrusted], script=self.lang if converted != text else None)
+        script_changed = converted != text
         text = converted
+        self.emit("postprocess", removed_markers=markers, removed_links=links, removed_instructions=echoed,
+                  figures=[r.to_dict() for r in repairs],
+                  untrusted_passages=[pr.kept[i].n for i in untrusted], script=self.lang if script_changed else None)
         if not text.strip():
-            return self.abstain("the model returned no answer text")
+            return self.abstain("the model returned only the prompt's own instructions" if echoed else "the model returned no answer text")
         if restates_question(text, self.question):
-            return self.abstain("the model's answer only restates the question")
-        supports = attribute(text, pr.kept, self.th, self.embed, question=self.question)
+            return self.abstain("the model's answer only restates the question" + (" (and the prompt's instructions)" if echoed else ""))
+        subjects = self.subjects()
+        supports = attribute(text, pr.kept, self.th, self.embed, question=self.question, subjects=subjects,
+                             markers=subjects + [n for n in self.key_terms.numbers if n not in subjects])
         model_abstained = False
         for ss in supports:
             if is_abstention(ss.text):
@@ -517,6 +526,14 @@ class _Run:
             self.emit("decision", step="support", verdict="drop", reason=f"removed {len(dropped)} sentence(s) with numbers in no passage", sentences=dropped)
         return self.finish(final, False, cits, {"sentences": len(supports), "supported": n_supported, "method": "+".join(methods)})
 
+    def subjects(self) -> list[str]:
+        """Folded names the question is about: its own entities and those of its translations."""
+        out = list(self.key_terms.entities)
+        for phrase, kt in self.rewrite_terms:
+            if base(detect_language(phrase)) != base(self.lang):
+                out += [e for e in kt.entities if e not in out]
+        return out
+
     def unverifiable(self, text: str, supports: list, pr: PackResult) -> str | None:
         """Why word overlap cannot check this answer, if it cannot: the answer is a translation of the
         context, or every sentence is too short to judge ("可以。", "stable", "Yes.")."""
@@ -526,6 +543,11 @@ class _Run:
         answer_lang = base(detect_language(text))
         q_lang = base(self.lang)
         if answer_lang == q_lang and ctx_lang != q_lang and self.embed is None:
+            subjects = self.subjects()
+            if subjects and figures_in(text) and not any(names_subject(p.text, subjects) for p in pr.kept):
+                self.emit("decision", step="support", verdict="unsupported",
+                          reason=f"a figure across languages, and no passage names the question's subject ({', '.join(subjects[:4])})")
+                return None
             return (f"question and answer in {answer_lang}, passages in {ctx_lang}, no embedder: word overlap "
                     f"cannot check a translation")
         if supports and all(s.supported is None for s in supports):

@@ -7,6 +7,9 @@
   ("ignore previous instructions", "reply with", 忽略之前的指令 ...) contributes no allowed URL at all,
   so an injected link is removed even though it is "in the documents".
 * The script follows the question: OpenCC s2t for Traditional questions, t2s for Simplified ones.
+* Lines copied from the prompt's own instructions ("请用繁体中文回答。", "Answer the question using the
+  documents above:") are removed: they are never part of an answer, and left in they make a copied
+  question look like an answer that adds something.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import re
 
 from rag.ask.lang import convert_script
-from rag.ask.prompts import ABSTAIN_PATTERNS
+from rag.ask.prompts import ABSTAIN_PATTERNS, ABSTAIN_TEXT, instruction_texts
 from rag.ask.terms import fold
 
 _MARKER_RE = re.compile(
@@ -132,3 +135,62 @@ def to_question_script(text: str, lang: str) -> str:
 def is_abstention(text: str) -> bool:
     """Whether a sentence or a short answer says the documents do not contain the answer."""
     return bool(ABSTAIN_PATTERNS.search(fold(text)))
+
+
+def _key(text: str) -> str:
+    return "".join(ch for ch in fold(text) if ch.isalnum())
+
+
+_INSTRUCTION_KEYS: list[str] | None = None
+
+
+def _instruction_keys() -> list[str]:
+    """Folded keys of the instruction lines, without the abstention sentence the system prompt quotes."""
+    global _INSTRUCTION_KEYS
+    if _INSTRUCTION_KEYS is None:
+        abstain = {_key(t) for t in ABSTAIN_TEXT.values()}
+        _INSTRUCTION_KEYS = [k for k in (_key(t) for t in instruction_texts()) if len(k) >= 4 and k not in abstain]
+    return _INSTRUCTION_KEYS
+
+
+def strip_instructions(text: str) -> tuple[str, list[str]]:
+    """The answer without sentences copied from the prompt's instructions, and what was removed. A
+    sentence goes when its letters and digits are one instruction's, or a piece of one; a sentence that
+    starts with the request's lead-in ("根据上面的内容回答：") loses the lead-in."""
+    from rag.ask.cite import split_sentences
+
+    keys = _instruction_keys()
+    removed: list[str] = []
+    out, pos = [], 0
+    for s, e in split_sentences(text):
+        piece = text[s:e]
+        k = _key(piece)
+        out.append(text[pos:s])
+        pos = e
+        if len(k) >= 4 and any(k == key or (len(k) >= 8 and k in key) for key in keys):
+            removed.append(piece.strip())
+            continue
+        for key in keys:
+            if k.startswith(key) and len(k) > len(key):
+                cut = _cut_prefix(piece, key)
+                if cut is not None:
+                    removed.append(piece[: len(piece) - len(cut)].strip())
+                    piece = cut
+                break
+        out.append(piece)
+    out.append(text[pos:])
+    if not removed:
+        return text, []
+    return _tidy("".join(out)), removed
+
+
+def _cut_prefix(piece: str, key: str) -> str | None:
+    """`piece` after the shortest prefix whose letters and digits are `key` (and the punctuation after it)."""
+    acc = ""
+    for i, ch in enumerate(piece):
+        acc += "".join(c for c in fold(ch) if c.isalnum())
+        if acc == key:
+            return piece[i + 1 :].lstrip(" ：:.,，。\t")
+        if not key.startswith(acc):
+            return None
+    return None

@@ -70,6 +70,17 @@ ANSWER_ASK = {"zh": "根据上面的内容回答：{question}", "en": "Answer th
 ANSWER_LANGUAGE = {"zh-Hans": "请用简体中文回答。", "zh-Hant": "请用繁体中文回答。", "en": "Answer in English."}
 
 
+def instruction_texts() -> list[str]:
+    """Every instruction line the answer prompt can contain, in both scripts' source form: a small model
+    sometimes copies one into its answer ("請用繁體中文回答。" after the question), and such a line is
+    never part of an answer (see `post.strip_instructions`)."""
+    texts = [*ANSWER_LANGUAGE.values()]
+    for system in ANSWER_SYSTEM.values():
+        texts += [t for t in re.split(r"(?<=[。：:.])\s*", system) if t.strip()]
+    texts += [t.split("{question}")[0] for t in ANSWER_ASK.values()]
+    return texts
+
+
 def answer_messages(blocks: list[str], question: str, lang: str) -> list[dict]:
     """`blocks`: rendered `passage_block`s, most valuable first. With no blocks: the bare prompt."""
     b = base(lang)
