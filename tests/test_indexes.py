@@ -127,9 +127,18 @@ def test_english_and_mixed_text(analyzer):
     idx = lexical(CORPUS)
     assert [c for c, _ in idx.search("Package MANAGER", 5)][:1] == [4]
     assert [c for c, _ in idx.search("apt-get", 5)] == [3]
-    assert analyzer.analyze("The ＡＰＴ-GET tool, v3.11!") == ["apt", "get", "tool", "v3", "11"]  # NFKC, stop words
+    # NFKC, stop words; a glued letter-digit name is also kept whole
+    assert analyzer.analyze("The ＡＰＴ-GET tool, v3.11!") == ["apt", "get", "tool", "v3", "11", "v3.11"]
     assert idx.search("the of and", 5) == []  # only stop words
     assert idx.search("", 5) == [] and idx.search("zzzz", 5) == []
+
+
+def test_glued_letter_digit_names_match_whole(analyzer):
+    """jieba cuts ModelX3.5 into ModelX3 | .5; the whole name must still outrank chunks sharing a piece."""
+    idx = lexical(["星云科技发布了ModelX3.5模型，参数量为70亿。", "ModelX3 的后续版本计划于5月推出。", "今天天气很好"])
+    assert [c for c, _ in idx.search("ModelX3.5的参数量是多少？", 5)][:1] == [1]
+    assert "modelx3.5" in analyzer.analyze("星云科技的ModelX3.5模型")
+    assert "sources.list" not in analyzer.analyze("edit sources.list")  # letters only: its pieces suffice
 
 
 def test_simplified_text_is_not_rewritten(analyzer):

@@ -180,14 +180,28 @@ class _Lists:
         self.current = []
 
 
-def _merge_hyphenated(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """jieba splits CD-ROM into CD, -, ROM: join Latin words linked by hyphens back into one."""
+# A Latin name written as one token: letters and digits joined by - . _ without spaces (CD-ROM,
+# ModelX3.5, Qwen2.5-Coder-1.5B), at least one letter. jieba cuts these apart (ModelX3 | .5).
+GLUED_NAME_RE = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9._-]*[A-Za-z])[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)+(?![A-Za-z0-9])")
+
+
+def _merge_glued(pairs: list[tuple[str, str]], text: str) -> list[tuple[str, str]]:
+    """Join the jieba tokens that cut one glued Latin name (see `GLUED_NAME_RE`) back into one `eng` token.
+    `pairs` cover `text` exactly, in order."""
+    spans = [m.span() for m in GLUED_NAME_RE.finditer(text)]
+    if not spans:
+        return pairs
     out: list[tuple[str, str]] = []
+    pos, merging_until = 0, -1
     for word, flag in pairs:
-        if flag == "eng" and len(out) >= 2 and out[-1][0] == "-" and out[-2][1] == "eng":
-            out[-2:] = [(out[-2][0] + "-" + word, "eng")]
-        else:
-            out.append((word, flag))
+        start, pos = pos, pos + len(word)
+        if start < merging_until and out:
+            out[-1] = (out[-1][0] + word, "eng")
+            continue
+        span = next((sp for sp in spans if sp[0] == start and sp[1] > pos), None)
+        if span is not None:
+            merging_until = span[1]
+        out.append((word, flag if span is None else "eng"))
     return out
 
 
@@ -226,7 +240,7 @@ def extract_key_terms(question: str, lang: str) -> KeyTerms:
                 lists.name(name)
                 latin.clear()
 
-        for word, flag in _merge_hyphenated(_jieba_pairs(simplified)):
+        for word, flag in _merge_glued(_jieba_pairs(simplified), simplified):
             start, pos = pos, pos + len(word)
             w = word.strip()
             if not w:
@@ -364,6 +378,9 @@ def contains_entity(entity: str, folded_text: str, text_stems: set[str] | None =
         return any(contains_term(w, folded_text, text_stems) for w in parts)
     if HAN_RE.search(entity) and len(entity) >= 3:
         return entity[1:] in folded_text or entity[:-1] in folded_text
+    if GLUED_NAME_RE.fullmatch(entity) and any(c.isdigit() for c in entity):  # ModelX3.5 ~ ModelX 3.5, Model-X3.5
+        squeeze = re.compile(r"[\s._-]+")
+        return squeeze.sub("", entity) in squeeze.sub("", folded_text)
     return False
 
 

@@ -14,6 +14,8 @@ Analysis (`Analyzer`), applied identically to chunks and queries:
 4. Everything that is not Han is split into runs of letters/digits (`[^\\W_]+`), so English and
    other alphabetic scripts work without a stemmer.
 5. A short list of English and Chinese function words is dropped.
+6. A name of letters and digits glued by `.`, `-` or `_` (`ModelX3.5`, `qwen2.5-coder`) is kept whole
+   as an extra term: jieba and step 4 cut it into pieces that many other chunks share.
 
 Index (`LexicalIndex`): immutable. bm25s indexes are not incremental, so every change builds a
 new index object. The per-chunk term counts are kept as a sparse matrix (chunks x vocabulary),
@@ -39,7 +41,7 @@ import bm25s
 import numpy as np
 import scipy.sparse as sp
 
-ANALYZER_ID = "zh-jieba-search.opencc-fold.words/1"
+ANALYZER_ID = "zh-jieba-search.opencc-fold.words/2"  # 2: glued letter-digit names kept whole as well
 
 K1 = 1.5
 B = 0.75
@@ -48,6 +50,7 @@ _HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _HAN_RUN = re.compile(f"[{_HAN_RANGES}]+")
 _HAS_HAN = re.compile(f"[{_HAN_RANGES}]")
 _WORD = re.compile(f"[^\\W_{_HAN_RANGES}]+")
+_GLUED_ALNUM = re.compile(r"(?<![a-z0-9])(?=[a-z0-9._-]*[a-z])[a-z0-9]+(?:[-_.][a-z0-9]+)+(?![a-z0-9])")
 
 STOPWORDS_EN = frozenset(
     "a an and are as at be but by for if in into is it of on or such that the their then there these they "
@@ -133,6 +136,9 @@ class Analyzer:
             for word in _WORD.findall(piece):
                 if word not in STOPWORDS:
                     out.append(word)
+        # A name of letters and digits glued by . - _ (modelx3.5, qwen2.5-coder) is also one term, so a
+        # query for it prefers the chunks naming it whole over those that share its pieces (3, 5).
+        out += [m.group(0) for m in _GLUED_ALNUM.finditer(text) if any(c.isdigit() for c in m.group(0))]
         return out
 
     def term_counts(self, text: str) -> TermCounts:
