@@ -100,7 +100,8 @@ class QuestionService:
         options = AskOptions.from_settings(self.settings).merged(req.options)
         qid = qid or uuid.uuid4().hex
         models = {"generator": self.generator.model_id, "embedder": self.embedder.model_id,
-                  "generator_mode": getattr(self.generator, "mode", self.settings.generator_mode)}
+                  "generator_mode": getattr(self.generator, "mode", self.settings.generator_mode),
+                  "generator_runtime": getattr(self.generator, "runtime", "transformers")}
         ledger.start_question(conn, qid, req.collection, question, budget=budget.to_dict(),
                               options=options.to_dict(), models=models)
         events: list[dict] = []

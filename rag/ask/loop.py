@@ -129,6 +129,7 @@ class _Run:
             "budget": self.budget.to_dict(),
             "options": self.opt.to_dict(),
             "model_id": getattr(self.llm, "model_id", None),
+            "runtime": getattr(self.llm, "runtime", None),
             "context_window": self.window,
             "question_language": self.lang,
             "collection_languages": sorted(self.collection_langs),
@@ -310,6 +311,7 @@ class _Run:
             model_id=str(getattr(c, "model_id", None) or getattr(self.llm, "model_id", "")),
             stopped_by=getattr(c, "stopped_by", None),
             max_new_tokens=max_new_tokens,
+            runtime=str(getattr(c, "runtime", None) or getattr(self.llm, "runtime", "") or ""),
         )
         self.calls.append(call)
         self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=c.text)
@@ -322,7 +324,7 @@ class _Run:
             n=n, purpose=purpose, round=self.rounds, prompt_tokens=int(self.llm.prompt_tokens(messages)),
             completion_tokens=int(self.llm.count_tokens(text)), cached_prompt_tokens=0,
             wall_ms=(self.clock() - t0) * 1000.0, prefill_ms=None, model_id=str(getattr(self.llm, "model_id", "")),
-            stopped_by="interrupted", max_new_tokens=max_new_tokens,
+            stopped_by="interrupted", max_new_tokens=max_new_tokens, runtime=str(getattr(self.llm, "runtime", "") or ""),
         )
         self.calls.append(call)
         try:

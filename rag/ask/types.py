@@ -149,6 +149,7 @@ class ModelCall:
     model_id: str
     stopped_by: str | None
     max_new_tokens: int
+    runtime: str = ""  # transformers | llamacpp: what computed the call
 
     def to_dict(self) -> dict:
         return asdict(self)

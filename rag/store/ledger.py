@@ -38,10 +38,10 @@ def start_question(conn: sqlite3.Connection, qid: str, collection: str, question
 def record_call(conn: sqlite3.Connection, qid: str, call: dict) -> None:
     with transaction(conn):
         conn.execute(
-            "INSERT INTO model_calls (question_id, n, purpose, model_id, prompt_tokens, completion_tokens,"
-            " cached_prompt_tokens, wall_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (qid, call["n"], call["purpose"], call["model_id"], call["prompt_tokens"], call["completion_tokens"],
-             call.get("cached_prompt_tokens", 0), call["wall_ms"], utcnow()),
+            "INSERT INTO model_calls (question_id, n, purpose, model_id, runtime, prompt_tokens, completion_tokens,"
+            " cached_prompt_tokens, wall_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (qid, call["n"], call["purpose"], call["model_id"], call.get("runtime") or "", call["prompt_tokens"],
+             call["completion_tokens"], call.get("cached_prompt_tokens", 0), call["wall_ms"], utcnow()),
         )
 
 
@@ -88,7 +88,7 @@ def _row(conn: sqlite3.Connection, qid: str) -> sqlite3.Row:
 
 def calls(conn: sqlite3.Connection, qid: str) -> list[dict]:
     rows = conn.execute(
-        "SELECT n, purpose, model_id, prompt_tokens, completion_tokens, cached_prompt_tokens, wall_ms, created_at"
+        "SELECT n, purpose, model_id, runtime, prompt_tokens, completion_tokens, cached_prompt_tokens, wall_ms, created_at"
         " FROM model_calls WHERE question_id = ? ORDER BY n", (qid,)
     ).fetchall()
     return [dict(r) for r in rows]

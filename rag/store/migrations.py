@@ -189,10 +189,19 @@ CREATE TABLE chunk_windows (
 """
 
 
+M004_CALL_RUNTIME = """
+-- Which runtime served each model call (transformers | llamacpp): with two runtimes and two
+-- generators, the model id alone no longer says how a call was computed. '' for calls recorded
+-- before this migration.
+ALTER TABLE model_calls ADD COLUMN runtime TEXT NOT NULL DEFAULT '';
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
     Migration(3, "m003_chunk_windows", M003_CHUNK_WINDOWS),
+    Migration(4, "m004_call_runtime", M004_CALL_RUNTIME),
 ]
 
 
