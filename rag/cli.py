@@ -304,18 +304,21 @@ def bench_qa_cmd(
     answer_n: Optional[int] = typer.Option(None, help="At most this many questions per headings-removed set for model-calling configs (default 8; --quick: 1)."),
     minutes: Optional[float] = typer.Option(None, help="Wall-clock target for the whole run: model-calling configs stop taking new questions when the next would not fit (default 30; --quick: 5; 0: no target)."),
     out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
+    factoid: int = typer.Option(0, "--factoid", help="Also ask this many questions per language of the factoid set (rag bench factoid) and add its summary to the report (0: off)."),
 ) -> None:
     """Answer quality and cost on the Debian FAQ (en, zh, cross-lingual) against LlamaIndex; markdown report + charts."""
     from rag.bench.qa import MissingExtra, Options, run, stdout_table, write_report
+    from rag.eval.factoid import MissingPackage as FactoidMissing
     from rag.eval.faq import MissingPackage
 
     if lang not in ("en", "zh", "all"):
         typer.echo("--lang must be en, zh or all")
         raise typer.Exit(2)
     opts = Options.preset(quick=quick, lang=lang, limit=limit, answer_n=answer_n, minutes=minutes, out_dir=out_dir)
+    opts.factoid = max(0, factoid)
     try:
         data = run(Settings(), opts, log=lambda m: typer.echo(m, err=True))
-    except (MissingPackage, MissingExtra) as exc:
+    except (MissingPackage, MissingExtra, FactoidMissing) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     except RagError as exc:
@@ -323,6 +326,45 @@ def bench_qa_cmd(
     path, charts = write_report(data, opts.out_dir)
     typer.echo(stdout_table(data))
     typer.echo(f"report: {path}" + "".join(f"\nchart: {c}" for c in charts))
+
+
+@bench_app.command("factoid")
+def bench_factoid_cmd(
+    limit: Optional[int] = typer.Option(None, help="Questions per language, spread over the set (default: all)."),
+    lang: str = typer.Option("all", "--lang", help="en, zh-Hans, zh-Hant, zh (both scripts) or all."),
+    minutes: Optional[float] = typer.Option(None, help="Wall-clock target: stop taking new questions when the next would not fit (default: none)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Persistent state folder: documents already ingested there are reused (default: a temporary folder)."),
+    out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
+    compare: Optional[list[Path]] = typer.Option(None, "--compare", help="Two report JSON files to print side by side (no run); give it twice."),
+) -> None:
+    """Short-answer accuracy on the factoid set (Debian Reference and FAQ, en/zh-Hans/zh-Hant) with the configured
+    generator and runtime: accuracy, confident-wrong, abstention, cost; dated JSON + markdown report."""
+    from rag.bench import factoid as fb
+    from rag.eval.factoid import LANGS, MissingPackage
+
+    if compare:
+        if len(compare) != 2:
+            typer.echo("--compare takes exactly two report files (A then B)")
+            raise typer.Exit(2)
+        typer.echo("\n".join(fb.compare_tables(fb.load_report(compare[0]), fb.load_report(compare[1]))))
+        return
+    langs = {"all": LANGS, "zh": ("zh-Hans", "zh-Hant")}.get(lang, (lang,))
+    if not set(langs) <= set(LANGS):
+        typer.echo("--lang must be en, zh-Hans, zh-Hant, zh or all")
+        raise typer.Exit(2)
+    opts = fb.Options(langs=tuple(langs), limit=limit, minutes=minutes if minutes else None, data_dir=data_dir)
+    if out_dir is not None:
+        opts.out_dir = out_dir
+    try:
+        data = fb.run(Settings(), opts, log=lambda m: typer.echo(m, err=True))
+    except MissingPackage as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    except RagError as exc:
+        _fail(exc)
+    md, js = fb.write_report(data, opts.out_dir)
+    typer.echo(fb.stdout_table(data))
+    typer.echo(f"report: {md}\ndata: {js}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,6 +71,7 @@ class Options:
     out_dir: Path = PROJECT_ROOT / "bench-reports"
     quick: bool = False
     variants: tuple[str, ...] = VARIANTS
+    factoid: int = 0  # questions per language of the factoid set (rag.bench.factoid) to add to the report; 0: off
 
     @classmethod
     def preset(cls, *, quick: bool, lang: str, limit: int | None = None, answer_n: int | None = None,
@@ -464,6 +465,7 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
                 log("li-vector done")
             deadline = None if opts.minutes is None else t_start + opts.minutes * 60
             answered = run_answering(rt, lb, answer_sets, docs, opts, timer, records, deadline, log)
+            factoid_summary = _factoid(rt, s, opts, log)
         finally:
             rt.close()
     return {
@@ -482,7 +484,18 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
                                 "gold_raw": len(d.gold_raw), "li_ingest_s": li_ingest.get(d.collection),
                                 "chars": len(d.raw)} for d in docs.values()},
         "records": records,
+        "factoid": factoid_summary,
     }
+
+
+def _factoid(rt, settings: Settings, opts: Options, log) -> dict | None:
+    """The factoid set's summary with the same loaded models (`--factoid N`: N questions per language)."""
+    if not opts.factoid:
+        return None
+    from rag.bench.factoid import qa_summary
+
+    log(f"factoid set: {opts.factoid} questions per language")
+    return qa_summary(rt, settings, opts.factoid, log=log)
 
 
 # ---------------------------------------------------------------- aggregation and report
@@ -727,6 +740,10 @@ def write_report(data: dict, out_dir: Path) -> tuple[Path, list[Path]]:
           "answer call can be cut at the deadline (a `budget stop`). LlamaIndex has no deadline.",
           "- Cross-lingual F1 is scored against the gold answer in the question's language (the FAQs are translations).",
           ""]
+    if data.get("factoid"):
+        from rag.bench.factoid import qa_report_lines
+
+        L += qa_report_lines(data["factoid"])
     charts = _charts(data, out_dir, stem)
     L += ["## Charts", ""] + [f"![{p.stem}]({p.name})" for p in charts] + [""]
 
