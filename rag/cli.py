@@ -335,18 +335,19 @@ def bench_factoid_cmd(
     minutes: Optional[float] = typer.Option(None, help="Wall-clock target: stop taking new questions when the next would not fit (default: none)."),
     data_dir: Optional[Path] = typer.Option(None, help="Persistent state folder: documents already ingested there are reused (default: a temporary folder)."),
     out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
-    compare: Optional[list[Path]] = typer.Option(None, "--compare", help="Two report JSON files to print side by side (no run); give it twice."),
+    compare: bool = typer.Option(False, "--compare", help="No run: print the two report JSON files given as arguments (A then B) side by side, with B/A ratios."),
+    reports: Optional[list[Path]] = typer.Argument(None, help="With --compare: two report JSON files."),
 ) -> None:
     """Short-answer accuracy on the factoid set (Debian Reference and FAQ, en/zh-Hans/zh-Hant) with the configured
     generator and runtime: accuracy, confident-wrong, abstention, cost; dated JSON + markdown report."""
     from rag.bench import factoid as fb
     from rag.eval.factoid import LANGS, MissingPackage
 
-    if compare:
-        if len(compare) != 2:
-            typer.echo("--compare takes exactly two report files (A then B)")
+    if compare or reports:
+        if not compare or len(reports or []) != 2:
+            typer.echo("usage: rag bench factoid --compare A.json B.json")
             raise typer.Exit(2)
-        typer.echo("\n".join(fb.compare_tables(fb.load_report(compare[0]), fb.load_report(compare[1]))))
+        typer.echo("\n".join(fb.compare_tables(fb.load_report(reports[0]), fb.load_report(reports[1]))))
         return
     langs = {"all": LANGS, "zh": ("zh-Hans", "zh-Hant")}.get(lang, (lang,))
     if not set(langs) <= set(LANGS):
