@@ -192,3 +192,18 @@ def test_glued_name_question_is_answered_not_refused():
     text = "星云科技发布了ModelX3.5模型，参数量为70亿。"
     res = _loop("ModelX3.5的参数量是多少？", "ModelX3.5的参数量为70亿。", text)
     assert not res.abstained and res.citations
+
+
+def test_dates_ranges_and_manual_sections_are_single_tokens():
+    assert [f.value for f in figures_in("popcon 数据于 2023-02-02 下载，第一版 2001-2007")] == ["2023-02-02", "2001-2007"]
+    assert figures_in("configure-debian 以 debconf(1) 作为后端") == []
+    assert complete("2023-02-02", [(1, "数据于 2023-02-02 下载，共 2部")], "zh-Hans") == ("2023-02-02", [])
+
+
+def test_owner_check_needs_both_figures_in_one_sentence():
+    """A hard-wrapped line is not a sentence end, and a marker elsewhere in a long passage is no sign."""
+    text = ("FAT16 partitions can be at most 2 GB.\n\nMicrosoft itself does not recommend to use FAT for drives or\n"
+            "    partitions of over 200 MB. NTFS is fine.")
+    assert belongs_to_other_subject(Decimal("200"), text, ["fat"]) is None
+    wrapped = "长城全长8851.8公里，\n其中明长城为6259.6公里。"
+    assert belongs_to_other_subject(Decimal("8851.8"), wrapped, ["明长城"]) == "明长城"

@@ -41,14 +41,20 @@ _ZH_UNITS = sorted(
 )
 _NUMBER = r"\d+(?:[.,]\d+)*"
 _ARABIC_RE = re.compile(rf"(?<![0-9A-Za-z.])({_NUMBER})(\s*[%％])?")
-# Digits that are part of a name (GPT-4, x86_64, ModelX3.5, e5) are not figures.
-_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*[-_.]?\d[A-Za-z0-9.]*|\d+[A-Za-z]+[A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*")
+# Digits that are part of a name (GPT-4, x86_64, ModelX3.5, e5, debconf(1)) are not figures.
+_NAME_RE = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*[-_.]?\d[A-Za-z0-9.]*|\d+[A-Za-z]+[A-Za-z0-9]*(?:[-_.][A-Za-z0-9]+)*"
+    r"|(?<=[A-Za-z0-9_])\(\d[a-z]?\)"
+)
+# Dates and numeric ranges are one token each, compared as written (2023-02-02, 2001-2007, 12:30).
+_TOKEN_RE = re.compile(r"(?<![0-9.])\d{1,4}(?:[-/:–]\d{1,4}){1,2}(?![0-9])")
 _ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _ZH_NUMERAL_RE = re.compile(r"[零〇一二两三四五六七八九十百千万亿]+")
 _EN_WORD_RE = re.compile(r"[A-Za-z]+")
 # Where one figure's territory in a sentence ends (see `owner_span`).
-_CLAUSE_END_RE = re.compile(r"[，,；;：:、\n]|\s(?:while|whereas|but|and)\s|而|但|其中")
-_SENTENCE_END_RE = re.compile(r"[。！？!?]|\.(?:\s|$)|\n")
+_CLAUSE_END_RE = re.compile(r"[，,；;：:、]|\s(?:while|whereas|but|and)\s|而|但|其中")
+# A single line break is wrapping (text and PDF documents are hard-wrapped); a blank line ends a paragraph.
+_SENTENCE_END_RE = re.compile(r"[。！？!?]|\.(?:\s|$)|\n\s*\n")
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,8 @@ class Figure:
 
     @property
     def value(self) -> Decimal | str:
-        """The number times its magnitude; a version string stays a string."""
-        if self.digits.count(".") > 1:
+        """The number times its magnitude; a version, date or range stays a string."""
+        if self.digits.count(".") > 1 or not re.fullmatch(r"\d+(?:\.\d+)?", self.digits):
             return self.digits
         try:
             return Decimal(self.digits).scaleb(self.magnitude).normalize()
@@ -151,6 +157,9 @@ def figures_in(text: str, *, chinese_numerals: bool = False) -> list[Figure]:
     if len(masked) != len(text):  # NFKC changed the length: fall back to the raw text's positions
         masked = _NAME_RE.sub(lambda m: " " * len(m.group(0)), text)
     out: list[Figure] = []
+    for m in _TOKEN_RE.finditer(masked):
+        out.append(Figure(m.start(), m.end(), m.group(0).replace("–", "-"), 0, "", m.end()))
+    masked = _TOKEN_RE.sub(lambda m: " " * len(m.group(0)), masked)
     for m in _ARABIC_RE.finditer(masked):
         digits = _norm_digits(m.group(1))
         end = m.end(1)
@@ -167,7 +176,7 @@ def figures_in(text: str, *, chinese_numerals: bool = False) -> list[Figure]:
             if value is None or not unit or any(f.start <= m.start() < f.unit_end for f in out):
                 continue
             out.append(Figure(m.start(), m.end(), str(value), 0, unit, unit_end))
-        out.sort(key=lambda f: f.start)
+    out.sort(key=lambda f: f.start)
     return out
 
 
@@ -295,14 +304,31 @@ def belongs_to_other_subject(fig_value: Decimal | str, passage: str, markers: li
     others = [f for f in kin if f.value != fig_value]
     if not mine or not others:
         return None
-    spans_mine = [owner_span(folded, f, kin) for f in mine]
-    spans_other = [owner_span(folded, f, kin) for f in others]
-    for marker in markers:
-        in_mine = any(_has_marker(folded[s:e], marker) for s, e in spans_mine)
-        in_other = any(_has_marker(folded[s:e], marker) for s, e in spans_other)
-        if in_other and not in_mine:
-            return marker
+    # Only a sentence that states this value and a competing one speaks to whose figure is whose;
+    # a marker mentioned elsewhere in a long passage says nothing about it.
+    sentences = _sentences(folded)
+    for s0, s1 in sentences:
+        here = [f for f in mine if s0 <= f.start < s1]
+        rivals = [f for f in others if s0 <= f.start < s1]
+        if not here or not rivals:
+            continue
+        spans_mine = [owner_span(folded, f, kin) for f in here]
+        spans_other = [owner_span(folded, f, kin) for f in rivals]
+        for marker in markers:
+            in_mine = any(_has_marker(folded[a:b], marker) for a, b in spans_mine)
+            in_other = any(_has_marker(folded[a:b], marker) for a, b in spans_other)
+            if in_other and not in_mine:
+                return marker
     return None
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for m in _SENTENCE_END_RE.finditer(text):
+        out.append((start, m.end()))
+        start = m.end()
+    out.append((start, len(text)))
+    return out
 
 
 def _compatible(unit: str, units: set[str]) -> bool:
