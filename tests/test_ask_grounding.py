@@ -207,3 +207,18 @@ def test_owner_check_needs_both_figures_in_one_sentence():
     assert belongs_to_other_subject(Decimal("200"), text, ["fat"]) is None
     wrapped = "长城全长8851.8公里，\n其中明长城为6259.6公里。"
     assert belongs_to_other_subject(Decimal("8851.8"), wrapped, ["明长城"]) == "明长城"
+
+
+def test_restated_question_plus_a_figure_from_a_table_is_supported():
+    """A table row states the figure without the question's wording: what the sentence adds is there."""
+    table = "|www (http)    |80 |https        |443|\n|smtp (郵件)   |25 |ssmtp (smtps)|465|"
+    (ss,) = attribute("smtps 的埠號是 465。", [passage(table)], Thresholds(), question="smtps 的埠號是多少？")
+    assert ss.supported and "all in passage 1" in ss.reason
+    (bad,) = attribute("smtps 的埠號是 587。", [passage(table)], Thresholds(), question="smtps 的埠號是多少？")
+    assert not bad.supported and bad.dropped
+
+
+def test_bare_numbers_in_a_row_do_not_compete():
+    row = "|smtp (mail)          |25  |ssmtp (smtps)      |465 |"
+    assert belongs_to_other_subject(Decimal("465"), row, ["smtp", "smtps"]) is None
+    assert belongs_to_other_subject(Decimal("2021"), "As of Debian 11 Bullseye (2021), Debian uses cgroup v2.", ["debian"]) is None

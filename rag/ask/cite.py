@@ -164,6 +164,12 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed
                 ss.reason += f"; {len(novel & pfeats[best_i])} of {len(novel)} not from the question"
             qs, qe = _best_quote(f, passages[best_i], psents[best_i])
             ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[best_i].text[qs:qe]
+        elif (i := _adds_only_passage_figures(f, qfeats, pfeats, eligible)) is not None:
+            ss.supported, ss.method, ss.passage = True, "lexical", passages[i].n
+            ss.reason = (f"the question's words plus what the sentence adds, {len(f - qfeats)} feature(s) with a figure, "
+                         f"all in passage {passages[i].n}")
+            qs, qe = _best_quote(f, passages[i], psents[i])
+            ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[i].text[qs:qe]
         elif best_i is not None and best_score >= th.support_min and best_ov >= th.support_min_overlap:
             novel = f - qfeats
             ss.supported, ss.passage = False, passages[best_i].n
@@ -192,6 +198,16 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed
     if embed is not None:
         _embedding_support(out, passages, psents, th, embed)
     return out
+
+
+def _adds_only_passage_figures(f: set[str], qfeats: set[str], pfeats: list[set[str]], eligible) -> int | None:
+    """A passage holding everything a sentence adds to the question, when that includes a figure:
+    "smtps 的埠號是 465。" restates the question and adds 465, which a table row states without the
+    question's wording, so the overlap over all features is low although the answer is grounded."""
+    novel = f - qfeats
+    if not novel or not any(x.startswith("#") for x in novel):
+        return None
+    return next((i for i in eligible if novel <= pfeats[i]), None)
 
 
 def _has_figure(g: Figure, i: int, passages, pnums, pvalues, pdigits) -> bool:

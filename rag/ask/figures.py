@@ -298,9 +298,10 @@ def belongs_to_other_subject(fig_value: Decimal | str, passage: str, markers: li
     folded = to_simplified(unicodedata.normalize("NFKC", passage)).casefold()
     figs = [f for f in figures_in(passage, chinese_numerals=True) if not (f.digits in markers and f.magnitude == 0)]
     mine = [f for f in figs if f.value == fig_value]
-    units = {f.unit for f in mine}
-    # Figures of another kind ("Debian 11 ships ...": 11 ships, not packages) neither compete nor bound.
-    kin = [f for f in figs if f.value == fig_value or _compatible(f.unit, units)]
+    units = {f.unit for f in mine if f.unit}
+    # Only figures of the same stated kind compete (公里 and 公里, packages and packages): bare numbers
+    # in a table row, or "Debian 11 Bullseye (2021)", say nothing about whose figure is whose.
+    kin = [f for f in figs if f.value == fig_value or f.unit in units]
     others = [f for f in kin if f.value != fig_value]
     if not mine or not others:
         return None
@@ -329,10 +330,6 @@ def _sentences(text: str) -> list[tuple[int, int]]:
         start = m.end()
     out.append((start, len(text)))
     return out
-
-
-def _compatible(unit: str, units: set[str]) -> bool:
-    return not unit or "" in units or unit in units
 
 
 def _has_marker(text: str, marker: str) -> bool:
