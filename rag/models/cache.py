@@ -4,6 +4,13 @@ Layout: `<cache>/<name>/` holds a folder transformers or sentence-transformers l
 `manifest.json` with the sha256 of every file in it and of the sources it was built from. A folder
 without a manifest is never used: preparing writes into `<cache>/.<name>.tmp-<pid>` and renames it
 into place only when complete, so an interrupted prepare leaves nothing that looks ready.
+
+GGUF generators have one folder per runtime (`RAG_GENERATOR_RUNTIME`):
+* `transformers`: `<cache>/<name>/`, the GGUF dequantized into a dense HF folder (`gguf_build`);
+* `llamacpp`: `<cache>/<name>.gguf/`, the assembled GGUF as shipped (`model.gguf`, sha256-checked
+  against the registry), the tokenizer transformers reads from it (prompt rendering and token counts),
+  and a manifest that also records the GGUF header facts the runtime needs (context length, ...).
+Embedders have one folder whatever the runtime.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from rag.models import files
 from rag.models.registry import ModelSpec
 
 MANIFEST = "manifest.json"
+GGUF_FILE = "model.gguf"  # the llamacpp folder's model file
+RUNTIMES = ("transformers", "llamacpp")
 
 
 @dataclass(frozen=True)
@@ -31,29 +40,45 @@ class Prepared:
     seconds: float
 
 
-def prepared_path(spec: ModelSpec, cache_dir: Path) -> Path:
-    return cache_dir / spec.name
+def _variant(spec: ModelSpec, runtime: str) -> str:
+    """The folder kind a runtime needs: only GGUF generators have a separate llamacpp folder."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+    return "llamacpp" if spec.recipe == "gguf" and runtime == "llamacpp" else "transformers"
 
 
-def is_prepared(spec: ModelSpec, cache_dir: Path) -> bool:
-    return (prepared_path(spec, cache_dir) / MANIFEST).is_file()
+def variants(spec: ModelSpec) -> tuple[str, ...]:
+    """The runtimes that have a folder of their own for this model."""
+    return RUNTIMES if spec.recipe == "gguf" else ("transformers",)
 
 
-def prepare(spec: ModelSpec, cache_dir: Path, *, force: bool = False, progress: bool = True) -> Prepared:
-    """Builds the model folder unless a complete one is cached. Idempotent; safe to interrupt."""
+def prepared_path(spec: ModelSpec, cache_dir: Path, runtime: str = "transformers") -> Path:
+    return cache_dir / (f"{spec.name}.gguf" if _variant(spec, runtime) == "llamacpp" else spec.name)
+
+
+def is_prepared(spec: ModelSpec, cache_dir: Path, runtime: str | None = None) -> bool:
+    """Whether the folder `runtime` needs is complete; with no runtime, whether any of the model's folders is."""
+    runtimes = variants(spec) if runtime is None else (runtime,)
+    return any((prepared_path(spec, cache_dir, r) / MANIFEST).is_file() for r in runtimes)
+
+
+def prepare(spec: ModelSpec, cache_dir: Path, *, force: bool = False, progress: bool = True,
+            runtime: str = "transformers") -> Prepared:
+    """Builds the folder `runtime` needs unless a complete one is cached. Idempotent; safe to interrupt."""
     t0 = time.monotonic()
-    target = prepared_path(spec, cache_dir)
-    if is_prepared(spec, cache_dir) and not force:
+    variant = _variant(spec, runtime)
+    target = prepared_path(spec, cache_dir, runtime)
+    if is_prepared(spec, cache_dir, runtime) and not force:
         return Prepared(spec, target, False, time.monotonic() - t0)
     cache_dir.mkdir(parents=True, exist_ok=True)
     sources = files.source_paths(spec)
     if spec.sha256:
         files.check_sha256(sources, spec.sha256, label=_source_label(spec, sources),
                            progress=f"verify {spec.name}" if progress else None)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-", dir=cache_dir))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache_dir))
     try:
-        _build(spec, sources, tmp, progress)
-        _write_manifest(spec, tmp)
+        extra = _build_llamacpp(spec, sources, tmp, progress) if variant == "llamacpp" else _build(spec, sources, tmp, progress)
+        _write_manifest(spec, tmp, runtime=variant, extra=extra)
         _swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -61,20 +86,29 @@ def prepare(spec: ModelSpec, cache_dir: Path, *, force: bool = False, progress: 
     return Prepared(spec, target, True, time.monotonic() - t0)
 
 
-def verify(spec: ModelSpec, cache_dir: Path, *, progress: bool = False, sources: bool = True) -> list[str]:
-    """Re-checks the packaged sources and every prepared file; returns what was checked."""
+def verify(spec: ModelSpec, cache_dir: Path, *, progress: bool = False, sources: bool = True,
+           runtime: str | None = None) -> list[str]:
+    """Re-checks the packaged sources and every prepared file; returns what was checked.
+
+    With no `runtime`, every prepared folder of the model is checked (at least one must exist)."""
     checked: list[str] = []
     if sources and spec.sha256:
         paths = files.source_paths(spec)
         files.check_sha256(paths, spec.sha256, label=_source_label(spec, paths),
                            progress=f"verify {spec.name}" if progress else None)
         checked.append(_source_label(spec, paths))
-    folder = prepared_path(spec, cache_dir)
-    if not (folder / MANIFEST).is_file():
-        raise ModelError(f"{spec.name} is not prepared in {cache_dir}; run `rag models prepare {spec.name}`",
+    runtimes = [r for r in variants(spec) if is_prepared(spec, cache_dir, r)] if runtime is None else [runtime]
+    if not runtimes or not is_prepared(spec, cache_dir, runtimes[0]):
+        hint = f" --runtime {runtime}" if runtime not in (None, "transformers") else ""
+        raise ModelError(f"{spec.name} is not prepared in {cache_dir}; run `rag models prepare {spec.name}{hint}`",
                          code="model_not_prepared")
-    checked += verify_folder(folder, progress=progress)
+    for r in runtimes:
+        checked += verify_folder(prepared_path(spec, cache_dir, r), progress=progress)
     return checked
+
+
+def manifest_of(folder: Path) -> dict:
+    return json.loads((Path(folder) / MANIFEST).read_text())
 
 
 def verify_folder(folder: Path, *, progress: bool = False) -> list[str]:
@@ -118,9 +152,33 @@ def _build(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> N
             build_gguf_folder(gguf, out)
     else:  # pragma: no cover - registry is closed
         raise ModelError(f"unknown recipe {spec.recipe}")
+    return None
 
 
-def _write_manifest(spec: ModelSpec, folder: Path) -> None:
+def _build_llamacpp(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> dict:
+    """The llamacpp folder: the GGUF assembled as shipped (hashed while written), its tokenizer, its header facts."""
+    import hashlib
+
+    from rag.models.gguf_build import gguf_metadata, save_gguf_tokenizer
+
+    if spec.recipe != "gguf":  # pragma: no cover - _variant only sends GGUF generators here
+        raise ModelError(f"{spec.name} is not a GGUF model")
+    gguf = out / GGUF_FILE
+    digest = hashlib.sha256()
+    with open(gguf, "wb") as fh:
+        for block in files.iter_chunks(sources, f"assemble {spec.name}" if progress else None):
+            digest.update(block)
+            fh.write(block)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if spec.sha256 and digest.hexdigest() != spec.sha256:
+        raise ModelChecksumError(f"assembled {gguf}", spec.sha256, digest.hexdigest())
+    meta = gguf_metadata(gguf)
+    save_gguf_tokenizer(gguf, out)
+    return {"gguf": meta}
+
+
+def _write_manifest(spec: ModelSpec, folder: Path, *, runtime: str = "transformers", extra: dict | None = None) -> None:
     entries = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest, size = files.sha256_of([path])
@@ -128,10 +186,12 @@ def _write_manifest(spec: ModelSpec, folder: Path) -> None:
     manifest = {
         "name": spec.name,
         "recipe": spec.recipe,
+        "runtime": runtime,
         "source_sha256": spec.sha256,
         "sources": [f"{s.distribution}=={s.version}:{s.path}" for s in spec.sources],
         "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": entries,
+        **(extra or {}),
     }
     _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
 

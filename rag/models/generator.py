@@ -66,6 +66,7 @@ class Completion:
     prefill_ms: float
     model_id: str
     stopped_by: StoppedBy
+    runtime: str = "transformers"  # which generator class produced it: "transformers" or "llamacpp"
 
 
 def quantize_int8_dynamic(model):
@@ -93,6 +94,8 @@ def quantize_int8_dynamic(model):
 
 class Generator:
     """A loaded causal LM and its tokenizer. Build with `Generator.load(folder, ...)`."""
+
+    runtime = "transformers"
 
     def __init__(self, model, tokenizer, *, model_id: str, mode: Mode = "fp32", threads: int = 0):
         self.model = model

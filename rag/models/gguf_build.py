@@ -84,11 +84,13 @@ def build_gguf_folder(gguf_path: Path, out: Path, dtype: str = "float32") -> Non
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        # Load straight into the storage dtype: each tensor is dequantized to float32 and cast once,
+        # the same rounding as a cast after loading, without a full float32 copy (1.5B: 6 GB) at peak.
         model = AutoModelForCausalLM.from_pretrained(
             folder,
             gguf_file=name,
             quantization_config=GgufConfig(dequantize=True),
-            dtype=torch.float32,
+            dtype=getattr(torch, dtype),
         )
     except Exception as exc:  # transformers raises many kinds; surface one the service understands
         raise ModelError(f"cannot read GGUF {gguf_path.name}: {exc}") from exc
@@ -96,7 +98,7 @@ def build_gguf_folder(gguf_path: Path, out: Path, dtype: str = "float32") -> Non
     _strip_gguf_quantizer(model)
     if any(type(m).__name__.lower().startswith("gguf") for m in model.modules()):
         raise ModelError(f"{gguf_path.name}: some layers stayed GGUF-packed; cannot save a dense folder")
-    if dtype != "float32":
+    if model.dtype != getattr(torch, dtype):
         model = model.to(getattr(torch, dtype))
     model.config.dtype = dtype
     model.config.name_or_path = gguf_path.stem
@@ -140,3 +142,56 @@ def _as_list(value) -> list:
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
+
+
+# ---------------------------------------------------------------- the llama.cpp runtime: the GGUF as shipped
+
+
+def gguf_metadata(gguf_path: Path) -> dict:
+    """What the service needs from a GGUF's header: architecture, trained context length, layers, quantization."""
+    from gguf import GGUFReader
+
+    try:
+        fields = GGUFReader(str(gguf_path)).fields
+    except Exception as exc:
+        raise ModelError(f"cannot read GGUF {Path(gguf_path).name}: {exc}") from exc
+
+    def value(key):
+        f = fields.get(key)
+        if f is None or not f.data:
+            return None
+        part = f.parts[f.data[0]]
+        return bytes(part).decode("utf-8") if f.types and f.types[0].name == "STRING" else part.tolist()[0]
+
+    arch = value("general.architecture")
+    if not arch:
+        raise ModelError(f"{Path(gguf_path).name}: no general.architecture in the GGUF header")
+    meta = {
+        "architecture": arch,
+        "name": value("general.name"),
+        "context_length": value(f"{arch}.context_length"),
+        "block_count": value(f"{arch}.block_count"),
+        "file_type": value("general.file_type"),
+        "has_chat_template": "tokenizer.chat_template" in fields,
+    }
+    if not meta["context_length"]:
+        raise ModelError(f"{Path(gguf_path).name}: no {arch}.context_length in the GGUF header")
+    return meta
+
+
+def save_gguf_tokenizer(gguf_path: Path, out: Path) -> None:
+    """Save the GGUF's own tokenizer (vocabulary, merges, special tokens, chat template) as HF files in `out`.
+
+    The llama.cpp runtime renders prompts and counts tokens with it, so prompts and token counts are
+    computed the same way in both runtimes; tests check its counts equal llama.cpp's own.
+    """
+    from transformers import AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    except Exception as exc:
+        raise ModelError(f"cannot read the tokenizer of GGUF {gguf_path.name}: {exc}") from exc
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError(f"{gguf_path.name} carries no chat template (tokenizer.chat_template)")
+    tokenizer.save_pretrained(str(out))

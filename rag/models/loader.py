@@ -23,15 +23,17 @@ class ModelStatus:
     details: dict = field(default_factory=dict)
 
 
-def resolve(name: str, settings: Settings, *, prepare: bool = True, progress: bool = False) -> tuple[Path | str, ModelSpec | None]:
-    """A registry name becomes its prepared folder (prepared now if allowed); anything else is used as given."""
+def resolve(name: str, settings: Settings, *, prepare: bool = True, progress: bool = False,
+            runtime: str = "transformers") -> tuple[Path | str, ModelSpec | None]:
+    """A registry name becomes its prepared folder for `runtime` (prepared now if allowed); anything else is used as given."""
     spec = get_spec(name)
     if spec is not None:
-        if not cache.is_prepared(spec, settings.models_dir):
+        if not cache.is_prepared(spec, settings.models_dir, runtime):
             if not prepare:
-                raise ModelError(f"{name} is not prepared; run `rag models prepare {name}`", code="model_not_prepared")
-            cache.prepare(spec, settings.models_dir, progress=progress)
-        folder = cache.prepared_path(spec, settings.models_dir)
+                hint = f" --runtime {runtime}" if runtime != "transformers" else ""
+                raise ModelError(f"{name} is not prepared; run `rag models prepare {name}{hint}`", code="model_not_prepared")
+            cache.prepare(spec, settings.models_dir, progress=progress, runtime=runtime)
+        folder = cache.prepared_path(spec, settings.models_dir, runtime)
         if settings.verify_models_on_load:
             cache.verify_folder(folder)
         return folder, spec
@@ -56,16 +58,41 @@ def load_embedder(settings: Settings, *, prepare: bool = True, progress: bool = 
     return emb, status
 
 
-def load_generator(settings: Settings, *, prepare: bool = True, progress: bool = False):
-    from rag.models.generator import Generator, resolve_mode
+def llamacpp_n_ctx(settings: Settings) -> int:
+    """llama.cpp's KV cache size: 4,096 tokens (twice the default window), or the window if larger;
+    the generator caps it at the model's trained context."""
+    from rag.models.llamacpp import DEFAULT_MAX_CTX
 
+    return max(DEFAULT_MAX_CTX, settings.context_window)
+
+
+def load_generator(settings: Settings, *, prepare: bool = True, progress: bool = False):
+    """The generator `settings.generator_runtime` names: `Generator` (transformers) or `LlamaCppGenerator`."""
     t0 = time.monotonic()
-    where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress)
-    mode = resolve_mode(settings.generator_mode)
-    try:
-        gen = Generator.load(Path(where), mode=mode, threads=settings.threads, model_id=settings.generator)
-    except OSError as exc:
-        raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
-    status = ModelStatus(settings.generator, "generator", str(where), True, round(time.monotonic() - t0, 2),
-                         {"mode": mode, "mode_setting": settings.generator_mode, "context_length": gen.context_length})
+    runtime = settings.generator_runtime
+    where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress, runtime=runtime)
+    if runtime == "llamacpp":
+        from rag.models.llamacpp import LlamaCppGenerator
+
+        if not Path(where).exists():
+            raise ModelError(f"generator {settings.generator!r}: the llamacpp runtime needs a registry name, a "
+                             "prepared llamacpp folder or a .gguf file", code="model_not_found")
+        try:
+            gen = LlamaCppGenerator.load(Path(where), model_id=settings.generator, threads=settings.threads,
+                                         n_ctx=llamacpp_n_ctx(settings))
+        except OSError as exc:
+            raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
+        details = {"runtime": runtime, "mode": gen.mode, "mode_setting": None, "context_length": gen.context_length,
+                   "trained_context_length": gen.trained_context_length, "llamacpp": gen.params}
+    else:
+        from rag.models.generator import Generator, resolve_mode
+
+        mode = resolve_mode(settings.generator_mode)
+        try:
+            gen = Generator.load(Path(where), mode=mode, threads=settings.threads, model_id=settings.generator)
+        except OSError as exc:
+            raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
+        details = {"runtime": runtime, "mode": mode, "mode_setting": settings.generator_mode,
+                   "context_length": gen.context_length}
+    status = ModelStatus(settings.generator, "generator", str(where), True, round(time.monotonic() - t0, 2), details)
     return gen, status
