@@ -3,12 +3,17 @@
 Each measurement runs in a fresh child process (`python -m rag.bench.models --child ...`), so peak RSS
 and load time belong to that mode alone and one mode's memory never inflates the next one's figure.
 
-Per generator mode:
-* `load_s`       `Generator.load` (after imports), including int8 quantization where asked;
-* `prefill_tok_s` prompt tokens / prefill time of a ~500-token prompt (after one warm-up call);
+Per generator configuration (a transformers mode, or the llamacpp runtime with given llama.cpp settings):
+* `load_s`       `Generator.load` / `LlamaCppGenerator.load` (after imports), including int8 quantization where asked;
+* `prefill_tok_s` uncached prompt tokens / prefill time of a ~500-token prompt (after one warm-up call);
 * `decode_tok_s`  tokens / time of up to 128 greedy tokens after the first (prefill excluded);
 * `peak_rss_mb`   the child's peak resident memory;
 * `answer_zh`, `answer_en`: greedy answers to two fixed check questions, so a mode that changes answers shows.
+
+`--prefill-tokens` and `--new-tokens` change the prompt and decode lengths; `--runtimes` adds the
+llamacpp runtime (the prepared GGUF folder, `rag models prepare NAME --runtime llamacpp`), and
+`--llamacpp-sweep` runs it once per llama.cpp setting in `LLAMACPP_SWEEP` (without the answer checks)
+to find the fastest prefill on this CPU.
 
 Embedder (when a prepared folder is given or the configured embedder is already prepared): load time,
 sentences/s over a fixed mixed zh/en batch, peak RSS.
@@ -60,11 +65,25 @@ def check_messages(check: dict) -> list[dict]:
     return [{"role": "user", "content": f"{check['passage']}\n\n根据上面的内容回答：{check['question']}"}]
 
 
-def _prefill_messages(gen) -> list[dict]:
-    """A deterministic prompt of about PREFILL_TARGET_TOKENS tokens (counted exactly)."""
+# llama.cpp settings tried by `--llamacpp-sweep` (threads stay at the bench's thread count). `{}` is
+# LlamaCppGenerator's defaults: n_batch 512, n_ubatch 512, flash attention auto, f16 KV cache.
+LLAMACPP_SWEEP: tuple[dict, ...] = (
+    {},
+    {"n_batch": 2048},
+    {"n_batch": 256, "n_ubatch": 256},
+    {"n_batch": 1024, "n_ubatch": 1024},
+    {"flash_attn": "on"},
+    {"flash_attn": "off"},
+    {"kv_type": "q8_0", "flash_attn": "on"},
+    {"threads_batch": 1},
+)
+
+
+def _prefill_messages(gen, target: int = PREFILL_TARGET_TOKENS) -> list[dict]:
+    """A deterministic prompt of about `target` tokens (counted exactly)."""
     body, i = "", 0
     question = "\n\n根据上面的内容回答：图书馆几点关门？"
-    while gen.prompt_tokens([{"role": "user", "content": body + question}]) < PREFILL_TARGET_TOKENS:
+    while gen.prompt_tokens([{"role": "user", "content": body + question}]) < target:
         body += _FILLER[i % len(_FILLER)]
         i += 1
     return [{"role": "user", "content": body + question}]
@@ -77,36 +96,49 @@ def _peak_rss_mb() -> float:
 # ---------------------------------------------------------------- children (one measurement each)
 
 
-def bench_generator(folder: Path, mode: str, threads: int, model_id: str) -> dict:
-    import torch
-
-    from rag.models.generator import Generator
-
+def bench_generator(folder: Path, mode: str, threads: int, model_id: str, *, runtime: str = "transformers",
+                    llama: dict | None = None, prefill_tokens: int = PREFILL_TARGET_TOKENS,
+                    new_tokens: int = DECODE_TOKENS, checks: bool = True) -> dict:
     t0 = time.monotonic()
-    gen = Generator.load(Path(folder), mode=mode, threads=threads, model_id=model_id)
+    if runtime == "llamacpp":
+        from rag.models.llamacpp import LlamaCppGenerator
+
+        gen = LlamaCppGenerator.load(Path(folder), model_id=model_id, threads=threads, **(llama or {}))
+        n_threads = gen.threads
+        mode = gen.mode
+    else:
+        import torch
+
+        from rag.models.generator import Generator
+
+        gen = Generator.load(Path(folder), mode=mode, threads=threads, model_id=model_id)
+        n_threads = torch.get_num_threads()
     load_s = time.monotonic() - t0
 
     t0 = time.monotonic()
     gen.generate([{"role": "user", "content": "Hi"}], max_new_tokens=2)  # warm-up: first-call kernel setup
     warmup_s = time.monotonic() - t0
 
-    pre = gen.generate(_prefill_messages(gen), max_new_tokens=1)
-    dec = gen.generate([{"role": "user", "content": DECODE_PROMPT}], max_new_tokens=DECODE_TOKENS)
+    pre = gen.generate(_prefill_messages(gen, prefill_tokens), max_new_tokens=1)
+    dec = gen.generate([{"role": "user", "content": DECODE_PROMPT}], max_new_tokens=new_tokens)
     decode_s = (dec.wall_ms - dec.prefill_ms) / 1000.0
+    prefilled = pre.prompt_tokens - pre.cached_prompt_tokens  # llama.cpp reuses a shared prefix (the system prompt)
     row = {
         "kind": "generator",
         "model": model_id,
+        "runtime": runtime,
         "mode": mode,
-        "threads": torch.get_num_threads(),
+        "llama": {**getattr(gen, "params", {}), "set": llama or {}} if runtime == "llamacpp" else None,
+        "threads": n_threads,
         "load_s": round(load_s, 2),
         "warmup_s": round(warmup_s, 2),
-        "prefill_prompt_tokens": pre.prompt_tokens,
-        "prefill_tok_s": round(pre.prompt_tokens / (pre.prefill_ms / 1000.0), 1),
+        "prefill_prompt_tokens": prefilled,
+        "prefill_tok_s": round(prefilled / (pre.prefill_ms / 1000.0), 1),
         "decode_tokens": dec.completion_tokens,
         # the first new token comes out of the prefill; the rest are one decode step each
         "decode_tok_s": round((dec.completion_tokens - 1) / decode_s, 1) if dec.completion_tokens > 1 else None,
     }
-    for check in CHECKS:
+    for check in CHECKS if checks else ():
         c = gen.generate(check_messages(check), max_new_tokens=64)
         row[f"answer_{check['id']}"] = c.text
         row[f"ok_{check['id']}"] = check["expect"] in c.text
@@ -152,10 +184,10 @@ def _run_child(args: list[str], timeout: float = 1800) -> dict:
 # ---------------------------------------------------------------- driver
 
 
-def _resolve_generator(settings) -> tuple[Path, str]:
+def _resolve_generator(settings, runtime: str = "transformers") -> tuple[Path, str]:
     from rag.models.loader import resolve
 
-    where, _ = resolve(settings.generator, settings, prepare=True, progress=True)
+    where, _ = resolve(settings.generator, settings, prepare=True, progress=True, runtime=runtime)
     return Path(where), settings.generator
 
 
@@ -178,24 +210,58 @@ def run_model_bench(
     generator_folder: Path | None = None,
     embedder_folder: Path | None = None,
     threads: int | None = None,
+    runtimes: tuple[str, ...] = ("transformers",),
+    llamacpp_settings: tuple[dict, ...] = ({},),
+    llamacpp_folder: Path | None = None,
+    prefill_tokens: int = PREFILL_TARGET_TOKENS,
+    new_tokens: int = DECODE_TOKENS,
+    checks: bool = True,
+    embedder: bool = True,
 ) -> list[dict]:
-    """One row per generator mode (and one for the embedder when a prepared folder is available)."""
+    """One row per generator configuration, one after another (and one for the embedder when a prepared
+    folder is available): each transformers mode, then the llamacpp runtime once per llama.cpp setting."""
     threads = settings.threads if threads is None else threads
-    if generator_folder is None:
-        generator_folder, model_id = _resolve_generator(settings)
-    else:
-        model_id = Path(generator_folder).name
     rows = []
-    for mode in modes:
-        row = _run_child(["generator", str(generator_folder), mode, str(threads), model_id])
-        row.setdefault("kind", "generator")
-        row.setdefault("mode", mode)
-        rows.append(row)
-    if embedder_folder is None:
-        embedder_folder = _resolve_embedder(settings)
-    if embedder_folder is not None and Path(embedder_folder).is_dir():
-        rows.append(_run_child(["embedder", str(embedder_folder), str(threads), str(settings.embed_batch_size)]))
+    common = {"threads": threads, "prefill_tokens": prefill_tokens, "new_tokens": new_tokens, "checks": checks}
+    if "transformers" in runtimes:
+        if generator_folder is None:
+            generator_folder, model_id = _resolve_generator(settings)
+        else:
+            model_id = Path(generator_folder).name
+        for mode in modes:
+            row = _run_child([json.dumps({**common, "kind": "generator", "folder": str(generator_folder), "mode": mode,
+                                          "model_id": model_id, "runtime": "transformers"})])
+            row.setdefault("kind", "generator")
+            row.setdefault("runtime", "transformers")
+            row.setdefault("mode", mode)
+            rows.append(row)
+    if "llamacpp" in runtimes:
+        if llamacpp_folder is None:
+            llamacpp_folder, model_id = _resolve_generator(settings, "llamacpp")
+        else:
+            model_id = Path(llamacpp_folder).name
+        for llama in llamacpp_settings:
+            row = _run_child([json.dumps({**common, "kind": "generator", "folder": str(llamacpp_folder), "mode": "gguf",
+                                          "model_id": model_id, "runtime": "llamacpp", "llama": llama})])
+            row.setdefault("kind", "generator")
+            row.setdefault("runtime", "llamacpp")
+            row.setdefault("mode", "gguf")
+            row.setdefault("llama", {"set": llama})
+            rows.append(row)
+    if embedder:
+        if embedder_folder is None:
+            embedder_folder = _resolve_embedder(settings)
+        if embedder_folder is not None and Path(embedder_folder).is_dir():
+            rows.append(_run_child([json.dumps({"kind": "embedder", "folder": str(embedder_folder), "threads": threads,
+                                                "batch_size": settings.embed_batch_size})]))
     return rows
+
+
+def _label(row: dict) -> str:
+    if row.get("runtime") != "llamacpp":
+        return row.get("mode", "?")
+    llama = (row.get("llama") or {}).get("set") or {}
+    return "llamacpp" + ("".join(f" {k}={v}" for k, v in llama.items()) or " (defaults)")
 
 
 def format_table(rows: list[dict]) -> str:
@@ -203,28 +269,29 @@ def format_table(rows: list[dict]) -> str:
     gens = [r for r in rows if r.get("kind") == "generator"]
     if gens:
         out.append("")
-        out.append(f"{'mode':<14}{'threads':>8}{'load s':>8}{'prefill tok/s':>15}{'decode tok/s':>14}{'peak RSS MB':>13}{'load avg':>10}")
+        width = max(14, *(len(_label(r)) + 2 for r in gens))
+        out.append(f"{'configuration':<{width}}{'threads':>8}{'load s':>8}{'prefill tok/s':>15}{'decode tok/s':>14}"
+                   f"{'peak RSS MB':>13}{'load avg':>10}")
         for r in gens:
             if "error" in r:
-                out.append(f"{r.get('mode', '?'):<14} ERROR {r['error']}")
+                out.append(f"{_label(r):<{width}} ERROR {r['error']}")
                 continue
             out.append(
-                f"{r['mode']:<14}{r['threads']:>8}{r['load_s']:>8.2f}{r['prefill_tok_s']:>15.1f}"
+                f"{_label(r):<{width}}{r['threads']:>8}{r['load_s']:>8.2f}{r['prefill_tok_s']:>15.1f}"
                 f"{(r['decode_tok_s'] or 0):>14.1f}{r['peak_rss_mb']:>13.0f}{r.get('loadavg_1m', 0):>10.2f}"
             )
         out.append("(load avg: 1-minute system load at the end of the run; above the core count, other processes competed)")
         out.append(f"(prefill over {gens[0].get('prefill_prompt_tokens', '?')} prompt tokens; "
                    f"decode over {gens[0].get('decode_tokens', '?')} new tokens)")
         out.append("")
-        for check in CHECKS:
+        checked = [r for r in gens if "error" not in r and "answer_zh" in r]
+        for check in CHECKS if checked else ():
             out.append(f"check {check['id']}: {check['question']}  (expect {check['expect']})")
-            for r in gens:
-                if "error" in r:
-                    continue
+            for r in checked:
                 mark = "ok " if r.get(f"ok_{check['id']}") else "BAD"
-                out.append(f"  {mark} {r['mode']:<14}{r.get('answer_' + check['id'], '')!r}")
-        answers = {(r.get("answer_zh"), r.get("answer_en")) for r in gens if "error" not in r}
-        if len(gens) > 1:
+                out.append(f"  {mark} {_label(r):<{width}}{r.get('answer_' + check['id'], '')!r}")
+        answers = {(r.get("answer_zh"), r.get("answer_en")) for r in checked}
+        if len(checked) > 1:
             out.append("answers identical across modes" if len(answers) == 1 else "ANSWERS DIFFER between modes")
     for r in rows:
         if r.get("kind") == "embedder":
@@ -244,29 +311,39 @@ def main(
     embedder_folder: Path | None = None,
     threads: int | None = None,
     as_json: bool = False,
+    **options,
 ) -> list[dict]:
-    """Run the benchmark and print a table (or JSON rows)."""
+    """Run the benchmark and print a table (or JSON rows). `options` go to `run_model_bench`."""
     if settings is None:
         from rag.settings import Settings
 
         settings = Settings()
     rows = run_model_bench(settings, modes, generator_folder=generator_folder,
-                           embedder_folder=embedder_folder, threads=threads)
+                           embedder_folder=embedder_folder, threads=threads, **options)
     print(json.dumps(rows, ensure_ascii=False, indent=2) if as_json else format_table(rows))
     return rows
 
 
 def _child_main(argv: list[str]) -> None:
-    kind = argv[0]
-    if kind == "generator":
-        folder, mode, threads, model_id = argv[1], argv[2], int(argv[3]), argv[4]
-        row = bench_generator(Path(folder), mode, threads, model_id)
-    elif kind == "embedder":
-        folder, threads, batch = argv[1], int(argv[2]), int(argv[3])
-        row = bench_embedder(Path(folder), threads, batch)
+    spec = json.loads(argv[0])
+    if spec["kind"] == "generator":
+        row = bench_generator(Path(spec["folder"]), spec["mode"], int(spec["threads"]), spec["model_id"],
+                              runtime=spec.get("runtime", "transformers"), llama=spec.get("llama"),
+                              prefill_tokens=int(spec.get("prefill_tokens", PREFILL_TARGET_TOKENS)),
+                              new_tokens=int(spec.get("new_tokens", DECODE_TOKENS)), checks=bool(spec.get("checks", True)))
+    elif spec["kind"] == "embedder":
+        row = bench_embedder(Path(spec["folder"]), int(spec["threads"]), int(spec["batch_size"]))
     else:
-        raise SystemExit(f"unknown child kind {kind}")
+        raise SystemExit(f"unknown child kind {spec['kind']}")
     print(json.dumps(row, ensure_ascii=False))
+
+
+def _parse_runtimes(value: str) -> tuple[str, ...]:
+    runtimes = tuple(r.strip() for r in value.split(",") if r.strip())
+    bad = [r for r in runtimes if r not in ("transformers", "llamacpp")]
+    if bad:
+        raise SystemExit(f"unknown runtime(s) {bad}: use transformers and/or llamacpp")
+    return runtimes
 
 
 if __name__ == "__main__":
@@ -275,10 +352,20 @@ if __name__ == "__main__":
     else:
         p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         p.add_argument("--modes", default="fp32,int8-dynamic")
+        p.add_argument("--runtimes", default="transformers", help="transformers and/or llamacpp, comma-separated")
+        p.add_argument("--llamacpp-sweep", action="store_true", help="run llamacpp once per setting in LLAMACPP_SWEEP")
+        p.add_argument("--llamacpp-folder", type=Path)
+        p.add_argument("--prefill-tokens", type=int, default=PREFILL_TARGET_TOKENS)
+        p.add_argument("--new-tokens", type=int, default=DECODE_TOKENS)
+        p.add_argument("--no-checks", action="store_true")
+        p.add_argument("--no-embedder", action="store_true")
         p.add_argument("--generator-folder", type=Path)
         p.add_argument("--embedder-folder", type=Path)
         p.add_argument("--threads", type=int)
         p.add_argument("--json", action="store_true")
         a = p.parse_args()
         main(modes=tuple(m for m in a.modes.split(",") if m), generator_folder=a.generator_folder,
-             embedder_folder=a.embedder_folder, threads=a.threads, as_json=a.json)
+             embedder_folder=a.embedder_folder, threads=a.threads, as_json=a.json,
+             runtimes=_parse_runtimes(a.runtimes), llamacpp_settings=LLAMACPP_SWEEP if a.llamacpp_sweep else ({},),
+             llamacpp_folder=a.llamacpp_folder, prefill_tokens=a.prefill_tokens, new_tokens=a.new_tokens,
+             checks=not a.no_checks, embedder=not a.no_embedder)
