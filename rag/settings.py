@@ -29,7 +29,7 @@ class Settings(BaseSettings):
 
     # Models
     embedder: str = Field("multilingual-e5-small", description="Embedder: a registry name (`rag models list`), a local folder, or a hub id already in the local HF cache.")
-    generator: str = Field("qwen2.5-coder-0.5b-instruct", description="Generator: a registry name, a local HF folder, or a hub id already in the local HF cache.")
+    generator: str = Field("qwen2.5-coder-1.5b-instruct", description="Generator: a registry name (`qwen2.5-coder-1.5b-instruct`, default; `qwen2.5-coder-0.5b-instruct` for small or non-bf16 CPUs), a local HF folder, or a hub id already in the local HF cache.")
     generator_mode: Literal["auto", "fp32", "bf16", "int8-dynamic"] = Field("auto", description="Generator execution mode: `auto` (`bf16` on CPUs with native bf16, AVX512-BF16 or AMX, else `fp32`), `fp32` (exact dequantized weights), `bf16` (same answers on our checks, ~1.9x prefill), `int8-dynamic` (Linear layers quantized at load: fastest, answers change).")
     generator_runtime: Literal["transformers", "llamacpp"] = Field("transformers", description="Generator runtime: `transformers` (the GGUF dequantized into a torch folder, run in `RAG_GENERATOR_MODE`) or `llamacpp` (the packaged Q4 GGUF run as shipped by llama.cpp through xllamacpp; `RAG_GENERATOR_MODE` does not apply, threads follow `RAG_THREADS`).")
     embedder_query_prefix: str = Field("", description="Query prefix for an embedder given by path or hub id (registry models know theirs).")

@@ -267,6 +267,10 @@ def test_ledger_totals_equal_the_sum_of_recorded_calls(app_client):
     result = r.json()
     got = app_client.get(f"/v1/questions/{result['id']}").json()
     assert [c["purpose"] for c in got["calls"]] == ["rewrite", "answer"]
+    # each call names the model and the runtime that computed it (ledger and trace alike)
+    assert {(c["model_id"], c["runtime"]) for c in got["calls"]} == {("smollm2-135m-instruct", "transformers")}
+    traced = [e for e in app_client.get(f"/v1/questions/{result['id']}/trace").json()["events"] if e["type"] == "model_call"]
+    assert [e["runtime"] for e in traced] == ["transformers", "transformers"]
     for k in ("prompt_tokens", "completion_tokens"):
         assert result["usage"][k] == sum(c[k] for c in got["calls"]) == got["usage"][k]
     assert result["usage"]["model_calls"] == len(got["calls"]) == got["usage"]["model_calls"]
