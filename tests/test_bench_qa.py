@@ -79,6 +79,9 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
     ok, why = llama.available()
     assert ok, why  # the bench extra must be installed: fail, never skip
     monkeypatch.setenv("RAG_MODEL_CACHE_DIR", str(models_dir))
+    # The harness, not the default model, is under test: the 0.5B keeps LlamaIndex's 2,000-token prompts
+    # cheap (the default 1.5B is asked in tests/test_llamacpp.py).
+    monkeypatch.setenv("RAG_GENERATOR", "qwen2.5-coder-0.5b-instruct")
     out = tmp_path / "reports"
     res = CliRunner().invoke(app, ["bench", "qa", "--quick", "--lang", "en", "--limit", "3", "--answer-n", "1",
                                    "--out-dir", str(out)])

@@ -203,7 +203,7 @@ def test_find_stop_earliest_match():
     assert _find_stop("abc", ["x"], 0) is None
 
 
-# ---------------------------------------------------------------- the default model (slow)
+# ---------------------------------------------------------------- the Qwen 0.5B model (slow; the default 1.5B: tests/test_llamacpp.py)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,7 @@ def _ask(passage: str, question: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_default_model_answers_chinese(qwen):
+def test_qwen05_answers_chinese(qwen):
     c = qwen.generate(_ask("明长城东起鸭绿江，西至嘉峪关，全长约8851.8公里。", "明长城全长多少公里？"), max_new_tokens=48)
     assert "8851" in c.text, c.text
     assert c.stopped_by == "eos"
@@ -230,7 +230,7 @@ def test_default_model_answers_chinese(qwen):
 
 
 @pytest.mark.slow
-def test_default_model_answers_english(qwen):
+def test_qwen05_answers_english(qwen):
     c = qwen.generate(
         _ask("The secret code of the vault is 4721. The vault is in Zurich.", "What is the secret code of the vault?"),
         max_new_tokens=48,
