@@ -222,3 +222,16 @@ def test_bare_numbers_in_a_row_do_not_compete():
     row = "|smtp (mail)          |25  |ssmtp (smtps)      |465 |"
     assert belongs_to_other_subject(Decimal("465"), row, ["smtp", "smtps"]) is None
     assert belongs_to_other_subject(Decimal("2021"), "As of Debian 11 Bullseye (2021), Debian uses cgroup v2.", ["debian"]) is None
+
+
+def test_a_caption_is_not_an_answer():
+    from rag.ask.post import strip_captions
+
+    assert strip_captions("表格 2.4.") == ("", ["表格 2.4."])
+    assert strip_captions("Table 3.2. The port is 465.")[0] == "The port is 465."
+    assert strip_captions("+-----+\n| 軟體包 | 大小 |")[0] == "| 軟體包 | 大小 |"
+    for keep in ("明长城全长8851.8公里。", "第 3 章", "Use table 2 of the manual."):
+        assert strip_captions(keep) == (keep, [])
+    table = "表格 2.4. 架構與軟體包數\n|amd64|68980|"
+    res = _loop("amd64 架構目前有多少個可用的軟體包？", "表格 2.4.", table)
+    assert res.abstained and "caption" in events_of(res, "decision")[-1]["reason"]

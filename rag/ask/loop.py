@@ -44,7 +44,15 @@ from rag.ask.ports import LLM, Embed, Retriever
 from rag.ask.cite import names_subject
 from rag.ask.figures import complete as complete_figures
 from rag.ask.figures import figures_in
-from rag.ask.post import is_abstention, link_allowlist, strip_citation_markers, strip_instructions, strip_links, to_question_script
+from rag.ask.post import (
+    is_abstention,
+    link_allowlist,
+    strip_captions,
+    strip_citation_markers,
+    strip_instructions,
+    strip_links,
+    to_question_script,
+)
 from rag.ask.terms import KeyTerms, extract_key_terms, fold
 from rag.ask.trace import Trace
 from rag.ask.types import AskError, AskResult, ModelCall, Passage, QuestionTooLong, usage_of
@@ -489,15 +497,18 @@ class _Run:
         allowed, untrusted = link_allowlist([p.text for p in pr.kept])
         text, links = strip_links(text, allowed)
         text, echoed = strip_instructions(text)
+        text, captions = strip_captions(text)
         text, repairs = complete_figures(text, [(p.n, p.text) for p in pr.kept], self.lang)
         converted = to_question_script(text, self.lang) if base(self.lang) == "zh" else text
         script_changed = converted != text
         text = converted
         self.emit("postprocess", removed_markers=markers, removed_links=links, removed_instructions=echoed,
+                  removed_captions=captions,
                   figures=[r.to_dict() for r in repairs],
                   untrusted_passages=[pr.kept[i].n for i in untrusted], script=self.lang if script_changed else None)
         if not text.strip():
-            return self.abstain("the model returned only the prompt's own instructions" if echoed else "the model returned no answer text")
+            what = "the prompt's own instructions" if echoed else "a caption or table rule" if captions else None
+            return self.abstain(f"the model returned only {what}" if what else "the model returned no answer text")
         if restates_question(text, self.question):
             return self.abstain("the model's answer only restates the question" + (" (and the prompt's instructions)" if echoed else ""))
         subjects = self.subjects()

@@ -7,6 +7,8 @@
   ("ignore previous instructions", "reply with", 忽略之前的指令 ...) contributes no allowed URL at all,
   so an injected link is removed even though it is "in the documents".
 * The script follows the question: OpenCC s2t for Traditional questions, t2s for Simplified ones.
+* Captions and table rules copied from a passage ("表格 2.4.", "Table 10.14.", "+-----+") are removed:
+  they name where an answer is, not what it is.
 * Lines copied from the prompt's own instructions ("请用繁体中文回答。", "Answer the question using the
   documents above:") are removed: they are never part of an answer, and left in they make a copied
   question look like an answer that adds something.
@@ -194,3 +196,35 @@ def _cut_prefix(piece: str, key: str) -> str | None:
         if not key.startswith(acc):
             return None
     return None
+
+
+_CAPTION_RE = re.compile(
+    r"^\s*(?:表格|表|图|圖|圖表|图表|table|figure|fig\.|section|chapter|章节|第\s*\d+\s*章)\s*[\d.]*\d[.。:：]?\s*$", re.IGNORECASE
+)
+_RULE_LINE_RE = re.compile(r"^[\s+\-=|_:]{3,}$")
+
+
+def strip_captions(text: str) -> tuple[str, list[str]]:
+    """The answer without sentences that are only a caption or section label, and without lines that
+    are only table rules; and what was removed."""
+    from rag.ask.cite import split_sentences
+
+    removed: list[str] = []
+    lines = []
+    for line in text.split("\n"):
+        if line.strip() and _RULE_LINE_RE.match(line):
+            removed.append(line.strip())
+        else:
+            lines.append(line)
+    text = "\n".join(lines)
+    out, pos = [], 0
+    for s, e in split_sentences(text):
+        out.append(text[pos:s])
+        pos = e
+        piece = text[s:e]
+        if _CAPTION_RE.match(piece):
+            removed.append(piece.strip())
+            continue
+        out.append(piece)
+    out.append(text[pos:])
+    return (_tidy("".join(out)), removed) if removed else (text, [])
