@@ -127,8 +127,9 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed
     pfeats = [features(p.text) for p in passages]
     plangs = [base(detect_language(p.text)) for p in passages]
     pnums = [numbers_in(p.text) for p in passages]
-    pvalues = [{f.value for f in figures_in(p.text, chinese_numerals=True)} for p in passages]
-    pdigits = [{f.digits: f.value for f in figures_in(p.text, chinese_numerals=True)} for p in passages]
+    pfigs = [figures_in(p.text, chinese_numerals=True) for p in passages]
+    pvalues = [{f.value for f in figs} for figs in pfigs]
+    pdigits = [{f.digits: f.value for f in figs} for figs in pfigs]
     psents = [_passage_sentences(p) for p in passages]
     out: list[SentenceSupport] = []
     for s, e in split_sentences(answer):
