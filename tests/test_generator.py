@@ -7,12 +7,12 @@ Fast tests use SmolLM2-135M (English only). The `slow` tests build the default Q
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
 
 from rag.models.generator import Completion, Generator, _find_stop, _safe_length
+from tests.generator_contract import assert_calls_serialised
 
 SECRET = [{"role": "user", "content": "The secret code is 4721.\n\nWhat is the secret code?"}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -128,18 +128,7 @@ def test_stop_string_ends_generation_and_is_not_streamed(gen):
 
 
 def test_generate_calls_are_serialised(gen):
-    expected = gen.generate(SECRET, max_new_tokens=12).text
-    results: list[str] = []
-
-    def worker():
-        results.append(gen.generate(SECRET, max_new_tokens=12).text)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [expected, expected]
+    assert_calls_serialised(gen, SECRET, callers=2)
 
 
 def test_int8_dynamic_mode_loads_and_generates(small_generator_dir):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 
 import pytest
@@ -19,6 +18,7 @@ from rag.models import cache
 from rag.models.generator import Completion
 from rag.models.llamacpp import LlamaCppGenerator
 from rag.models.registry import REGISTRY
+from tests.generator_contract import assert_calls_serialised
 
 SECRET = [{"role": "user", "content": "The secret code is 4721.\n\nWhat is the secret code?"}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -254,18 +254,7 @@ def test_context_overflow_is_refused(gen):
 
 
 def test_generate_calls_are_serialised(gen):
-    expected = gen.generate(SECRET, max_new_tokens=12).text
-    results: list[str] = []
-
-    def worker():
-        results.append(gen.generate(SECRET, max_new_tokens=12).text)
-
-    threads = [threading.Thread(target=worker) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [expected] * 3
+    assert_calls_serialised(gen, SECRET, callers=3)
 
 
 # ---------------------------------------------------------------- the Qwen models (slow)
