@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag import __version__
 from rag.errors import RagError
-from rag.runtime import Runtime
+from rag.service.runtime import Runtime
 from rag.settings import Settings
 
 

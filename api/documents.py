@@ -56,26 +56,26 @@ async def upload_documents(name: str, request: Request) -> dict:
 
 @router.get("/documents")
 def list_documents(name: str, request: Request) -> dict:
-    return {"documents": request.app.state.runtime.ingest.list_documents(name)}
+    return {"documents": request.app.state.runtime.collections.list_documents(name)}
 
 
 @router.get("/documents/{document_id}")
 def get_document(name: str, document_id: int, request: Request) -> dict:
-    return request.app.state.runtime.ingest.get_document(name, document_id)
+    return request.app.state.runtime.collections.get_document(name, document_id)
 
 
 @router.get("/documents/{document_id}/chunks")
 def list_chunks(name: str, document_id: int, request: Request) -> dict:
-    return {"chunks": request.app.state.runtime.ingest.list_chunks(name, document_id)}
+    return {"chunks": request.app.state.runtime.collections.list_chunks(name, document_id)}
 
 
 @router.delete("/documents/{document_id}", status_code=204)
 def delete_document(name: str, document_id: int, request: Request) -> Response:
-    request.app.state.runtime.ingest.delete_document(name, document_id)
+    request.app.state.runtime.collections.delete_document(name, document_id)
     return Response(status_code=204)
 
 
 @router.post("/search")
 def search(name: str, body: SearchIn, request: Request) -> dict:
     """Hybrid retrieval only (no model call): each retriever's score and rank, and the fused score."""
-    return request.app.state.runtime.search(name, body.query, body.k)
+    return request.app.state.runtime.searcher.search_view(name, body.query, body.k)

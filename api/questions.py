@@ -9,27 +9,12 @@ import uuid
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
-from rag.answering import AskRequest
-from rag.ask import AskOptions, Budget
+from api.schemas import QuestionIn
 from rag.errors import RagError
+from rag.service.answering import AskRequest, PreparedQuestion, QuestionService
 
 router = APIRouter(tags=["questions"])
-
-
-class BudgetIn(BaseModel):
-    max_model_calls: int | None = Field(None, ge=0, le=50)
-    max_prompt_tokens: int | None = Field(None, ge=0, le=1_000_000)
-    max_rounds: int | None = Field(None, ge=1, le=10)
-    timeout_s: float | None = Field(None, gt=0, le=3600)
-
-
-class QuestionIn(BaseModel):
-    question: str = Field(..., min_length=1, max_length=4000)
-    budget: BudgetIn | None = None
-    stream: bool = False
-    options: dict | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")
 
 
 class ClientGone(Exception):
@@ -45,12 +30,13 @@ def ask_question(name: str, body: QuestionIn, request: Request):
     service = request.app.state.runtime.questions
     budget = body.budget.model_dump(exclude_none=True) if body.budget else None
     req = AskRequest(collection=name, question=body.question, budget=budget, options=body.options)
+    prepared = service.prepare(req)  # every 4xx/503 before a stream starts
     if not body.stream:
-        return service.ask(req)
-    return _stream(service, req)
+        return service.ask(prepared)
+    return _stream(service, prepared)
 
 
-def _stream(service, req: AskRequest) -> StreamingResponse:
+def _stream(service: QuestionService, prepared: PreparedQuestion) -> StreamingResponse:
     """The loop runs in a worker thread; events and tokens reach the client through a queue.
 
     When the client goes away the next event raises in the loop, which ends the question; the
@@ -67,7 +53,7 @@ def _stream(service, req: AskRequest) -> StreamingResponse:
 
     def run() -> None:
         try:
-            final = service.ask(req, qid=qid, on_event=lambda e: push("step", e), on_token=lambda t: push("token", {"text": t}))
+            final = service.ask(prepared, qid=qid, on_event=lambda e: push("step", e), on_token=lambda t: push("token", {"text": t}))
             q.put(("final", final))
         except RagError as exc:
             q.put(("error", {"error": exc.to_dict(), "id": qid}))
@@ -78,17 +64,6 @@ def _stream(service, req: AskRequest) -> StreamingResponse:
         finally:
             q.put(None)
 
-    # Validate synchronously what can fail before any event (unknown collection, no generator).
-    service.db.get()
-    from rag.store import repository as repo
-
-    repo.get_collection(service.db.get(), req.collection)
-    if not req.question.strip():
-        raise RagError("the question is empty", code="empty_question", status=422)
-    Budget.from_settings(service.settings).merged(req.budget)  # invalid_budget: 422 before the stream starts
-    AskOptions.from_settings(service.settings).merged(req.options)
-    if service.generator is None:
-        raise RagError("the generator is not loaded (RAG_LOAD_GENERATOR=false)", code="generator_unavailable", status=503)
     threading.Thread(target=run, name=f"question-{qid}", daemon=True).start()
 
     def body():

@@ -22,3 +22,17 @@ class JobRef(BaseModel):
 
 class JobsOut(BaseModel):
     jobs: list[JobRef]
+
+
+class BudgetIn(BaseModel):
+    max_model_calls: int | None = Field(None, ge=0, le=50)
+    max_prompt_tokens: int | None = Field(None, ge=0, le=1_000_000)
+    max_rounds: int | None = Field(None, ge=1, le=10)
+    timeout_s: float | None = Field(None, gt=0, le=3600)
+
+
+class QuestionIn(BaseModel):
+    question: str = Field(..., min_length=1, max_length=4000)
+    budget: BudgetIn | None = None
+    stream: bool = False
+    options: dict | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")

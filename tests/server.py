@@ -37,7 +37,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._logfh = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "rag_cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env=self.env, stdout=self._logfh, stderr=subprocess.STDOUT, start_new_session=True,
             cwd=str(self.cwd) if self.cwd is not None else None,
         )

@@ -427,7 +427,7 @@ def test_cli_ask_trace_and_replay(tmp_path, models_dir):
     env = cli_env(tmp_path / "state", models_dir)
 
     def rag(*args, timeout=240):
-        p = subprocess.run([sys.executable, "-m", "rag.cli", *args], env=env, cwd=tmp_path, capture_output=True,
+        p = subprocess.run([sys.executable, "-m", "rag_cli", *args], env=env, cwd=tmp_path, capture_output=True,
                            text=True, timeout=timeout)
         assert p.returncode == 0, f"rag {args}: rc={p.returncode}\n{p.stdout}\n{p.stderr[-3000:]}"
         return p.stdout

@@ -73,7 +73,7 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
     """`rag bench qa --quick --lang en` with an even smaller limit: completes, writes the report, every rate in [0, 1]."""
     from typer.testing import CliRunner
 
-    from rag.cli import app
+    from rag_cli import app
     from rag.eval import llama
 
     ok, why = llama.available()
@@ -109,7 +109,7 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
 
 
 def test_spread_order_prefixes_cover_the_list():
-    from rag.bench.qa import _spread_order
+    from rag.bench.sampling import spread_order as _spread_order
 
     for n in (1, 2, 3, 7, 147):
         items = list(range(n))
@@ -127,7 +127,7 @@ def test_answering_stops_at_the_deadline_with_every_config_on_the_same_questions
     config before the next; past the deadline no new question starts, but every set gets its first."""
     import time
 
-    from rag.bench import qa
+    from rag.bench.qa import runner as qa
 
     calls = []
 

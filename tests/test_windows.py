@@ -47,7 +47,7 @@ def test_pipeline_stores_windows_and_pools_the_chunk_vector(small_settings):
     exactly that span, the chunk's stored vector is their pooled mean, and deleting the document
     removes the windows with it."""
     from ingest.uploads import Upload
-    from rag.runtime import Runtime
+    from rag.service.runtime import Runtime
     from rag.store import repository as repo
 
     settings = small_settings.model_copy(update={"window_tokens": 40})

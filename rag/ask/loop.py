@@ -71,13 +71,15 @@ def ask(
     *,
     embed: Embed | None = None,
     clock: Callable[[], float] = time.monotonic,
+    on_call: Callable[[ModelCall], None] | None = None,
 ) -> AskResult:
     """Answer `question` from the collection behind `retriever` within `budget`. See the module doc.
 
     `embed` (optional): texts -> normalised vectors, used as a second attribution signal.
     `clock`: a `time.monotonic`-like function (the deadline passed to `llm.generate` uses it).
+    `on_call`: receives every model call as it returns, before its trace event (the ledger commits it).
     """
-    return _Run(question, retriever, llm, budget, options, on_event, on_token, embed, clock).run()
+    return _Run(question, retriever, llm, budget, options, on_event, on_token, embed, clock, on_call).run()
 
 
 def query_key(q: str) -> str:
@@ -86,7 +88,7 @@ def query_key(q: str) -> str:
 
 
 class _Run:
-    def __init__(self, question, retriever, llm, budget, options, on_event, on_token, embed, clock):
+    def __init__(self, question, retriever, llm, budget, options, on_event, on_token, embed, clock, on_call=None):
         self.question = (question or "").strip()
         if not self.question:
             raise AskError("the question is empty")
@@ -98,6 +100,7 @@ class _Run:
         self.on_token = on_token
         self.embed = embed
         self.clock = clock
+        self.on_call = on_call
         self.start = clock()
         self.deadline = self.start + budget.timeout_s
         self.answer_time_reserve = budget.timeout_s * options.answer_time_fraction
@@ -120,6 +123,11 @@ class _Run:
 
     def emit(self, type: str, **data) -> None:
         self.trace.emit(type, **data)
+
+    def add_call(self, call: ModelCall) -> None:
+        self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
 
     def prompt_tokens_used(self) -> int:
         return sum(c.prompt_tokens for c in self.calls)
@@ -321,7 +329,7 @@ class _Run:
             max_new_tokens=max_new_tokens,
             runtime=str(getattr(c, "runtime", None) or getattr(self.llm, "runtime", "") or ""),
         )
-        self.calls.append(call)
+        self.add_call(call)
         self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=c.text)
         return c
 
@@ -334,7 +342,7 @@ class _Run:
             wall_ms=(self.clock() - t0) * 1000.0, prefill_ms=None, model_id=str(getattr(self.llm, "model_id", "")),
             stopped_by="interrupted", max_new_tokens=max_new_tokens, runtime=str(getattr(self.llm, "runtime", "") or ""),
         )
-        self.calls.append(call)
+        self.add_call(call)
         try:
             self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=text,
                       error=f"{type(exc).__name__}: {exc}")

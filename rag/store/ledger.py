@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import NotFound
 from rag.store.db import transaction, utcnow
+
+if TYPE_CHECKING:  # the loop's record of a call; the store reads its fields and imports nothing of the loop
+    from rag.ask.types import ModelCall
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,13 @@ def start_question(conn: sqlite3.Connection, qid: str, collection: str, question
         )
 
 
-def record_call(conn: sqlite3.Connection, qid: str, call: dict) -> None:
+def record_call(conn: sqlite3.Connection, qid: str, call: ModelCall) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT INTO model_calls (question_id, n, purpose, model_id, runtime, prompt_tokens, completion_tokens,"
             " cached_prompt_tokens, wall_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (qid, call["n"], call["purpose"], call["model_id"], call.get("runtime") or "", call["prompt_tokens"],
-             call["completion_tokens"], call.get("cached_prompt_tokens", 0), call["wall_ms"], utcnow()),
+            (qid, call.n, call.purpose, call.model_id, call.runtime or "", call.prompt_tokens,
+             call.completion_tokens, call.cached_prompt_tokens, call.wall_ms, utcnow()),
         )
 
 

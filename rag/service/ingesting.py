@@ -8,21 +8,19 @@ Writes are serialised by the single worker (and by the index's per-collection wr
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
 import time
 import uuid
-from pathlib import Path
 
 from ingest import errors
 from ingest.detect import clean_filename, detect_format
-from ingest.pipeline import Outcome, Pipeline, ProgressFn
 from ingest.uploads import Upload, store_upload
-from rag.errors import IngestError, NotFound, RagError
+from rag.errors import RagError
 from rag.index.manager import IndexManager
 from rag.models.embedder import Embedder
+from rag.service.pipeline import Outcome, Pipeline, ProgressFn
 from rag.settings import Settings
 from rag.store import ThreadConnections
 from rag.store import repository as repo
@@ -173,46 +171,5 @@ class IngestService:
     def get_job(self, job_id: str) -> dict:
         return job_view(repo.get_job(self.db.get(), job_id))
 
-    def create_collection(self, name: str, description: str = "") -> dict:
-        return dataclasses.asdict(repo.create_collection(self.db.get(), name, description))
 
-    def list_collections(self) -> list[dict]:
-        return [dataclasses.asdict(c) for c in repo.list_collections(self.db.get())]
-
-    def delete_collection(self, name: str) -> None:
-        self.index.delete_collection(self.db.get(), name)
-
-    def list_documents(self, collection: str) -> list[dict]:
-        conn = self.db.get()
-        repo.get_collection(conn, collection)
-        return [dataclasses.asdict(d) for d in repo.list_documents(conn, collection)]
-
-    def _document(self, conn, collection: str, document_id: int):
-        """The document, or 404 naming what is missing: the collection first, then the document."""
-        repo.get_collection(conn, collection)
-        return repo.get_document(conn, document_id, collection=collection)
-
-    def get_document(self, collection: str, document_id: int) -> dict:
-        conn = self.db.get()
-        doc = self._document(conn, collection, document_id)
-        out = dataclasses.asdict(doc)
-        chunks = repo.list_chunks(conn, document_id)
-        out["pages"] = sorted({c.page for c in chunks if c.page is not None})
-        return out
-
-    def list_chunks(self, collection: str, document_id: int) -> list[dict]:
-        conn = self.db.get()
-        self._document(conn, collection, document_id)
-        return [dataclasses.asdict(c) for c in repo.list_chunks(conn, document_id)]
-
-    def delete_document(self, collection: str, document_id: int) -> None:
-        conn = self.db.get()
-        self._document(conn, collection, document_id)
-        self.index.delete_document(conn, document_id)
-
-
-def read_paths(paths: list[Path]) -> list[Upload]:
-    return [Upload(p.name, p.read_bytes()) for p in paths]
-
-
-__all__ = ["IngestService", "IngestError", "NotFound", "job_view", "read_paths"]
+__all__ = ["IngestService", "job_view"]

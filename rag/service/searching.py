@@ -1,6 +1,7 @@
 """Hybrid search over one collection: dense (FAISS) and BM25, fused, hydrated from SQLite.
 
-This is retrieval only; it never calls the generator. The asking loop builds on it.
+This is retrieval only; it never calls the generator. The asking loop reaches it through
+`CollectionRetriever`, its `Retriever` port scoped to one collection.
 
 BM25 takes part only when the query's language is one of the collection's: an English query
 against a Chinese-only collection shares nothing with it but package names and URLs, and fusing
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from rag.ask import Candidate
 from rag.ask.lang import base as base_language
 from rag.ask.lang import detect_language
 from rag.index.manager import Hit, IndexManager
@@ -131,3 +133,46 @@ class Searcher:
         return {"query": query, "k": k, "lexical": p.lexical, "lexical_skipped": p.lexical_skipped,
                 "results": [asdict(r) for r in results],
                 "took_ms": round((time.monotonic() - t0) * 1000, 1)}
+
+
+def _candidate(r: SearchResult) -> Candidate:
+    s = r.scores
+    bm25 = s.get("bm25")
+    has_bm25 = bm25 is not None and bm25 > 0
+    return Candidate(
+        chunk_id=r.chunk_id, document_id=r.document_id, filename=r.filename, page=r.page, ordinal=r.ordinal,
+        text=r.text, char_start=r.char_start, char_end=r.char_end, prev_id=r.prev_id, next_id=r.next_id,
+        dense_score=s.get("dense"), dense_rank=s.get("dense_rank"),
+        bm25_score=bm25 if has_bm25 else None, bm25_rank=s.get("bm25_rank") if has_bm25 else None,
+        fused_score=float(s.get("fused") or 0.0),
+    )
+
+
+class CollectionRetriever:
+    """The loop's `Retriever` over one collection: hybrid search, chunks by id, and languages present."""
+
+    def __init__(self, searcher: Searcher, collection: str, *, dense: bool = True, lexical: bool = True):
+        self.searcher = searcher
+        self.collection = collection
+        self.dense, self.lexical = dense, lexical
+
+    def search(self, query: str, k: int) -> list[Candidate]:
+        hits = self.searcher.hits(self.collection, query, k, dense=self.dense, lexical=self.lexical)
+        return [_candidate(r) for r in self.searcher.hydrate(hits)]
+
+    def get_chunk(self, chunk_id: int) -> Candidate | None:
+        conn = self.searcher.db.get()
+        chunks = repo.get_chunks(conn, [chunk_id])
+        if not chunks or chunks[0].collection != self.collection:
+            return None
+        c = chunks[0]
+        doc = repo.get_document(conn, c.document_id)
+        return Candidate(chunk_id=c.id, document_id=c.document_id, filename=doc.filename, page=c.page,
+                         ordinal=c.ordinal, text=c.text, char_start=c.char_start, char_end=c.char_end,
+                         prev_id=c.prev_id, next_id=c.next_id)
+
+    def languages(self) -> set[str]:
+        return set(self.searcher.languages(self.collection))
+
+    def lexical_skipped(self, query: str) -> str | None:
+        return self.searcher.plan(self.collection, query, dense=self.dense, lexical=self.lexical).lexical_skipped

@@ -1,6 +1,30 @@
-"""Comparing a replayed question with its recording: what a user needs to trust a trace."""
+"""Replaying a recorded question and comparing it with its recording: what a user needs to trust a trace."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rag.service.answering import AskRequest, QuestionService
+from rag.settings import Settings
+
+
+@dataclass(frozen=True)
+class Replay:
+    id: str  # the new question's id
+    diffs: list[str]  # empty when answer, citations, queries, context and cost are identical
+    note: str | None  # set when the configured models differ from the recorded ones
+
+
+def replay(questions: QuestionService, settings: Settings, question_id: str) -> Replay:
+    """Re-runs a question with its recorded collection, budget and options, and compares."""
+    old = questions.trace(question_id)
+    before = questions.get(question_id)
+    note = None
+    if old["models"].get("generator") != settings.generator or old["models"].get("embedder") != settings.embedder:
+        note = (f"recorded with {old['models']}, replaying with generator={settings.generator} "
+                f"embedder={settings.embedder}")
+    new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], dict(old["options"])))
+    return Replay(new["id"], compare(before, old, new, questions.trace(new["id"])), note)
 
 
 def _queries(trace: dict) -> list[str]:

@@ -1,4 +1,8 @@
-"""The `rag` console command. Each subcommand is a thin shell over library functions."""
+"""The `rag` console command. Each subcommand is a thin shell over the services in `rag.service`.
+
+This package and `api/` are the only code that knows about the outside: the core library (`rag`)
+imports neither, and only `rag serve` reaches the HTTP app and uvicorn.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def serve(
     import uvicorn
 
     from api.app import create_app
-    from rag.runtime import Runtime
+    from rag.service.runtime import Runtime
 
     settings = _settings(data_dir, host=host, port=port)
     runtime = Runtime(settings)
@@ -63,19 +67,14 @@ def ingest(
 
     from ingest.detect import EXTENSIONS as SUPPORTED_EXTENSIONS
     from ingest.uploads import Upload
-    from rag.runtime import Runtime
-    from rag.store import repository as repo
+    from rag.service.runtime import Runtime
 
     files = [p for path in paths for p in ([path] if path.is_file() else sorted(path.rglob("*")))
              if p.is_file() and (path.is_file() or p.suffix.lower() in SUPPORTED_EXTENSIONS)]
     runtime = Runtime(_settings(data_dir, load_generator=False))
     try:
         runtime.start(worker=False)
-        conn = runtime.db.get()
-        try:
-            repo.get_collection(conn, collection)
-        except RagError:
-            repo.create_collection(conn, collection)
+        runtime.collections.ensure(collection)
         ok = failed = pages = chunks = 0
         with tqdm(files, unit="file", desc="files") as bar:
             for path in bar:
@@ -87,15 +86,15 @@ def ingest(
                     tqdm.write(f"{path}: {exc.code}: {exc.message}")
                     continue
                 outcome = runtime.ingest.run_job(job.id)
-                done = repo.get_job(conn, job.id)
-                if done.status == "done":
+                done = runtime.ingest.get_job(job.id)
+                if done["status"] == "done":
                     ok += 1
                     pages += outcome.pages if outcome else 0
                     chunks += outcome.chunks if outcome else 0
                     bar.set_postfix(pages=pages, chunks=chunks)
                 else:
                     failed += 1
-                    tqdm.write(f"{path}: {done.error_code}: {done.error_message}")
+                    tqdm.write(f"{path}: {done['error']['code']}: {done['error']['message']}")
         typer.echo(f"{ok} ingested, {failed} failed · {pages} pages · {chunks} chunks → collection {collection!r}")
     finally:
         runtime.close()
@@ -112,9 +111,9 @@ def ask(
     data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR)."),
 ) -> None:
     """Ask a question in this process: the answer, its sources, and one cost line."""
-    from rag.answering import AskRequest
-    from rag.runtime import Runtime
-    from rag.trace_view import cost_line, render_trace, sources
+    from rag.service.answering import AskRequest
+    from rag.service.runtime import Runtime
+    from rag_cli.render import cost_line, render_trace, sources
 
     runtime = Runtime(_settings(data_dir))
     try:
@@ -144,18 +143,16 @@ def trace_cmd(
     """Print a question's trace readably: queries, candidates, decisions, calls, packing, context."""
     import json
 
-    from rag.store import ThreadConnections, ledger, open_db
+    from rag.service.answering import recorded_trace
 
-    settings = _settings(data_dir)
-    open_db(settings.db_path).close()
     try:
-        trace = ledger.get_trace(ThreadConnections(settings.db_path).get(), question_id)
+        trace = recorded_trace(_settings(data_dir), question_id)
     except RagError as exc:
         _fail(exc)
     if as_json:
         typer.echo(json.dumps(trace, ensure_ascii=False, indent=1))
     else:
-        from rag.trace_view import render_trace
+        from rag_cli.render import render_trace
 
         typer.echo(render_trace(trace, full=full))
 
@@ -166,30 +163,24 @@ def replay(
     data_dir: Optional[Path] = typer.Option(None),
 ) -> None:
     """Re-run a recorded question with its recorded budget and options; report any difference."""
-    from rag.answering import AskRequest
-    from rag.replay import compare
-    from rag.runtime import Runtime
+    from rag.service.replay import replay as run_replay
+    from rag.service.runtime import Runtime
 
     runtime = Runtime(_settings(data_dir))
     try:
         runtime.start(worker=False)
-        old = runtime.questions.trace(question_id)
-        before = runtime.questions.get(question_id)
-        if old["models"].get("generator") != runtime.settings.generator or old["models"].get("embedder") != runtime.settings.embedder:
-            typer.echo(f"note: recorded with {old['models']}, replaying with generator={runtime.settings.generator} "
-                       f"embedder={runtime.settings.embedder}")
-        opts = {k: v for k, v in old["options"].items()}
-        new = runtime.questions.ask(AskRequest(old["collection"], old["question"], old["budget"], opts))
-        diffs = compare(before, old, new, runtime.questions.trace(new["id"]))
+        done = run_replay(runtime.questions, runtime.settings, question_id)
     except RagError as exc:
         _fail(exc)
     finally:
         runtime.close()
-    if not diffs:
-        typer.echo(f"replay {new['id']}: identical (answer, citations, queries, calls, tokens)")
+    if done.note:
+        typer.echo(f"note: {done.note}")
+    if not done.diffs:
+        typer.echo(f"replay {done.id}: identical (answer, citations, queries, calls, tokens)")
         return
-    typer.echo(f"replay {new['id']}: {len(diffs)} difference(s)")
-    for d in diffs:
+    typer.echo(f"replay {done.id}: {len(done.diffs)} difference(s)")
+    for d in done.diffs:
         typer.echo("  - " + d)
     raise typer.Exit(1)
 

@@ -1,0 +1,130 @@
+"""Questions over a collection: the asking loop wired to real retrieval, the generator and the ledger.
+
+`QuestionService.prepare` checks everything a question can fail on before any model runs (the
+collection, the text, the budget and options, a loaded generator), so the API can refuse it with
+a 4xx before a stream starts. `QuestionService.ask` then opens a ledger row, runs `rag.ask.ask`
+with a retriever scoped to one collection, commits every model call as it returns, and closes the
+row with the result and the full trace before returning, whether the loop answered, abstained, was
+stopped by a budget or failed. Questions run one at a time (the generator is not re-entrant).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+
+from rag.ask import LLM, AskOptions, Budget, ModelCall
+from rag.ask.loop import ask as run_loop
+from rag.errors import RagError
+from rag.models.embedder import Embedder
+from rag.service.searching import CollectionRetriever, Searcher
+from rag.settings import Settings
+from rag.store import ThreadConnections, ledger, open_db
+from rag.store import repository as repo
+
+
+@dataclass
+class AskRequest:
+    collection: str
+    question: str
+    budget: dict | None = None
+    options: dict | None = None
+
+
+@dataclass(frozen=True)
+class PreparedQuestion:
+    """A question that passed every check that needs no model: what the loop runs with."""
+
+    collection: str
+    question: str
+    budget: Budget
+    options: AskOptions
+
+
+class QuestionService:
+    def __init__(self, settings: Settings, db: ThreadConnections, searcher: Searcher, generator: LLM | None,
+                 embedder: Embedder):
+        self.settings = settings
+        self.db = db
+        self.searcher = searcher
+        self.generator = generator
+        self.embedder = embedder
+        self._lock = threading.Lock()
+
+    def recover(self) -> None:
+        ledger.fail_running(self.db.get())
+
+    def prepare(self, req: AskRequest) -> PreparedQuestion:
+        """Validates a request: unknown collection (404), empty question, budget or options (422), no
+        generator (503). The collection is checked first so a missing one is a 404 in every setup."""
+        repo.get_collection(self.db.get(), req.collection)
+        question = req.question.strip()
+        if not question:
+            raise RagError("the question is empty", code="empty_question", status=422)
+        budget = Budget.from_settings(self.settings).merged(req.budget)
+        options = AskOptions.from_settings(self.settings).merged(req.options)
+        if self.generator is None:
+            raise RagError("the generator is not loaded (RAG_LOAD_GENERATOR=false)", code="generator_unavailable", status=503)
+        return PreparedQuestion(req.collection, question, budget, options)
+
+    def ask(self, req: AskRequest | PreparedQuestion, *, on_event: Callable[[dict], None] | None = None,
+            on_token: Callable[[str], None] | None = None, qid: str | None = None) -> dict:
+        q = req if isinstance(req, PreparedQuestion) else self.prepare(req)
+        qid = qid or uuid.uuid4().hex
+        generator = self.generator
+        models = {"generator": generator.model_id, "embedder": self.embedder.model_id,
+                  "generator_mode": generator.mode, "generator_runtime": generator.runtime}
+        ledger.start_question(self.db.get(), qid, q.collection, q.question, budget=q.budget.to_dict(),
+                              options=q.options.to_dict(), models=models)
+        events: list[dict] = []
+
+        def record(event: dict) -> None:
+            events.append(event)
+            if on_event:
+                on_event(event)
+
+        def on_call(call: ModelCall) -> None:
+            ledger.record_call(self.db.get(), qid, call)
+
+        retriever = CollectionRetriever(self.searcher, q.collection)
+        t0 = time.monotonic()
+        try:
+            with self._lock:
+                result = run_loop(q.question, retriever, generator, q.budget, q.options, record, on_token,
+                                  on_call=on_call)
+        except BaseException as exc:
+            code = getattr(exc, "code", "client_disconnected" if isinstance(exc, GeneratorExit) else "internal_error")
+            ledger.finish_question(self.db.get(), qid, status="failed", result=None,
+                                   trace={"events": events, "context": []}, seconds=time.monotonic() - t0,
+                                   error_code=code, error_message=str(exc) or type(exc).__name__)
+            raise
+        data = result.to_dict()
+        trace = data.pop("trace")
+        data.pop("calls", None)
+        out = {"id": qid, **data}
+        status = "abstained" if result.abstained else ("stopped" if result.stopped_by else "answered")
+        ledger.finish_question(self.db.get(), qid, status=status, result=out, trace=trace,
+                               seconds=time.monotonic() - t0)
+        return out
+
+    def get(self, qid: str) -> dict:
+        return ledger.get_question(self.db.get(), qid)
+
+    def trace(self, qid: str) -> dict:
+        return ledger.get_trace(self.db.get(), qid)
+
+    def list(self, collection: str | None, since: str | None, limit: int) -> list[dict]:
+        return ledger.list_questions(self.db.get(), collection=collection, since=since, limit=limit)
+
+    def usage(self, collection: str | None, group_by: str) -> list[dict]:
+        return ledger.usage(self.db.get(), collection=collection, group_by=group_by)
+
+
+def recorded_trace(settings: Settings, qid: str) -> dict:
+    """A question's trace straight from the ledger, without loading any model (`rag trace`)."""
+    with closing(open_db(settings.db_path)) as conn:
+        return ledger.get_trace(conn, qid)

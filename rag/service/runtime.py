@@ -1,0 +1,91 @@
+"""The composition root: settings, loaded models, the store, the indexes and the services on them.
+
+The API builds one `Runtime` at start-up and hands it to its routes; the CLI and the benches build
+one per command. Everything above this module talks to the services it holds (`ingest`,
+`collections`, `searcher`, `questions`), never to the store or the indexes. Nothing here knows
+about HTTP.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+from rag import __version__
+from rag.ask import LLM
+from rag.index.manager import IndexManager, OpenReport
+from rag.models.embedder import Embedder
+from rag.models.loader import ModelStatus, load_embedder, load_generator
+from rag.service.answering import QuestionService
+from rag.service.collections import CollectionService
+from rag.service.ingesting import IngestService
+from rag.service.searching import Searcher
+from rag.settings import Settings
+from rag.store import ThreadConnections, open_db
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    embedder: Embedder | None = None
+    generator: LLM | None = None
+    models: dict[str, ModelStatus] = field(default_factory=dict)
+    db: ThreadConnections | None = None
+    index: IndexManager | None = None
+    index_reports: list[OpenReport] = field(default_factory=list)
+    ingest: IngestService | None = None
+    collections: CollectionService | None = None
+    searcher: Searcher | None = None
+    questions: QuestionService | None = None
+
+    def load_models(self, *, progress: bool = False) -> None:
+        self.embedder, status = load_embedder(self.settings, progress=progress)
+        self.models["embedder"] = status
+        if self.settings.load_generator:
+            self.generator, status = load_generator(self.settings, progress=progress)
+            self.models["generator"] = status
+
+    def start(self, *, progress: bool = False, worker: bool = True) -> None:
+        """Everything the service needs before it answers: models, database, indexes, ingestion."""
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.load_models(progress=progress)
+        open_db(self.settings.db_path).close()  # migrations, once, before any other connection
+        self.db = ThreadConnections(self.settings.db_path)
+        self.index = IndexManager.from_settings(self.settings)
+        self.index_reports = self.index.open()
+        self.searcher = Searcher(self.db, self.index, self.embedder)
+        self.collections = CollectionService(self.db, self.index)
+        self.ingest = IngestService(self.settings, self.db, self.index, self.embedder)
+        self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
+        self.questions.recover()
+        if worker:
+            self.ingest.start()
+
+    def health(self) -> dict:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "versions": versions(),
+            "models": {kind: vars(status) for kind, status in self.models.items()},
+            "ingestion": {"pending_jobs": self.ingest.pending() if self.ingest else 0},
+        }
+
+    def close(self) -> None:
+        if self.ingest is not None:
+            self.ingest.stop()
+        if self.index is not None:
+            self.index.close()
+        if self.db is not None:
+            self.db.close_all()
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"service": __version__, "python": platform.python_version()}
+    for dist in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "pypdf", "fastapi", "bm25s"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "missing"
+    return out

@@ -1,0 +1,3 @@
+from rag_cli import app
+
+app()
