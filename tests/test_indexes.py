@@ -14,12 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.types import ChunkDraft
+from rag import store
 from rag.errors import NotFound, RagError
 from rag.index import Hit, IndexManager, fuse_rrf
 from rag.index.dense import CorruptIndex, DenseIndex, saved_files
 from rag.index.lexical import LexicalIndex, get_analyzer
 from rag.store import connect, open_db
-from rag.store import repository as repo
 
 DIM = 384
 MODEL = "test-embedder"
@@ -34,8 +34,8 @@ def drafts(texts: list[str]) -> list[ChunkDraft]:
     return [ChunkDraft(ordinal=i, text=t, char_start=0, char_end=len(t), token_count=len(t)) for i, t in enumerate(texts)]
 
 
-def meta(key: str) -> repo.NewDocument:
-    return repo.NewDocument(filename=f"{key}.txt", format="text", sha256=hashlib.sha256(key.encode()).hexdigest(),
+def meta(key: str) -> store.NewDocument:
+    return store.NewDocument(filename=f"{key}.txt", format="text", sha256=hashlib.sha256(key.encode()).hexdigest(),
                             size_bytes=len(key))
 
 
@@ -251,7 +251,7 @@ class Env:
         self.n += 1
         vecs = unit(len(texts), seed if seed is not None else self.n)
         if via_repo:  # committed behind the manager's back
-            return repo.add_document(self.conn, collection, meta(f"doc{self.n}-{texts}"), drafts(texts), vecs,
+            return store.add_document(self.conn, collection, meta(f"doc{self.n}-{texts}"), drafts(texts), vecs,
                                      embed_model=MODEL), vecs
         return self.manager.add_document(self.conn, collection, meta(f"doc{self.n}-{texts}"), drafts(texts), vecs,
                                          embed_model=MODEL), vecs
@@ -260,7 +260,7 @@ class Env:
         return self.manager._collection(collection).snapshot
 
     def sqlite_ids(self, collection: str = "default") -> list[int]:
-        return list(repo.chunk_ids(self.conn, collection)[0])
+        return list(store.chunk_ids(self.conn, collection)[0])
 
     def assert_consistent(self, collection: str = "default"):
         snap = self.snapshot(collection)
@@ -269,7 +269,7 @@ class Env:
         assert list(snap.lexical.ids) == ids
         if snap.dense is not None:
             assert list(snap.dense.ids()) == ids and snap.dense.ntotal == len(ids)
-        assert snap.seq == repo.change_seq(self.conn, collection)
+        assert snap.seq == store.change_seq(self.conn, collection)
 
     def close(self):
         self.manager.close()
@@ -315,7 +315,7 @@ def test_duplicate_upload_changes_nothing(env):
 
 
 def test_collections_are_isolated(env):
-    repo.create_collection(env.conn, "other")
+    store.create_collection(env.conn, "other")
     (a, a_vecs) = env.add(["shared words alpha"], collection="default")
     (b, _) = env.add(["shared words beta"], collection="other")
     assert {h.chunk_id for h in env.manager.search("default", a_vecs[0], "shared words", k=10)} == set(a.chunk_ids)
@@ -329,7 +329,7 @@ def test_delete_leaves_no_stale_chunk_anywhere(env):
     (gone, gone_vecs) = env.add(["delete this chunk 删除", "another deleted chunk"])
     env.manager.delete_document(env.conn, gone.document.id)
     env.assert_consistent()
-    assert repo.get_chunks(env.conn, gone.chunk_ids) == []
+    assert store.get_chunks(env.conn, gone.chunk_ids) == []
     snap = env.snapshot()
     assert not set(gone.chunk_ids) & set(snap.dense.ids()) and not set(gone.chunk_ids) & set(snap.lexical.ids)
     assert env.manager.lexical_search("default", "删除 deleted", k=10) == []
@@ -356,21 +356,21 @@ def test_restart_repairs_stale_index(env):
     env.add(["indexed before the crash"])
     saved_seq = env.snapshot().seq
     (late, late_vecs) = env.add(["committed but never indexed"], via_repo=True)  # crash after commit
-    first = repo.list_documents(env.conn, "default")[0]
-    repo.delete_document(env.conn, first.id)  # and a delete the index never heard of
+    first = store.list_documents(env.conn, "default")[0]
+    store.delete_document(env.conn, first.id)  # and a delete the index never heard of
     env.manager.close()
     env.manager = env.new_manager()
     (report,) = env.reports
     assert report.dense == "repaired" and report.seq == saved_seq + 2 and report.terms_analyzed == 1
     env.assert_consistent()
     assert env.manager.dense_search("default", late_vecs[0], 1)[0].chunk_id == late.chunk_ids[0]
-    assert saved_files(env.index_dir / repo.get_collection(env.conn, "default").uid)[0][0] == report.seq
+    assert saved_files(env.index_dir / store.get_collection(env.conn, "default").uid)[0][0] == report.seq
 
 
 def test_restart_rebuilds_missing_or_corrupt_index(env):
     (doc, vecs) = env.add(["alpha beta", "gamma delta"])
     env.manager.close()
-    folder = env.index_dir / repo.get_collection(env.conn, "default").uid
+    folder = env.index_dir / store.get_collection(env.conn, "default").uid
     ((_, path),) = saved_files(folder)
     path.write_bytes(path.read_bytes()[:100])  # truncated
     env.manager = env.new_manager()
@@ -394,31 +394,31 @@ def test_hooks_with_seq_gap_resync(env):
     env.assert_consistent()
     env.manager.on_document_added("default", b.chunk_ids, b_vecs, ["second"], b.change_seq)  # old: no-op
     env.assert_consistent()
-    d = repo.delete_document(env.conn, a.document.id)
+    d = store.delete_document(env.conn, a.document.id)
     env.manager.on_document_deleted("default", d.chunk_ids, d.change_seq)
     env.assert_consistent()
     assert [h.chunk_id for h in env.manager.lexical_search("default", "third", 5)] == list(c.chunk_ids)
 
 
 def test_delete_collection_removes_index_folder(env):
-    repo.create_collection(env.conn, "tmp")
+    store.create_collection(env.conn, "tmp")
     env.add(["temporary"], collection="tmp")
-    uid = repo.get_collection(env.conn, "tmp").uid
+    uid = store.get_collection(env.conn, "tmp").uid
     assert (env.index_dir / uid).is_dir()
     env.manager.delete_collection(env.conn, "tmp")
     assert not (env.index_dir / uid).exists()
     with pytest.raises(NotFound):
         env.manager.search("tmp", None, "temporary")
-    repo.create_collection(env.conn, "tmp")  # same name again: a new, empty collection
+    store.create_collection(env.conn, "tmp")  # same name again: a new, empty collection
     assert env.manager.lexical_search("tmp", "temporary", 5) == []
 
 
 def test_orphan_index_folders_are_removed_at_start(env):
-    repo.create_collection(env.conn, "gone")
+    store.create_collection(env.conn, "gone")
     env.add(["x"], collection="gone")
-    uid = repo.get_collection(env.conn, "gone").uid
+    uid = store.get_collection(env.conn, "gone").uid
     env.manager.close()
-    repo.delete_collection(env.conn, "gone")  # deleted while the manager was down
+    store.delete_collection(env.conn, "gone")  # deleted while the manager was down
     env.manager = env.new_manager()
     assert not (env.index_dir / uid).exists()
 
@@ -427,7 +427,7 @@ def test_debounced_save_and_flush_on_close(tmp_path):
     env = Env(tmp_path, autosave_delay_s=30.0)
     try:
         env.add(["saved later"])
-        uid = repo.get_collection(env.conn, "default").uid
+        uid = store.get_collection(env.conn, "default").uid
         assert saved_files(env.index_dir / uid) == []  # not yet
         env.manager.close()  # flushes
         assert saved_files(env.index_dir / uid)[0][0] == env.snapshot().seq

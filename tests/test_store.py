@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from ingest.types import ChunkDraft
+from rag import store
 from rag.errors import Conflict, IngestError, NotFound
-from rag.store import connect, integrity_check, migrations, open_db
-from rag.store import repository as repo
+from rag.store import connect, documents, integrity_check, migrations, open_db
 
 DIM = 384
 MODEL = "test-embedder"
@@ -36,14 +36,14 @@ def vectors(n: int, seed: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def meta(content: str, name: str = "doc.txt") -> repo.NewDocument:
-    return repo.NewDocument(filename=name, format="text", sha256=sha(content), size_bytes=len(content),
+def meta(content: str, name: str = "doc.txt") -> store.NewDocument:
+    return store.NewDocument(filename=name, format="text", sha256=sha(content), size_bytes=len(content),
                             page_count=1, title=name, encoding="utf-8")
 
 
 def add(conn, content: str, n: int = 3, collection: str = "default", job_id=None, seed: int = 0, model=MODEL):
     texts = [f"{content} chunk {i}" for i in range(n)]
-    return repo.add_document(conn, collection, meta(content), drafts(texts), vectors(n, seed), job_id, embed_model=model)
+    return store.add_document(conn, collection, meta(content), drafts(texts), vectors(n, seed), job_id, embed_model=model)
 
 
 def count(conn, table: str) -> int:
@@ -78,7 +78,7 @@ def test_migrations_idempotent_and_healthy(db_path):
     assert migrations.migrate(c1) == []  # nothing left to apply
     c1.close()
     c2 = open_db(db_path)  # re-open: still nothing to apply, default collection not duplicated
-    assert [r.name for r in repo.list_collections(c2)] == ["default"]
+    assert [r.name for r in store.list_collections(c2)] == ["default"]
     rows = c2.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
     assert [tuple(r) for r in rows] == [(m.version, m.name) for m in migrations.MIGRATIONS]
     assert integrity_check(c2) == []
@@ -137,7 +137,7 @@ def test_concurrent_migrate_is_safe(db_path):
         t.join()
     assert errors == []
     c = connect(db_path)
-    assert [r.name for r in repo.list_collections(c)] == ["default"]
+    assert [r.name for r in store.list_collections(c)] == ["default"]
     c.close()
 
 
@@ -145,36 +145,36 @@ def test_concurrent_migrate_is_safe(db_path):
 
 
 def test_collections_crud(conn):
-    a = repo.create_collection(conn, "manuals", "product manuals")
+    a = store.create_collection(conn, "manuals", "product manuals")
     assert a.change_seq == 0 and a.document_count == 0 and len(a.uid) == 32
     with pytest.raises(Conflict):
-        repo.create_collection(conn, "manuals")
+        store.create_collection(conn, "manuals")
     for bad in ["", "-x", "a/b", "x" * 65, "名字", "a b"]:
-        with pytest.raises(repo.InvalidName):
-            repo.create_collection(conn, bad)
-    assert [c.name for c in repo.list_collections(conn)] == ["default", "manuals"]
+        with pytest.raises(store.InvalidName):
+            store.create_collection(conn, bad)
+    assert [c.name for c in store.list_collections(conn)] == ["default", "manuals"]
     with pytest.raises(NotFound):
-        repo.get_collection(conn, "nope")
+        store.get_collection(conn, "nope")
     with pytest.raises(Conflict):
-        repo.delete_collection(conn, "default")
+        store.delete_collection(conn, "default")
 
 
 def test_delete_collection_removes_everything_but_job_history(conn):
-    repo.create_collection(conn, "tmp")
-    done = repo.create_job(conn, "tmp", "a.txt")
+    store.create_collection(conn, "tmp")
+    done = store.create_job(conn, "tmp", "a.txt")
     add(conn, "alpha", collection="tmp", job_id=done.id)
-    pending = repo.create_job(conn, "tmp", "b.txt")
+    pending = store.create_job(conn, "tmp", "b.txt")
     add(conn, "beta", collection="default")
-    result = repo.delete_collection(conn, "tmp")
+    result = store.delete_collection(conn, "tmp")
     assert result.document_count == 1 and result.chunk_count == 3 and result.failed_jobs == 1
     assert conn.execute("SELECT count(*) FROM chunks WHERE collection = 'tmp'").fetchone()[0] == 0
     assert count(conn, "documents") == 1 and count(conn, "chunks") == 3
     assert count(conn, "chunk_vectors") == 3
-    assert repo.get_job(conn, done.id).status == "done"
-    failed = repo.get_job(conn, pending.id)
+    assert store.get_job(conn, done.id).status == "done"
+    failed = store.get_job(conn, pending.id)
     assert failed.status == "failed" and failed.error_code == "collection_deleted"
     with pytest.raises(NotFound):
-        repo.get_collection(conn, "tmp")
+        store.get_collection(conn, "tmp")
     assert integrity_check(conn) == []
 
 
@@ -182,32 +182,32 @@ def test_delete_collection_removes_everything_but_job_history(conn):
 
 
 def test_add_document_stores_everything_in_order(conn):
-    job = repo.create_job(conn, "default", "doc.txt")
+    job = store.create_job(conn, "default", "doc.txt")
     texts = ["first part", "second part", "third part"]
     vecs = vectors(3, seed=7)
-    result = repo.add_document(conn, "default", meta("content"), drafts(texts, shuffle=True), vecs[::-1].copy(),
+    result = store.add_document(conn, "default", meta("content"), drafts(texts, shuffle=True), vecs[::-1].copy(),
                                job.id, embed_model=MODEL)
     assert not result.duplicate and result.change_seq == 1 and len(result.chunk_ids) == 3
-    chunks = repo.list_chunks(conn, result.document.id)
+    chunks = store.list_chunks(conn, result.document.id)
     assert [c.text for c in chunks] == texts  # stored in ordinal order although given reversed
     assert [c.id for c in chunks] == list(result.chunk_ids)
     assert [c.prev_id for c in chunks] == [None, chunks[0].id, chunks[1].id]
     assert [c.next_id for c in chunks] == [chunks[1].id, chunks[2].id, None]
     assert chunks[1].section_path == ("Intro", "Part 1") and chunks[2].page == 2
-    batch = next(repo.iter_vectors(conn, "default"))
+    batch = next(store.iter_vectors(conn, "default"))
     assert batch.model == MODEL and list(batch.ids) == list(result.chunk_ids)
     np.testing.assert_array_equal(batch.vectors, vecs)  # row i of vectors stays with chunk i
     assert set(batch.document_ids) == {result.document.id}
-    job = repo.get_job(conn, job.id)
+    job = store.get_job(conn, job.id)
     assert job.status == "done" and job.document_id == result.document.id and job.finished_at
-    coll = repo.get_collection(conn, "default")
+    coll = store.get_collection(conn, "default")
     assert (coll.change_seq, coll.embed_model, coll.embed_dim, coll.document_count, coll.chunk_count) == (1, MODEL, DIM, 1, 3)
-    doc = repo.get_document(conn, result.document.id)
+    doc = store.get_document(conn, result.document.id)
     assert (doc.filename, doc.format, doc.size_bytes, doc.chunk_count, doc.status) == ("doc.txt", "text", 7, 3, "ready")
 
 
 def test_add_document_failure_leaves_nothing(conn, db_path, monkeypatch):
-    job = repo.create_job(conn, "default", "doc.txt")
+    job = store.create_job(conn, "default", "doc.txt")
     seen_by_other_connection = []
 
     def exploding_insert(c, chunk_ids, vecs, model):
@@ -216,15 +216,15 @@ def test_add_document_failure_leaves_nothing(conn, db_path, monkeypatch):
         other.close()
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(repo, "_insert_vectors", exploding_insert)
+    monkeypatch.setattr(documents, "insert_vectors", exploding_insert)
     with pytest.raises(RuntimeError):
         add(conn, "content", job_id=job.id)
     assert seen_by_other_connection == [(0, 0)]
     for table in ("documents", "chunks", "chunk_vectors", "chunk_terms"):
         assert count(conn, table) == 0
-    coll = repo.get_collection(conn, "default")
+    coll = store.get_collection(conn, "default")
     assert coll.change_seq == 0 and coll.embed_model is None
-    assert repo.get_job(conn, job.id).status == "queued"  # the caller fails it
+    assert store.get_job(conn, job.id).status == "queued"  # the caller fails it
     assert not conn.in_transaction
     monkeypatch.undo()
     result = add(conn, "content", job_id=job.id)  # the same upload works afterwards
@@ -233,28 +233,28 @@ def test_add_document_failure_leaves_nothing(conn, db_path, monkeypatch):
 
 def test_invalid_input_is_rejected_before_writing(conn):
     with pytest.raises(IngestError):
-        repo.add_document(conn, "default", meta("x"), drafts(["a", "b"]), vectors(3), embed_model=MODEL)
+        store.add_document(conn, "default", meta("x"), drafts(["a", "b"]), vectors(3), embed_model=MODEL)
     bad = vectors(2)
     bad[1, 0] = np.nan
     with pytest.raises(IngestError):
-        repo.add_document(conn, "default", meta("x"), drafts(["a", "b"]), bad, embed_model=MODEL)
+        store.add_document(conn, "default", meta("x"), drafts(["a", "b"]), bad, embed_model=MODEL)
     with pytest.raises(NotFound):
-        repo.add_document(conn, "nope", meta("x"), drafts(["a"]), vectors(1), embed_model=MODEL)
+        store.add_document(conn, "nope", meta("x"), drafts(["a"]), vectors(1), embed_model=MODEL)
     assert count(conn, "documents") == 0
 
 
 def test_same_content_is_stored_once_per_collection(conn):
     first = add(conn, "same bytes")
-    job = repo.create_job(conn, "default", "again.txt")
+    job = store.create_job(conn, "default", "again.txt")
     second = add(conn, "same bytes", job_id=job.id)
     assert second.duplicate and second.document.id == first.document.id and second.chunk_ids == ()
     assert second.change_seq == first.change_seq  # nothing changed
     assert count(conn, "documents") == 1 and count(conn, "chunks") == 3
-    job = repo.get_job(conn, job.id)
+    job = store.get_job(conn, job.id)
     assert job.status == "done" and job.document_id == first.document.id and job.progress["duplicate"] is True
-    assert repo.find_document_by_sha(conn, "default", sha("same bytes")).id == first.document.id
-    assert repo.find_document_by_sha(conn, "default", sha("other")) is None
-    repo.create_collection(conn, "other")
+    assert store.find_document_by_sha(conn, "default", sha("same bytes")).id == first.document.id
+    assert store.find_document_by_sha(conn, "default", sha("other")) is None
+    store.create_collection(conn, "other")
     third = add(conn, "same bytes", collection="other")  # other collection: stored again
     assert not third.duplicate and third.document.id != first.document.id
 
@@ -264,32 +264,32 @@ def test_embedder_is_fixed_per_collection_until_empty(conn):
     with pytest.raises(Conflict) as e:
         add(conn, "two", model="another-model")
     assert e.value.code == "embedder_mismatch"
-    repo.delete_document(conn, first.document.id)
-    assert repo.get_collection(conn, "default").embed_model is None
+    store.delete_document(conn, first.document.id)
+    assert store.get_collection(conn, "default").embed_model is None
     add(conn, "two", model="another-model")
-    assert repo.get_collection(conn, "default").embed_model == "another-model"
+    assert store.get_collection(conn, "default").embed_model == "another-model"
 
 
 def test_delete_document_removes_chunks_vectors_terms(conn):
     keep = add(conn, "keep")
-    gone = repo.add_document(conn, "default", meta("gone"), drafts(["x y", "y z"]), vectors(2), embed_model=MODEL,
+    gone = store.add_document(conn, "default", meta("gone"), drafts(["x y", "y z"]), vectors(2), embed_model=MODEL,
                              terms=[(("x", "y"), (1, 1)), (("y", "z"), (1, 1))], analyzer="test/1")
     assert count(conn, "chunk_terms") == 2
-    result = repo.delete_document(conn, gone.document.id)
+    result = store.delete_document(conn, gone.document.id)
     assert result.chunk_ids == gone.chunk_ids and result.change_seq == gone.change_seq + 1
-    assert repo.get_chunks(conn, gone.chunk_ids) == []
+    assert store.get_chunks(conn, gone.chunk_ids) == []
     assert count(conn, "chunk_vectors") == 3 and count(conn, "chunk_terms") == 0
-    assert [d.id for d in repo.list_documents(conn, "default")] == [keep.document.id]
+    assert [d.id for d in store.list_documents(conn, "default")] == [keep.document.id]
     with pytest.raises(NotFound):
-        repo.delete_document(conn, gone.document.id)
+        store.delete_document(conn, gone.document.id)
     with pytest.raises(NotFound):
-        repo.delete_document(conn, keep.document.id, collection="elsewhere")
+        store.delete_document(conn, keep.document.id, collection="elsewhere")
     assert integrity_check(conn) == []
 
 
 def test_chunk_ids_are_never_reused(conn):
     a = add(conn, "a")
-    repo.delete_document(conn, a.document.id)
+    store.delete_document(conn, a.document.id)
     b = add(conn, "b")
     assert min(b.chunk_ids) > max(a.chunk_ids)
 
@@ -300,79 +300,75 @@ def test_chunk_ids_are_never_reused(conn):
 def test_chunk_lookups(conn):
     doc = add(conn, "doc", n=5)
     ids = list(doc.chunk_ids)
-    assert [c.id for c in repo.get_chunks(conn, [ids[3], ids[0], 999999])] == [ids[3], ids[0]]
-    assert [c.id for c in repo.neighbours(conn, ids[2], before=1, after=2)] == ids[1:5]
-    assert [c.id for c in repo.neighbours(conn, ids[0], before=3, after=0)] == [ids[0]]
-    assert repo.neighbours(conn, 424242) == []
-    all_ids, doc_ids = repo.chunk_ids(conn, "default")
+    assert [c.id for c in store.get_chunks(conn, [ids[3], ids[0], 999999])] == [ids[3], ids[0]]
+    all_ids, doc_ids = store.chunk_ids(conn, "default")
     assert list(all_ids) == ids and set(doc_ids) == {doc.document.id}
-    assert [t for _, t in repo.chunk_texts(conn, "default", ids=[ids[1]])] == ["doc chunk 1"]
-    many = list(repo.get_chunks(conn, list(range(1, 2000))))  # more ids than one IN batch
+    many = list(store.get_chunks(conn, list(range(1, 2000))))  # more ids than one IN batch
     assert len(many) == 5
 
 
 def test_chunk_terms_cache_round_trip(conn):
     doc = add(conn, "doc", n=2)
     first, second = doc.chunk_ids
-    cached = repo.load_chunk_terms(conn, "default", "an/1")
+    cached = store.load_chunk_terms(conn, "default", "an/1")
     assert cached.ids == [] and cached.missing == [(first, "doc chunk 0"), (second, "doc chunk 1")]
-    repo.save_chunk_terms(conn, "an/1", [(first, ["doc", "chunk"], [1, 70000])])
-    cached = repo.load_chunk_terms(conn, "default", "an/1")
+    store.save_chunk_terms(conn, "an/1", [(first, ["doc", "chunk"], [1, 70000])])
+    cached = store.load_chunk_terms(conn, "default", "an/1")
     assert cached.ids == [first] and cached.terms == ["doc chunk"] and cached.missing == [(second, "doc chunk 1")]
     assert list(np.frombuffer(cached.counts[0], "<u2")) == [1, 65535]  # counts saturate at uint16
-    only = repo.load_chunk_terms(conn, "default", "an/1", ids=[second])
+    only = store.load_chunk_terms(conn, "default", "an/1", ids=[second])
     assert only.ids == [] and [cid for cid, _ in only.missing] == [second]
-    other = repo.load_chunk_terms(conn, "default", "an/2")  # another analyzer version: not used
+    other = store.load_chunk_terms(conn, "default", "an/2")  # another analyzer version: not used
     assert other.ids == [] and len(other.missing) == 2
-    assert repo.save_chunk_terms(conn, "an/1", [(999999, ["x"], [1])]) == 0  # deleted chunk: skipped
+    assert store.save_chunk_terms(conn, "an/1", [(999999, ["x"], [1])]) == 0  # deleted chunk: skipped
 
 
 # ---------------------------------------------------------------- jobs
 
 
 def test_job_lifecycle(conn):
-    job = repo.create_job(conn, "default", "a.pdf", progress={"stage": "queued"})
+    job = store.create_job(conn, "default", "a.pdf", progress={"stage": "queued"})
     assert job.status == "queued" and job.started_at is None
-    job = repo.update_job(conn, job.id, status="running", progress={"stage": "parsing", "pages": 3})
+    job = store.update_job(conn, job.id, status="running", progress={"stage": "parsing", "pages": 3})
     assert job.status == "running" and job.started_at and job.progress == {"stage": "parsing", "pages": 3}
-    job = repo.update_job(conn, job.id, status="failed", error_code="parse_error", error_message="bad PDF")
+    job = store.update_job(conn, job.id, status="failed", error_code="parse_error", error_message="bad PDF")
     assert (job.status, job.error_code, job.error_message) == ("failed", "parse_error", "bad PDF")
     assert job.finished_at
     with pytest.raises(Conflict):
-        repo.update_job(conn, job.id, status="running")
+        store.update_job(conn, job.id, status="running")
     with pytest.raises(NotFound):
-        repo.get_job(conn, "nope")
+        store.get_job(conn, "nope")
     with pytest.raises(NotFound):
-        repo.create_job(conn, "no-such-collection", "a.pdf")
+        store.create_job(conn, "no-such-collection", "a.pdf")
     with pytest.raises(Conflict):  # add_document on a finished job
         add(conn, "x", job_id=job.id)
     assert count(conn, "documents") == 0
-    assert [j.id for j in repo.list_jobs(conn, "default")] == [job.id]
+    assert [j.id for j in store.list_jobs(conn, "default")] == [job.id]
 
 
 def test_fail_unfinished_jobs(conn):
-    queued = repo.create_job(conn, "default", "a")
-    running = repo.update_job(conn, repo.create_job(conn, "default", "b").id, status="running")
-    finished = repo.create_job(conn, "default", "c")
+    queued = store.create_job(conn, "default", "a")
+    running = store.update_job(conn, store.create_job(conn, "default", "b").id, status="running")
+    finished = store.create_job(conn, "default", "c")
     add(conn, "c", job_id=finished.id)
-    assert repo.fail_unfinished_jobs(conn) == 2
+    assert store.fail_unfinished_jobs(conn) == 2
     for j in (queued, running):
-        j = repo.get_job(conn, j.id)
+        j = store.get_job(conn, j.id)
         assert j.status == "failed" and j.error_code == "interrupted" and j.finished_at
-    assert repo.get_job(conn, finished.id).status == "done"
-    assert repo.fail_unfinished_jobs(conn) == 0
-    assert [j.id for j in repo.list_jobs(conn, status="done")] == [finished.id]
+    assert store.get_job(conn, finished.id).status == "done"
+    assert store.fail_unfinished_jobs(conn) == 0
+    assert [j.id for j in store.list_jobs(conn, status="done")] == [finished.id]
 
 
 def test_transaction_nesting_uses_savepoints(conn):
     from rag.store import transaction
 
     with transaction(conn):
-        repo.create_collection(conn, "outer")
+        store.create_collection(conn, "outer")
         with pytest.raises(Conflict):
-            repo.create_collection(conn, "outer")  # inner failure rolls back only the savepoint
-        repo.create_collection(conn, "second")
-    assert {c.name for c in repo.list_collections(conn)} == {"default", "outer", "second"}
+            store.create_collection(conn, "outer")  # inner failure rolls back only the savepoint
+        store.create_collection(conn, "second")
+    assert {c.name for c in store.list_collections(conn)} == {"default", "outer", "second"}
 
 
 def test_thread_connections_are_per_thread(db_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.index.windows import WHOLE_WEIGHT, ChunkWindows, pooled, rescore
+from rag.index.windows import WHOLE_WEIGHT, pooled, rescore
+from rag.store.records import ChunkWindows
 
 
 def unit(*xs: float) -> np.ndarray:
@@ -48,7 +49,7 @@ def test_pipeline_stores_windows_and_pools_the_chunk_vector(small_settings):
     removes the windows with it."""
     from ingest.uploads import Upload
     from rag.service.runtime import Runtime
-    from rag.store import repository as repo
+    from rag import store
 
     settings = small_settings.model_copy(update={"window_tokens": 40})
     sentences = [f"Sentence number {i} talks about topic {w} and nothing else at all." for i, w in
@@ -58,14 +59,14 @@ def test_pipeline_stores_windows_and_pools_the_chunk_vector(small_settings):
     rt.start(worker=False)
     try:
         conn = rt.db.get()
-        repo.create_collection(conn, "w")
+        store.create_collection(conn, "w")
         (job,) = rt.ingest.submit("w", [Upload("topics.txt", text.encode())])
         out = rt.ingest.run_job(job.id)
         assert out is not None
-        chunks = repo.list_chunks(conn, out.added.document.id)
-        windows = repo.window_vectors(conn, [c.id for c in chunks])
+        chunks = store.list_chunks(conn, out.added.document.id)
+        windows = store.window_vectors(conn, [c.id for c in chunks])
         assert windows, "no chunk was split into windows"
-        vectors = {b_id: v for batch in repo.iter_vectors(conn, "w") for b_id, v in zip(batch.ids, batch.vectors)}
+        vectors = {b_id: v for batch in store.iter_vectors(conn, "w") for b_id, v in zip(batch.ids, batch.vectors)}
         for c in chunks:
             rows = conn.execute("SELECT char_start, char_end FROM chunk_windows WHERE chunk_id = ? ORDER BY n",
                                 (c.id,)).fetchall()
@@ -90,6 +91,6 @@ def test_pipeline_stores_windows_and_pools_the_chunk_vector(small_settings):
 
         rt.index.delete_document(conn, out.added.document.id)
         assert conn.execute("SELECT count(*) FROM chunk_windows").fetchone()[0] == 0
-        assert target.id not in repo.window_vectors(conn, [target.id])
+        assert target.id not in store.window_vectors(conn, [target.id])
     finally:
         rt.close()

@@ -21,15 +21,15 @@ fails the checksum and is rebuilt.
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from rag.store.files import atomic_writer
 
 _FILE_RE = re.compile(r"^dense-(\d{12})-([0-9a-f]{8})\.faiss$")
 
@@ -50,19 +50,6 @@ def normalized(vectors: np.ndarray) -> np.ndarray:
     arr = np.array(vectors, dtype=np.float32, order="C", copy=True, ndmin=2)
     faiss.normalize_L2(arr)  # in place; rows of norm 0 are left as they are
     return arr
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class DenseIndex:
@@ -147,27 +134,18 @@ class DenseIndex:
     def save(self, directory: Path, seq: int) -> Path:
         """Writes the index atomically as `dense-<seq>-<crc>.faiss`, then deletes older files."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".dense-{uuid.uuid4().hex}.tmp"
         crc = 0
-        try:
-            with open(tmp, "wb") as f:
+        with atomic_writer(directory, "dense-") as pending:
 
-                def write(buf: bytes) -> int:
-                    nonlocal crc
-                    crc = zlib.crc32(buf, crc)
-                    f.write(buf)
-                    return len(buf)
+            def write(buf: bytes) -> int:
+                nonlocal crc
+                crc = zlib.crc32(buf, crc)
+                pending.file.write(buf)
+                return len(buf)
 
-                faiss.write_index(self.index, faiss.PyCallbackIOWriter(write))
-                f.flush()
-                os.fsync(f.fileno())
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(write))
             final = directory / f"dense-{int(seq):012d}-{crc & 0xFFFFFFFF:08x}.faiss"
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        fsync_dir(directory)
+            pending.commit(final)
         for old_seq, path in saved_files(directory):
             if path != final and old_seq <= seq:
                 path.unlink(missing_ok=True)

@@ -38,13 +38,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ingest.types import ChunkDraft
+from rag import store
 from rag.errors import NotFound, RagError
 from rag.index.dense import CorruptIndex, DenseIndex, configure_threads, remove_temp_files, saved_files
 from rag.index.fusion import RRF_K, fuse_rrf
-from rag.index.windows import ChunkWindows
 from rag.index.lexical import Analyzer, LexicalIndex, TermCounts, Vocabulary, get_analyzer
-from rag.store import repository as repo
 from rag.store.db import ConnectionFactory, connect
 
 log = logging.getLogger("rag.index")
@@ -151,7 +149,7 @@ class IndexManager:
         collection."""
         self.index_dir.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
-            records = repo.list_collections(conn)
+            records = store.list_collections(conn)
         reports = []
         with self._lock:
             for rec in records:
@@ -196,7 +194,7 @@ class IndexManager:
             if col is not None and not col.deleted:
                 return col
             with closing(self._connect()) as conn:
-                rec = repo.get_collection(conn, name)  # NotFound if absent
+                rec = store.get_collection(conn, name)  # NotFound if absent
             col, _ = self._load(rec.name, rec.uid)
             self._collections[name] = col
             return col
@@ -258,7 +256,7 @@ class IndexManager:
         if dense_ids is None:
             dense_ids = base.ids if dense is not None else np.zeros(0, np.int64)
         to_analyze: list[tuple[int, str]] = []
-        cached: repo.CachedTerms | None = None
+        cached: store.CachedTerms | None = None
         with closing(self._connect()) as conn:
             conn.execute("BEGIN")
             try:
@@ -268,7 +266,7 @@ class IndexManager:
                 if row is None or row["uid"] != col.uid:
                     raise NotFound(f"collection {col.name!r} does not exist", code="collection_not_found")
                 seq, dim = int(row["change_seq"]), row["embed_dim"]
-                ids, doc_ids = repo.chunk_ids(conn, col.name)
+                ids, doc_ids = store.chunk_ids(conn, col.name)
 
                 # dense
                 if dim is None:
@@ -277,7 +275,7 @@ class IndexManager:
                 else:
                     dim = int(dim)
                     if dense is None or dense.dim != dim:
-                        vecs = [b for b in repo.iter_vectors(conn, col.name)]
+                        vecs = [b for b in store.iter_vectors(conn, col.name)]
                         dense = _dense_from_batches(dim, vecs)
                         info["dense_rebuilt"] = True
                     else:
@@ -286,7 +284,7 @@ class IndexManager:
                         if len(stale):
                             dense = dense.removed(stale)
                         if len(missing):
-                            add_ids, add_vecs = _concat(dim, list(repo.iter_vectors(conn, col.name, ids=missing)))
+                            add_ids, add_vecs = _concat(dim, list(store.iter_vectors(conn, col.name, ids=missing)))
                             dense = dense.added(add_ids, add_vecs)
                         info["dense_changed"] = bool(len(stale) or len(missing))
 
@@ -296,7 +294,7 @@ class IndexManager:
                 if len(stale):
                     lexical = lexical.removed(stale)
                 if len(missing):
-                    cached = repo.load_chunk_terms(
+                    cached = store.load_chunk_terms(
                         conn, col.name, self.analyzer.id, ids=None if not len(lexical) else missing
                     )
                     to_analyze = cached.missing
@@ -306,7 +304,7 @@ class IndexManager:
             analyzed = [self.analyzer.term_counts(text) for _, text in to_analyze]
             if to_analyze:
                 try:
-                    repo.save_chunk_terms(
+                    store.save_chunk_terms(
                         conn, self.analyzer.id, ((cid, tc.terms, tc.counts) for (cid, _), tc in zip(to_analyze, analyzed))
                     )
                 except sqlite3.Error as e:  # a cache: failing to write it costs only time at next start
@@ -322,29 +320,20 @@ class IndexManager:
         _verify(col.name, snap)
         return snap, info
 
-    def resync(self, collection: str) -> None:
-        """Brings a collection's indexes in line with SQLite (after changes made behind the
-        manager's back). Cheap when nothing changed."""
-        col = self._collection(collection)
-        with col.write_lock:
-            snap, info = self._sync(col, col.snapshot)
-            col.snapshot = snap
-        self._schedule_save(col)
-
     # ------------------------------------------------------------------ writes
 
     def add_document(
         self,
         conn: sqlite3.Connection,
         collection: str,
-        meta: repo.NewDocument,
-        chunks: Sequence[ChunkDraft],
+        meta: store.NewDocument,
+        chunks: Sequence[store.ChunkSource],
         vectors: np.ndarray,
         job_id: str | None = None,
         *,
         embed_model: str,
-        windows: Sequence[ChunkWindows | None] | None = None,
-    ) -> repo.AddedDocument:
+        windows: Sequence[store.ChunkWindows | None] | None = None,
+    ) -> store.AddedDocument:
         """Stores a document (one SQLite transaction, see `repository.add_document`, including
         the chunks' lexical terms and sub-chunk windows) and then makes it searchable. Duplicates
         (same sha256 in the collection) change nothing but the job."""
@@ -358,7 +347,7 @@ class IndexManager:
         terms = [self.analyzer.term_counts(c.text) for c in chunks]  # CPU work outside the lock
         col = self._collection(collection)
         with col.write_lock:
-            added = repo.add_document(
+            added = store.add_document(
                 conn, collection, meta, chunks, vecs, job_id,
                 embed_model=embed_model, terms=terms, analyzer=self.analyzer.id, windows=windows,
             )
@@ -369,21 +358,21 @@ class IndexManager:
 
     def delete_document(
         self, conn: sqlite3.Connection, document_id: int, *, collection: str | None = None
-    ) -> repo.DeletedDocument:
+    ) -> store.DeletedDocument:
         """Deletes a document (one SQLite transaction) and removes its chunks from the indexes."""
-        doc = repo.get_document(conn, document_id, collection=collection)
+        doc = store.get_document(conn, document_id, collection=collection)
         col = self._collection(doc.collection)
         with col.write_lock:
-            deleted = repo.delete_document(conn, document_id, collection=doc.collection)
+            deleted = store.delete_document(conn, document_id, collection=doc.collection)
             self._apply_removed(col, deleted.chunk_ids, deleted.change_seq)
         return deleted
 
-    def delete_collection(self, conn: sqlite3.Connection, name: str) -> repo.DeletedCollection:
+    def delete_collection(self, conn: sqlite3.Connection, name: str) -> store.DeletedCollection:
         """Deletes a collection in SQLite, then its in-memory indexes and index folder."""
         col = self._collections.get(name)
         lock = col.write_lock if col is not None else threading.RLock()
         with lock:
-            deleted = repo.delete_collection(conn, name)
+            deleted = store.delete_collection(conn, name)
         self.on_collection_deleted(name, uid=deleted.collection.uid)
         return deleted
 
@@ -409,7 +398,7 @@ class IndexManager:
                 doc_ids = np.full(len(ids), int(document_id), np.int64)
             else:
                 with closing(self._connect()) as conn:
-                    found = {c.id: c.document_id for c in repo.get_chunks(conn, ids.tolist())}
+                    found = {c.id: c.document_id for c in store.get_chunks(conn, ids.tolist())}
                 if len(found) != len(ids):  # deleted meanwhile: let the seq logic resync
                     doc_ids = None
                 else:
@@ -420,7 +409,7 @@ class IndexManager:
                 self._apply_added(col, ids, doc_ids, np.asarray(vectors), terms, seq)
         try:
             with closing(self._connect()) as conn:
-                repo.save_chunk_terms(conn, self.analyzer.id, ((int(c), t.terms, t.counts) for c, t in zip(ids, terms)))
+                store.save_chunk_terms(conn, self.analyzer.id, ((int(c), t.terms, t.counts) for c, t in zip(ids, terms)))
         except sqlite3.Error as e:
             log.warning("could not cache lexical terms: %s", e)
 
@@ -620,7 +609,7 @@ def _dense(snap: _Snapshot, query_vector: np.ndarray | None, k: int) -> list[tup
     return snap.dense.search(q, k)
 
 
-def _concat(dim: int, batches: list[repo.VectorBatch]) -> tuple[np.ndarray, np.ndarray]:
+def _concat(dim: int, batches: list[store.VectorBatch]) -> tuple[np.ndarray, np.ndarray]:
     if not batches:
         return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
     ids = np.concatenate([b.ids for b in batches])
@@ -630,7 +619,7 @@ def _concat(dim: int, batches: list[repo.VectorBatch]) -> tuple[np.ndarray, np.n
     return ids, vecs
 
 
-def _dense_from_batches(dim: int, batches: list[repo.VectorBatch]) -> DenseIndex:
+def _dense_from_batches(dim: int, batches: list[store.VectorBatch]) -> DenseIndex:
     ids, vecs = _concat(dim, batches)
     return DenseIndex.build(dim, ids, vecs)
 

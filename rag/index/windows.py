@@ -16,23 +16,11 @@ to 0.71 (mean of en>en, zh>zh, en>zh, zh>en), as shipped from 0.81 to 0.83.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+
 WHOLE_WEIGHT = 0.5
-
-
-@dataclass(frozen=True)
-class ChunkWindows:
-    """The windows of one chunk: [start, end) offsets within the chunk's text, one vector each."""
-
-    spans: tuple[tuple[int, int], ...]
-    vectors: np.ndarray  # (len(spans), dim) float32, L2-normalised
-
-    def __post_init__(self) -> None:
-        if self.vectors.ndim != 2 or self.vectors.shape[0] != len(self.spans) or len(self.spans) < 2:
-            raise ValueError("a chunk with windows has at least two, one vector per span")
 
 
 def pooled(vectors: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:

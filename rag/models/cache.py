@@ -26,6 +26,7 @@ from pathlib import Path
 from rag.errors import ModelChecksumError, ModelError
 from rag.models import files
 from rag.models.registry import ModelSpec
+from rag.store.files import fsync_dir, write_atomic
 
 MANIFEST = "manifest.json"
 GGUF_FILE = "model.gguf"  # the llamacpp folder's model file
@@ -193,16 +194,7 @@ def _write_manifest(spec: ModelSpec, folder: Path, *, runtime: str = "transforme
         "files": entries,
         **(extra or {}),
     }
-    _write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2).encode())
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:
@@ -212,14 +204,6 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
     os.replace(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

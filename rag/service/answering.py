@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 
+from rag import store
 from rag.ask import LLM, AskOptions, Budget, ModelCall
 from rag.ask.loop import ask as run_loop
 from rag.errors import RagError
@@ -24,7 +25,6 @@ from rag.models.embedder import Embedder
 from rag.service.searching import CollectionRetriever, Searcher
 from rag.settings import Settings
 from rag.store import ThreadConnections, ledger, open_db
-from rag.store import repository as repo
 
 
 @dataclass
@@ -61,7 +61,7 @@ class QuestionService:
     def prepare(self, req: AskRequest) -> PreparedQuestion:
         """Validates a request: unknown collection (404), empty question, budget or options (422), no
         generator (503). The collection is checked first so a missing one is a 404 in every setup."""
-        repo.get_collection(self.db.get(), req.collection)
+        store.get_collection(self.db.get(), req.collection)
         question = req.question.strip()
         if not question:
             raise RagError("the question is empty", code="empty_question", status=422)

@@ -16,21 +16,22 @@ import uuid
 
 from ingest import errors
 from ingest.detect import clean_filename, detect_format
-from ingest.uploads import Upload, store_upload
+from ingest.uploads import Upload
+from rag import store
 from rag.errors import RagError
 from rag.index.manager import IndexManager
 from rag.models.embedder import Embedder
 from rag.service.pipeline import Outcome, Pipeline, ProgressFn
 from rag.settings import Settings
 from rag.store import ThreadConnections
-from rag.store import repository as repo
+from rag.store.files import write_atomic
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 
 
-def job_view(job: repo.JobRecord) -> dict:
+def job_view(job: store.JobRecord) -> dict:
     """The wire shape of a job (`GET /v1/jobs/{id}`)."""
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
     return {
@@ -76,17 +77,17 @@ class IngestService:
     def _recover(self) -> None:
         conn = self.db.get()
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
-        unfinished = [j for status in ("queued", "running") for j in repo.list_jobs(conn, status=status, limit=1_000_000)]
+        unfinished = [j for status in ("queued", "running") for j in store.list_jobs(conn, status=status, limit=1_000_000)]
         unfinished.sort(key=lambda j: j.created_at)
         keep = set()
         for job in unfinished:
             if (self.uploads_dir / job.id).is_file():
-                repo.update_job(conn, job.id, status="queued", progress={"stage": "queued", "requeued": True})
+                store.update_job(conn, job.id, status="queued", progress={"stage": "queued", "requeued": True})
                 self._queue.put(job.id)
                 keep.add(job.id)
             else:  # its bytes are gone: it cannot be re-run
                 err = errors.interrupted()
-                repo.update_job(conn, job.id, status="failed", error_code=err.code, error_message=err.message)
+                store.update_job(conn, job.id, status="failed", error_code=err.code, error_message=err.message)
         for path in self.uploads_dir.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)
@@ -105,15 +106,15 @@ class IngestService:
         detect_format(name, upload.data[:4096])
         return Upload(name, upload.data)
 
-    def submit(self, collection: str, uploads: list[Upload]) -> list[repo.JobRecord]:
+    def submit(self, collection: str, uploads: list[Upload]) -> list[store.JobRecord]:
         conn = self.db.get()
-        repo.get_collection(conn, collection)
+        store.get_collection(conn, collection)
         checked = [self.validate(u) for u in uploads]
         jobs = []
         for upload in checked:
             job_id = uuid.uuid4().hex
-            store_upload(self.uploads_dir, job_id, upload.data)
-            jobs.append(repo.create_job(conn, collection, upload.filename, job_id=job_id,
+            write_atomic(self.uploads_dir / job_id, upload.data)  # durable before the job row, before the 202
+            jobs.append(store.create_job(conn, collection, upload.filename, job_id=job_id,
                                         progress={"stage": "queued", "bytes": len(upload.data)}))
         for job in jobs:
             self._queue.put(job.id)
@@ -135,14 +136,14 @@ class IngestService:
 
     def run_job(self, job_id: str, progress: ProgressFn | None = None) -> Outcome | None:
         conn = self.db.get()
-        job = repo.get_job(conn, job_id)
+        job = store.get_job(conn, job_id)
         if job.status != "queued":
             return None
         path = self.uploads_dir / job_id
-        repo.update_job(conn, job_id, status="running", progress={"stage": "starting"})
+        store.update_job(conn, job_id, status="running", progress={"stage": "starting"})
 
         def report(p: dict) -> None:
-            repo.update_job(conn, job_id, progress=p)
+            store.update_job(conn, job_id, progress=p)
             if progress:
                 progress(p)
 
@@ -162,14 +163,14 @@ class IngestService:
 
     def _fail(self, conn, job_id: str, code: str, message: str) -> None:
         try:
-            repo.update_job(conn, job_id, status="failed", error_code=code, error_message=message)
+            store.update_job(conn, job_id, status="failed", error_code=code, error_message=message)
         except RagError:  # job already finished (e.g. its collection was deleted meanwhile)
             pass
 
     # ---------------------------------------------------------------- reading
 
     def get_job(self, job_id: str) -> dict:
-        return job_view(repo.get_job(self.db.get(), job_id))
+        return job_view(store.get_job(self.db.get(), job_id))
 
 
 __all__ = ["IngestService", "job_view"]

@@ -18,11 +18,11 @@ from ingest import errors
 from ingest.chunker import chunk_document
 from ingest.parsers import parse_document
 from ingest.types import ChunkDraft, ParsedDocument
+from rag import store
 from rag.index.manager import IndexManager
-from rag.index.windows import ChunkWindows, pooled
+from rag.index.windows import pooled
 from rag.models.embedder import Embedder
 from rag.settings import Settings
-from rag.store import repository as repo
 
 ProgressFn = Callable[[dict], None]
 
@@ -40,7 +40,7 @@ class StageTimes:
 
 @dataclass
 class Outcome:
-    added: repo.AddedDocument
+    added: store.AddedDocument
     pages: int
     chunks: int
     tokens: int
@@ -62,8 +62,8 @@ class Pipeline:
             progress: ProgressFn = lambda p: None) -> Outcome:
         times = StageTimes()
         sha = hashlib.sha256(data).hexdigest()
-        meta = repo.NewDocument(filename=filename, format="unknown", sha256=sha, size_bytes=len(data))
-        if repo.find_document_by_sha(conn, collection, sha) is not None:
+        meta = store.NewDocument(filename=filename, format="unknown", sha256=sha, size_bytes=len(data))
+        if store.find_document_by_sha(conn, collection, sha) is not None:
             added = self.index.add_document(conn, collection, meta, [], np.zeros((0, 0), np.float32), job_id,
                                             embed_model=self.embedder.model_id)
             return Outcome(added, added.document.page_count, 0, 0, times)
@@ -82,7 +82,7 @@ class Pipeline:
 
         progress({"stage": "indexing", "pages": doc.page_count, "chunks": len(chunks)})
         t0 = time.monotonic()
-        meta = repo.NewDocument(filename=filename, format=doc.format, sha256=sha, size_bytes=len(data),
+        meta = store.NewDocument(filename=filename, format=doc.format, sha256=sha, size_bytes=len(data),
                                 page_count=doc.page_count, title=doc.title, encoding=doc.encoding)
         added = self.index.add_document(conn, collection, meta, chunks, vectors, job_id,
                                         embed_model=self.embedder.model_id, windows=windows)
@@ -106,7 +106,7 @@ class Pipeline:
         return [(p.char_start, p.char_end) for p in parts] or [(0, len(chunk.text))]
 
     def _embed(self, chunks: list[ChunkDraft], doc: ParsedDocument, progress: ProgressFn,
-               times: StageTimes) -> tuple[np.ndarray, list[ChunkWindows | None]]:
+               times: StageTimes) -> tuple[np.ndarray, list[store.ChunkWindows | None]]:
         """One vector per chunk (pooled from its windows) and the windows of chunks that have several."""
         t0 = time.monotonic()
         batch = max(1, self.settings.embed_batch_size)
@@ -126,7 +126,7 @@ class Pipeline:
                 progress({"stage": "embedding", "pages": doc.page_count, "chunks": len(chunks),
                           "embedded": int(fraction * len(chunks)), "fraction": round(fraction, 3)})
         vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
-        windows: list[ChunkWindows | None] = []
+        windows: list[store.ChunkWindows | None] = []
         j = 0
         for i, sp in enumerate(spans):
             own = out[j:j + len(sp)]
@@ -136,6 +136,6 @@ class Pipeline:
                 windows.append(None)
             else:
                 vectors[i] = pooled(own, sp)
-                windows.append(ChunkWindows(tuple(sp), own.copy()))
+                windows.append(store.ChunkWindows(tuple(sp), own.copy()))
         times.embed_s = time.monotonic() - t0
         return vectors, windows

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from rag import store
 from rag.ask import Candidate
 from rag.ask.lang import base as base_language
 from rag.ask.lang import detect_language
@@ -21,7 +22,6 @@ from rag.index.manager import Hit, IndexManager
 from rag.index.windows import rescore
 from rag.models.embedder import Embedder
 from rag.store import ThreadConnections
-from rag.store import repository as repo
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Searcher:
         """Base languages ("zh", "en") of an even sample of the collection's chunks; a language
         counts when at least 5% of the sample has it. Cached until the collection changes."""
         conn = self.db.get()
-        seq = repo.change_seq(conn, collection)
+        seq = store.change_seq(conn, collection)
         cached = self._languages.get(collection)
         if cached and cached[0] == seq:
             return cached[1]
@@ -99,16 +99,16 @@ class Searcher:
     def _by_windows(self, vec):
         """Re-ranks dense candidates by whole chunk and best window (`rag.index.windows`)."""
         def rescored(dense: list[tuple[int, float]]) -> list[tuple[int, float]]:
-            return rescore(vec, dense, repo.window_vectors(self.db.get(), [c for c, _ in dense]))
+            return rescore(vec, dense, store.window_vectors(self.db.get(), [c for c, _ in dense]))
         return rescored
 
     def search(self, collection: str, query: str, k: int = 10) -> list[SearchResult]:
-        repo.get_collection(self.db.get(), collection)
+        store.get_collection(self.db.get(), collection)
         return self.hydrate(self.hits(collection, query, k))
 
     def hydrate(self, hits: list[Hit]) -> list[SearchResult]:
         conn = self.db.get()
-        chunks = {c.id: c for c in repo.get_chunks(conn, [h.chunk_id for h in hits])}
+        chunks = {c.id: c for c in store.get_chunks(conn, [h.chunk_id for h in hits])}
         names: dict[int, str] = {}
         out = []
         for rank, hit in enumerate(hits, 1):
@@ -116,7 +116,7 @@ class Searcher:
             if chunk is None:  # deleted between index read and hydration
                 continue
             if chunk.document_id not in names:
-                names[chunk.document_id] = repo.get_document(conn, chunk.document_id).filename
+                names[chunk.document_id] = store.get_document(conn, chunk.document_id).filename
             out.append(SearchResult(
                 rank=rank, chunk_id=chunk.id, document_id=chunk.document_id, filename=names[chunk.document_id],
                 page=chunk.page, section_path=chunk.section_path, ordinal=chunk.ordinal, text=chunk.text,
@@ -162,11 +162,11 @@ class CollectionRetriever:
 
     def get_chunk(self, chunk_id: int) -> Candidate | None:
         conn = self.searcher.db.get()
-        chunks = repo.get_chunks(conn, [chunk_id])
+        chunks = store.get_chunks(conn, [chunk_id])
         if not chunks or chunks[0].collection != self.collection:
             return None
         c = chunks[0]
-        doc = repo.get_document(conn, c.document_id)
+        doc = store.get_document(conn, c.document_id)
         return Candidate(chunk_id=c.id, document_id=c.document_id, filename=doc.filename, page=c.page,
                          ordinal=c.ordinal, text=c.text, char_start=c.char_start, char_end=c.char_end,
                          prev_id=c.prev_id, next_id=c.next_id)

@@ -1,8 +1,18 @@
-"""The source of truth: SQLite (WAL) with collections, documents, chunks, vectors, jobs, and the
-question ledger (`ledger`).
+"""The source of truth: SQLite (WAL), one module per table group, and the question ledger.
 
-    from rag.store import open_db, repository as repo
-    conn = open_db(settings.db_path)          # connect + apply pending migrations
+    from rag import store
+    conn = store.open_db(settings.db_path)     # connect + apply pending migrations
+    store.get_collection(conn, "default")
+
+    db           connections, transactions, batching of `IN (...)` lists
+    migrations   the one schema, as numbered migrations
+    records      the dataclasses handed out and taken in (no SQL)
+    collections  collections and their change sequence numbers
+    jobs         ingestion jobs
+    documents    documents and chunks; adding and deleting a document with all it owns
+    vectors      chunk vectors, window vectors and cached lexical terms (indexes are rebuilt from them)
+    ledger       questions and their model calls
+    files        atomic, durable file writes (uploads, index snapshots, prepared models)
 
 Schema changes only through `rag.store.migrations.MIGRATIONS`.
 """
@@ -12,8 +22,45 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from rag.store.collections import (
+    COLLECTION_NAME_RE,
+    DEFAULT_COLLECTION,
+    InvalidName,
+    change_seq,
+    create_collection,
+    delete_collection,
+    get_collection,
+    list_collections,
+    validate_collection_name,
+)
 from rag.store.db import ThreadConnections, connect, integrity_check, transaction, utcnow
+from rag.store.documents import (
+    add_document,
+    chunk_ids,
+    delete_document,
+    find_document_by_sha,
+    get_chunks,
+    get_document,
+    list_chunks,
+    list_documents,
+)
+from rag.store.jobs import FINISHED_JOB_STATUSES, JOB_STATUSES, create_job, fail_unfinished_jobs, get_job, list_jobs, update_job
 from rag.store.migrations import migrate
+from rag.store.records import (
+    AddedDocument,
+    CachedTerms,
+    ChunkRecord,
+    ChunkSource,
+    ChunkWindows,
+    CollectionRecord,
+    DeletedCollection,
+    DeletedDocument,
+    DocumentRecord,
+    JobRecord,
+    NewDocument,
+    VectorBatch,
+)
+from rag.store.vectors import iter_vectors, load_chunk_terms, save_chunk_terms, window_vectors
 
 
 def open_db(path: str | Path) -> sqlite3.Connection:
@@ -27,4 +74,14 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-__all__ = ["ThreadConnections", "connect", "integrity_check", "migrate", "open_db", "transaction", "utcnow"]
+__all__ = [
+    "COLLECTION_NAME_RE", "DEFAULT_COLLECTION", "FINISHED_JOB_STATUSES", "JOB_STATUSES",
+    "AddedDocument", "CachedTerms", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
+    "DeletedCollection", "DeletedDocument", "DocumentRecord", "InvalidName", "JobRecord", "NewDocument",
+    "ThreadConnections", "VectorBatch",
+    "add_document", "change_seq", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
+    "delete_document", "fail_unfinished_jobs", "find_document_by_sha", "get_chunks", "get_collection",
+    "get_document", "get_job", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
+    "list_documents", "list_jobs", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
+    "update_job", "utcnow", "validate_collection_name", "window_vectors",
+]

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 BUSY_TIMEOUT_MS = 10_000
+IN_BATCH = 500  # ids per `IN (...)`: stays under SQLite's variable limit on old builds (999)
 
 ConnectionFactory = Callable[[], sqlite3.Connection]
 
@@ -137,3 +138,8 @@ def integrity_check(conn: sqlite3.Connection) -> list[str]:
     problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
     problems += [f"foreign key: {tuple(r)}" for r in conn.execute("PRAGMA foreign_key_check").fetchall()]
     return problems
+
+
+def in_batches(items: Sequence[int], size: int = IN_BATCH) -> Iterator[Sequence[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
