@@ -1,5 +1,8 @@
 """Per-collection dense + lexical indexes, kept in step with SQLite (the source of truth).
 
+This module is the registry of collections and the owner of their write path; a snapshot and its
+repair from SQLite are in `rag.index.snapshot`, background saving in `rag.index.saver`.
+
 Consistency design
 ------------------
 * SQLite commits first. A document add/delete is one transaction that also bumps the
@@ -39,10 +42,12 @@ from typing import Any, Literal
 import numpy as np
 
 from rag import store
-from rag.errors import NotFound, RagError
+from rag.errors import RagError
 from rag.index.dense import CorruptIndex, DenseIndex, configure_threads, remove_temp_files, saved_files
 from rag.index.fusion import RRF_K, fuse_rrf
 from rag.index.lexical import Analyzer, LexicalIndex, TermCounts, Vocabulary, get_analyzer
+from rag.index.saver import DebouncedSaver
+from rag.index.snapshot import Snapshot, sync_snapshot
 from rag.store.db import ConnectionFactory, connect
 
 log = logging.getLogger("rag.index")
@@ -76,26 +81,8 @@ class OpenReport:
     seconds: float
 
 
-class IndexMismatch(RagError):
-    code = "index_mismatch"
-    status = 500
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    seq: int
-    dense: DenseIndex | None  # None until the collection has had vectors
-    lexical: LexicalIndex
-    ids: np.ndarray  # chunk ids, ascending (== lexical.ids == sorted dense ids)
-    doc_ids: np.ndarray  # aligned with ids
-
-    def document_of(self, chunk_ids: Sequence[int]) -> np.ndarray:
-        pos = np.searchsorted(self.ids, np.asarray(chunk_ids, dtype=np.int64))
-        return self.doc_ids[np.minimum(pos, len(self.ids) - 1)] if len(self.ids) else np.zeros(0, np.int64)
-
-
 class _Collection:
-    def __init__(self, name: str, uid: str, directory: Path, snapshot: _Snapshot, vocab: Vocabulary):
+    def __init__(self, name: str, uid: str, directory: Path, snapshot: Snapshot, vocab: Vocabulary):
         self.name = name
         self.uid = uid
         self.dir = directory
@@ -131,10 +118,7 @@ class IndexManager:
         configure_threads(faiss_threads)
         self._collections: dict[str, _Collection] = {}
         self._lock = threading.RLock()  # guards _collections (loading/removing holders)
-        self._save_cond = threading.Condition()
-        self._dirty: dict[str, float] = {}  # collection name -> monotonic due time
-        self._saver: threading.Thread | None = None
-        self._closed = False
+        self._saver = DebouncedSaver(self._save_named, self.autosave_delay_s)
 
     @classmethod
     def from_settings(cls, settings: Any, connect_factory: ConnectionFactory | None = None, **kwargs: Any) -> IndexManager:
@@ -166,18 +150,12 @@ class IndexManager:
 
     def close(self) -> None:
         """Saves pending changes and stops the saver thread."""
-        with self._save_cond:
-            self._closed = True
-            self._save_cond.notify_all()
-        if self._saver is not None:
-            self._saver.join()
-            self._saver = None
+        self._saver.close()
         self.flush()
 
     def flush(self) -> None:
         """Saves every collection whose saved FAISS file is behind its snapshot, now."""
-        with self._save_cond:
-            self._dirty.clear()
+        self._saver.clear()
         with self._lock:
             cols = list(self._collections.values())
         for col in cols:
@@ -213,9 +191,9 @@ class IndexManager:
             except CorruptIndex as e:
                 log.warning("collection %s: ignoring unusable index file: %s", name, e)
         vocab = Vocabulary()
-        empty = _Snapshot(-1, dense, LexicalIndex.empty(vocab, self.analyzer), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        empty = Snapshot(-1, dense, LexicalIndex.empty(vocab, self.analyzer), np.zeros(0, np.int64), np.zeros(0, np.int64))
         col = _Collection(name, uid, directory, empty, vocab)
-        snap, info = self._sync(col, empty, dense_ids=dense.ids() if dense is not None else None)
+        snap, info = sync_snapshot(self._connect, col.name, col.uid, empty, self.analyzer, dense_ids=dense.ids() if dense is not None else None)
         col.snapshot = snap
         if dense is None:
             state = "empty" if snap.dense is None or not len(snap.dense) else "rebuilt"
@@ -242,84 +220,6 @@ class IndexManager:
         log.info("collection %s: %s", name, report)
         return col, report
 
-    def _sync(
-        self, col: _Collection, base: _Snapshot, *, dense_ids: np.ndarray | None = None
-    ) -> tuple[_Snapshot, dict[str, Any]]:
-        """A snapshot equal to SQLite's current state, reusing what `base` already holds.
-
-        Reads SQLite in one read transaction (a consistent view), diffs the id sets and applies
-        the difference: deleted ids are removed, missing ones added from stored vectors and
-        cached terms (analysing the text where the cache lacks them)."""
-        info: dict[str, Any] = {"dense_rebuilt": False, "dense_changed": False, "terms_cached": 0, "terms_analyzed": 0}
-        dense = base.dense
-        lexical = base.lexical
-        if dense_ids is None:
-            dense_ids = base.ids if dense is not None else np.zeros(0, np.int64)
-        to_analyze: list[tuple[int, str]] = []
-        cached: store.CachedTerms | None = None
-        with closing(self._connect()) as conn:
-            conn.execute("BEGIN")
-            try:
-                row = conn.execute(
-                    "SELECT uid, change_seq, embed_dim FROM collections WHERE name = ?", (col.name,)
-                ).fetchone()
-                if row is None or row["uid"] != col.uid:
-                    raise NotFound(f"collection {col.name!r} does not exist", code="collection_not_found")
-                seq, dim = int(row["change_seq"]), row["embed_dim"]
-                ids, doc_ids = store.chunk_ids(conn, col.name)
-
-                # dense
-                if dim is None:
-                    if dense is not None and len(dense):
-                        dense, info["dense_changed"] = None, True
-                else:
-                    dim = int(dim)
-                    if dense is None or dense.dim != dim:
-                        vecs = [b for b in store.iter_vectors(conn, col.name)]
-                        dense = _dense_from_batches(dim, vecs)
-                        info["dense_rebuilt"] = True
-                    else:
-                        stale = np.setdiff1d(dense_ids, ids, assume_unique=True)
-                        missing = np.setdiff1d(ids, dense_ids, assume_unique=True)
-                        if len(stale):
-                            dense = dense.removed(stale)
-                        if len(missing):
-                            add_ids, add_vecs = _concat(dim, list(store.iter_vectors(conn, col.name, ids=missing)))
-                            dense = dense.added(add_ids, add_vecs)
-                        info["dense_changed"] = bool(len(stale) or len(missing))
-
-                # lexical
-                stale = np.setdiff1d(lexical.ids, ids, assume_unique=True)
-                missing = np.setdiff1d(ids, lexical.ids, assume_unique=True)
-                if len(stale):
-                    lexical = lexical.removed(stale)
-                if len(missing):
-                    cached = store.load_chunk_terms(
-                        conn, col.name, self.analyzer.id, ids=None if not len(lexical) else missing
-                    )
-                    to_analyze = cached.missing
-            finally:
-                conn.execute("COMMIT")
-
-            analyzed = [self.analyzer.term_counts(text) for _, text in to_analyze]
-            if to_analyze:
-                try:
-                    store.save_chunk_terms(
-                        conn, self.analyzer.id, ((cid, tc.terms, tc.counts) for (cid, _), tc in zip(to_analyze, analyzed))
-                    )
-                except sqlite3.Error as e:  # a cache: failing to write it costs only time at next start
-                    log.warning("collection %s: could not cache lexical terms: %s", col.name, e)
-        if cached is not None and cached.ids:
-            lexical = lexical.added_encoded(cached.ids, cached.terms, cached.counts)
-            info["terms_cached"] = len(cached.ids)
-        if to_analyze:
-            lexical = lexical.added([cid for cid, _ in to_analyze], analyzed)
-            info["terms_analyzed"] = len(to_analyze)
-
-        snap = _Snapshot(seq, dense, lexical, ids, doc_ids)
-        _verify(col.name, snap)
-        return snap, info
-
     # ------------------------------------------------------------------ writes
 
     def add_document(
@@ -334,7 +234,7 @@ class IndexManager:
         embed_model: str,
         windows: Sequence[store.ChunkWindows | None] | None = None,
     ) -> store.AddedDocument:
-        """Stores a document (one SQLite transaction, see `repository.add_document`, including
+        """Stores a document (one SQLite transaction, see `rag.store.documents.add_document`, including
         the chunks' lexical terms and sub-chunk windows) and then makes it searchable. Duplicates
         (same sha256 in the collection) change nothing but the job."""
         order = sorted(range(len(chunks)), key=lambda i: chunks[i].ordinal)
@@ -376,7 +276,7 @@ class IndexManager:
         self.on_collection_deleted(name, uid=deleted.collection.uid)
         return deleted
 
-    # Hooks for callers that commit through `rag.store.repository` themselves. Call them after
+    # Hooks for callers that commit through `rag.store` themselves. Call them after
     # the commit, with the change_seq the commit returned.
 
     def on_document_added(
@@ -431,7 +331,7 @@ class IndexManager:
     # ------------------------------------------------------------------ snapshot updates
 
     def _resync_locked(self, col: _Collection) -> None:
-        snap, _ = self._sync(col, col.snapshot)
+        snap, _ = sync_snapshot(self._connect, col.name, col.uid, col.snapshot, self.analyzer)
         col.snapshot = snap
         self._schedule_save(col)
 
@@ -463,7 +363,7 @@ class IndexManager:
         if len(all_ids) > 1 and not (np.diff(all_ids) > 0).all():
             order = np.argsort(all_ids, kind="stable")
             all_ids, all_docs = all_ids[order], all_docs[order]
-        col.snapshot = _Snapshot(seq, dense, lexical, all_ids, all_docs)
+        col.snapshot = Snapshot(seq, dense, lexical, all_ids, all_docs)
         self._schedule_save(col)
 
     def _apply_removed(self, col: _Collection, chunk_ids: Sequence[int], seq: int) -> None:
@@ -477,7 +377,7 @@ class IndexManager:
         gone = np.asarray(list(chunk_ids), dtype=np.int64)
         keep = ~np.isin(snap.ids, gone)
         dense = snap.dense.removed(gone) if snap.dense is not None else None
-        col.snapshot = _Snapshot(seq, dense, snap.lexical.removed(gone), snap.ids[keep], snap.doc_ids[keep])
+        col.snapshot = Snapshot(seq, dense, snap.lexical.removed(gone), snap.ids[keep], snap.doc_ids[keep])
         self._schedule_save(col)
 
     # ------------------------------------------------------------------ saving
@@ -486,36 +386,12 @@ class IndexManager:
         if self.autosave_delay_s <= 0:
             self._save(col)
             return
-        with self._save_cond:
-            if self._closed:
-                return
-            self._dirty.setdefault(col.name, time.monotonic() + self.autosave_delay_s)
-            if self._saver is None:
-                self._saver = threading.Thread(target=self._saver_loop, name="index-saver", daemon=True)
-                self._saver.start()
-            self._save_cond.notify_all()
+        self._saver.schedule(col.name)
 
-    def _saver_loop(self) -> None:
-        while True:
-            with self._save_cond:
-                while not self._closed:
-                    now = time.monotonic()
-                    due = [n for n, t in self._dirty.items() if t <= now]
-                    if due:
-                        break
-                    timeout = min(self._dirty.values()) - now if self._dirty else None
-                    self._save_cond.wait(timeout)
-                if self._closed:
-                    return
-                for n in due:
-                    self._dirty.pop(n, None)
-            for n in due:
-                col = self._collections.get(n)
-                if col is not None:
-                    try:
-                        self._save(col)
-                    except Exception:  # keep serving; the next start repairs from SQLite
-                        log.exception("collection %s: saving the dense index failed", n)
+    def _save_named(self, name: str) -> None:
+        col = self._collections.get(name)
+        if col is not None:
+            self._save(col)
 
     def _save(self, col: _Collection) -> None:
         with col.save_lock:
@@ -527,7 +403,7 @@ class IndexManager:
 
     # ------------------------------------------------------------------ reads
 
-    def _snapshot(self, collection: str) -> _Snapshot:
+    def _snapshot(self, collection: str) -> Snapshot:
         return self._collection(collection).snapshot
 
     def dense_search(self, collection: str, query_vector: np.ndarray, k: int = 10) -> list[Hit]:
@@ -596,7 +472,7 @@ class IndexManager:
         }
 
 
-def _dense(snap: _Snapshot, query_vector: np.ndarray | None, k: int) -> list[tuple[int, float]]:
+def _dense(snap: Snapshot, query_vector: np.ndarray | None, k: int) -> list[tuple[int, float]]:
     if query_vector is None or snap.dense is None:
         return []
     q = np.asarray(query_vector, dtype=np.float32).reshape(-1)
@@ -609,25 +485,3 @@ def _dense(snap: _Snapshot, query_vector: np.ndarray | None, k: int) -> list[tup
     return snap.dense.search(q, k)
 
 
-def _concat(dim: int, batches: list[store.VectorBatch]) -> tuple[np.ndarray, np.ndarray]:
-    if not batches:
-        return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
-    ids = np.concatenate([b.ids for b in batches])
-    vecs = np.concatenate([b.vectors for b in batches]) if len(batches) > 1 else batches[0].vectors
-    if vecs.shape[1] != dim:
-        raise IndexMismatch(f"stored vectors have dim {vecs.shape[1]}, the collection says {dim}")
-    return ids, vecs
-
-
-def _dense_from_batches(dim: int, batches: list[store.VectorBatch]) -> DenseIndex:
-    ids, vecs = _concat(dim, batches)
-    return DenseIndex.build(dim, ids, vecs)
-
-
-def _verify(name: str, snap: _Snapshot) -> None:
-    if not np.array_equal(snap.lexical.ids, snap.ids):
-        raise IndexMismatch(f"collection {name}: lexical index ids differ from SQLite")
-    if snap.dense is not None and not np.array_equal(snap.dense.ids(), snap.ids):
-        raise IndexMismatch(f"collection {name}: dense index ids differ from SQLite (missing vectors?)")
-    if snap.dense is None and len(snap.ids):
-        raise IndexMismatch(f"collection {name}: chunks without an embedder dimension")

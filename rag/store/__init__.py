@@ -30,6 +30,7 @@ from rag.store.collections import (
     create_collection,
     delete_collection,
     get_collection,
+    index_state,
     list_collections,
     validate_collection_name,
 )
@@ -56,6 +57,7 @@ from rag.store.records import (
     DeletedCollection,
     DeletedDocument,
     DocumentRecord,
+    IndexState,
     JobRecord,
     NewDocument,
     VectorBatch,
@@ -77,11 +79,11 @@ def open_db(path: str | Path) -> sqlite3.Connection:
 __all__ = [
     "COLLECTION_NAME_RE", "DEFAULT_COLLECTION", "FINISHED_JOB_STATUSES", "JOB_STATUSES",
     "AddedDocument", "CachedTerms", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
-    "DeletedCollection", "DeletedDocument", "DocumentRecord", "InvalidName", "JobRecord", "NewDocument",
+    "DeletedCollection", "DeletedDocument", "DocumentRecord", "IndexState", "InvalidName", "JobRecord", "NewDocument",
     "ThreadConnections", "VectorBatch",
     "add_document", "change_seq", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
     "delete_document", "fail_unfinished_jobs", "find_document_by_sha", "get_chunks", "get_collection",
-    "get_document", "get_job", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
+    "get_document", "get_job", "index_state", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
     "list_documents", "list_jobs", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
     "update_job", "utcnow", "validate_collection_name", "window_vectors",
 ]

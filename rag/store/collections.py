@@ -16,7 +16,7 @@ import uuid
 
 from rag.errors import Conflict, NotFound, RagError
 from rag.store.db import transaction, utcnow
-from rag.store.records import CollectionRecord, DeletedCollection
+from rag.store.records import CollectionRecord, DeletedCollection, IndexState
 
 DEFAULT_COLLECTION = "default"
 
@@ -123,3 +123,10 @@ def delete_collection(conn: sqlite3.Connection, name: str) -> DeletedCollection:
         failed_jobs=failed,
     )
 
+
+def index_state(conn: sqlite3.Connection, name: str) -> IndexState | None:
+    """What the derived indexes check themselves against; None when the collection is gone."""
+    row = conn.execute("SELECT uid, change_seq, embed_dim FROM collections WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    return IndexState(row["uid"], int(row["change_seq"]), None if row["embed_dim"] is None else int(row["embed_dim"]))

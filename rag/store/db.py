@@ -143,3 +143,13 @@ def integrity_check(conn: sqlite3.Connection) -> list[str]:
 def in_batches(items: Sequence[int], size: int = IN_BATCH) -> Iterator[Sequence[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+@contextmanager
+def read_view(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Runs a block of reads in one deferred transaction: every read sees the same committed state."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")

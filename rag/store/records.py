@@ -38,6 +38,15 @@ class CollectionRecord:
 
 
 @dataclass(frozen=True)
+class IndexState:
+    """A collection's identity and position in its change sequence, as its indexes see it."""
+
+    uid: str
+    change_seq: int
+    embed_dim: int | None  # None while the collection holds no vectors
+
+
+@dataclass(frozen=True)
 class NewDocument:
     """What the pipeline knows about an upload before it is stored."""
 
