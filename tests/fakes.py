@@ -52,12 +52,16 @@ class FakeCompletion:
     prefill_ms: float
     model_id: str
     stopped_by: str
+    runtime: str = "fake"
 
 
 Script = str | list[str] | Callable[[list[dict]], str]
 
 
 class FakeLLM:
+    mode = "fake"
+    runtime = "fake"
+
     def __init__(
         self,
         outputs: dict[str, Script] | None = None,
@@ -205,6 +209,9 @@ class FakeRetriever:
         if self._langs is not None:
             return set(self._langs)
         return {"zh" if re.search(r"[\u4e00-\u9fff]", c.text) else "en" for c in self.chunks.values()}
+
+    def lexical_skipped(self, query: str) -> str | None:
+        return None
 
     def get_chunk(self, chunk_id: int) -> Candidate | None:
         self.fetched.append(chunk_id)

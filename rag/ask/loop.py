@@ -116,8 +116,8 @@ class _Run:
         self.context: list[dict] = []
         self.final_verdict: str | None = None
         self.translated: set[str] = set()
-        ctx_len = getattr(llm, "context_length", None)
-        self.window = min(options.context_window, int(ctx_len)) if isinstance(ctx_len, (int, float)) and ctx_len > 0 else options.context_window
+        ctx_len = llm.context_length
+        self.window = min(options.context_window, int(ctx_len)) if ctx_len else options.context_window
 
     # ------------------------------------------------------------------ helpers
 
@@ -144,8 +144,8 @@ class _Run:
             "prompts_version": prompts.PROMPTS_VERSION,
             "budget": self.budget.to_dict(),
             "options": self.opt.to_dict(),
-            "model_id": getattr(self.llm, "model_id", None),
-            "runtime": getattr(self.llm, "runtime", None),
+            "model_id": self.llm.model_id,
+            "runtime": self.llm.runtime,
             "context_window": self.window,
             "question_language": self.lang,
             "collection_languages": sorted(self.collection_langs),
@@ -231,8 +231,7 @@ class _Run:
         self.issued_keys[query_key(query)] = query
         self.emit("query", round=self.rounds, query=query, origin=origin, language=detect_language(query), k=self.opt.k)
         results = list(self.retriever.search(query, self.opt.k))
-        note = getattr(self.retriever, "lexical_skipped", None)
-        skipped = note(query) if callable(note) else None
+        skipped = self.retriever.lexical_skipped(query)
         dense = sorted((c for c in results if c.dense_rank is not None), key=lambda c: c.dense_rank)
         bm25 = sorted((c for c in results if c.bm25_rank is not None), key=lambda c: c.bm25_rank)
         self.emit(
@@ -297,8 +296,7 @@ class _Run:
     # ------------------------------------------------------------------ model calls
 
     def call(self, purpose: str, messages: list[dict], *, max_new_tokens: int, deadline: float, on_token=None):
-        render = getattr(self.llm, "render", None)
-        rendered = render(messages) if callable(render) else None
+        rendered = self.llm.render(messages)
         n = len(self.calls) + 1
         self.emit("model_call_started", n=n, purpose=purpose, round=self.rounds, max_new_tokens=max_new_tokens)
         streamed: list[str] = []
@@ -321,13 +319,13 @@ class _Run:
             round=self.rounds,
             prompt_tokens=int(c.prompt_tokens),
             completion_tokens=int(c.completion_tokens),
-            cached_prompt_tokens=int(getattr(c, "cached_prompt_tokens", 0) or 0),
+            cached_prompt_tokens=int(c.cached_prompt_tokens),
             wall_ms=float(c.wall_ms),
-            prefill_ms=None if getattr(c, "prefill_ms", None) is None else float(c.prefill_ms),
-            model_id=str(getattr(c, "model_id", None) or getattr(self.llm, "model_id", "")),
-            stopped_by=getattr(c, "stopped_by", None),
+            prefill_ms=None if c.prefill_ms is None else float(c.prefill_ms),
+            model_id=str(c.model_id or self.llm.model_id),
+            stopped_by=c.stopped_by,
             max_new_tokens=max_new_tokens,
-            runtime=str(getattr(c, "runtime", None) or getattr(self.llm, "runtime", "") or ""),
+            runtime=c.runtime or self.llm.runtime,
         )
         self.add_call(call)
         self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=c.text)
@@ -339,8 +337,8 @@ class _Run:
         call = ModelCall(
             n=n, purpose=purpose, round=self.rounds, prompt_tokens=int(self.llm.prompt_tokens(messages)),
             completion_tokens=int(self.llm.count_tokens(text)), cached_prompt_tokens=0,
-            wall_ms=(self.clock() - t0) * 1000.0, prefill_ms=None, model_id=str(getattr(self.llm, "model_id", "")),
-            stopped_by="interrupted", max_new_tokens=max_new_tokens, runtime=str(getattr(self.llm, "runtime", "") or ""),
+            wall_ms=(self.clock() - t0) * 1000.0, prefill_ms=None, model_id=self.llm.model_id,
+            stopped_by="interrupted", max_new_tokens=max_new_tokens, runtime=self.llm.runtime,
         )
         self.add_call(call)
         try:

@@ -19,11 +19,15 @@ class CompletionLike(Protocol):
     prefill_ms: float
     model_id: str
     stopped_by: str  # "eos" | "max_tokens" | "stop" | "deadline"
+    runtime: str  # what computed it: "transformers" | "llamacpp" (recorded per call in the ledger)
 
 
 @runtime_checkable
 class LLM(Protocol):
     model_id: str
+    mode: str  # execution mode as loaded: fp32 | bf16 | int8-dynamic | gguf-q4_k_m ...
+    runtime: str  # transformers | llamacpp
+    context_length: int | None  # tokens the model can attend to (None: unknown, the options' window applies)
 
     def count_tokens(self, text: str) -> int:
         """Exact number of the model's own tokens in `text`."""
@@ -56,7 +60,8 @@ class Retriever(Protocol):
     def languages(self) -> set[str]:
         """Languages present in the collection: a subset of {"zh", "en"}."""
 
-    # Optional: `lexical_skipped(query) -> str | None`, why BM25 sat out a search (recorded in the trace).
+    def lexical_skipped(self, query: str) -> str | None:
+        """Why BM25 sat out the search for `query` (recorded in the trace), or None when it took part."""
 
 
 # Optional: texts -> vectors (L2-normalised), used to check answer support beyond word overlap.
