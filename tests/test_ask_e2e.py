@@ -37,8 +37,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rag.ask import prompts
-from rag.ask.lang import convert_script
 from rag.ask.loop import query_key
+from rag.text.lang import convert_script
 
 DATA = Path(__file__).parent / "data" / "ask"
 ROOT = Path(__file__).resolve().parent.parent

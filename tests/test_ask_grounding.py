@@ -15,8 +15,9 @@ from rag.ask.cite import attribute
 from rag.ask.config import Thresholds
 from rag.ask.figures import belongs_to_other_subject, complete, figures_in, render
 from rag.ask.post import strip_instructions
-from rag.ask.terms import contains_entity, extract_key_terms, fold
+from rag.ask.terms import contains_entity, extract_key_terms
 from rag.ask.types import ChunkSpan, Passage
+from rag.text.fold import fold
 from tests.ask_helpers import check_result, events_of
 from tests.fakes import FakeDoc, FakeLLM, FakeRetriever
 

@@ -308,7 +308,7 @@ def test_cross_language_answer_without_numbers_is_unverified_not_refused():
 def test_cross_language_context_judged_as_a_whole_not_by_its_top_passage():
     """Found on the Chinese Debian FAQ: the top passage was a list of paths and commands, which reads as
     English on its own, so an English answer from Chinese context was refused instead of returned uncited."""
-    from rag.ask.lang import detect_language
+    from rag.text.lang import detect_language
     from tests.fakes import FakeDoc, FakeRetriever
 
     cmds = "Debian conffile: /etc/apt/apt.conf /etc/dpkg/dpkg.cfg dpkg --force-confold conffile conffile. "

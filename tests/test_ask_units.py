@@ -8,13 +8,13 @@ from rag.ask import AskOptions, Budget, InvalidBudget, Thresholds
 from rag.ask.cite import attribute, restates_question, split_sentences
 from rag.ask.evidence import assess, checkable
 from rag.ask.expand import end_cut_reason, merge_chunks, start_cut_reason
-from rag.ask.lang import detect_language
 from rag.ask.loop import query_key
 from rag.ask.pool import Pool
 from rag.ask.post import is_abstention, strip_citation_markers, strip_links
 from rag.ask.prompts import parse_judge, parse_rewrite
 from rag.ask.terms import extract_key_terms
 from rag.ask.types import Candidate, ChunkSpan, Passage
+from rag.text.lang import detect_language
 
 
 @pytest.mark.parametrize("text,lang", [

@@ -54,7 +54,7 @@ def test_items_well_formed():
 
 
 def test_questions_written_in_their_script():
-    from rag.ask.lang import detect_language
+    from rag.text.lang import detect_language
 
     for i in ITEMS:
         assert detect_language(i.question) == i.lang, (i.id, i.question)
@@ -77,7 +77,7 @@ def test_evidence_in_document_and_gold_in_evidence():
 
 @needs_docs
 def test_unanswerable_subjects_absent_from_every_document():
-    from rag.ask.terms import fold
+    from rag.text.fold import fold
 
     texts = {d: fold(factoid.doc_text(d)) for d in factoid.DOCS}
     for i in ITEMS:

@@ -31,10 +31,12 @@ from dataclasses import asdict, dataclass
 
 from rag.ask.config import Thresholds
 from rag.ask.figures import Figure, belongs_to_other_subject, figures_in
-from rag.ask.lang import HAN_RE, base, detect_language
 from rag.ask.ports import Embed
-from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_entity, contains_number, fold, numbers_in, stem
+from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_entity, contains_number, numbers_in, stem
 from rag.ask.types import Citation, Passage
+from rag.text.fold import fold
+from rag.text.lang import base, detect_language
+from rag.text.scripts import HAN_RE
 
 _ANSWER_SENT_RE = re.compile(r"[^。！？!?；;\n]*?(?:[。！？!?；;]+[”’」』）)\"']*|\.(?=\s|$)[”’\"')]*|\n|$)")
 _CJK_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")

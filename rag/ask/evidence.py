@@ -38,9 +38,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rag.ask.config import Thresholds
-from rag.ask.lang import base
 from rag.ask.pool import Pooled
-from rag.ask.terms import KeyTerms, contains_entity, contains_number, contains_term, fold, latin_stems, numbers_in
+from rag.ask.terms import KeyTerms, contains_entity, contains_number, contains_term, latin_stems, numbers_in
+from rag.text.fold import fold
+from rag.text.lang import base
 
 
 @dataclass

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from rag.ask.lang import HAN_RE
 from rag.ask.pool import Pooled
 from rag.ask.prompts import neutralise
 from rag.ask.types import Candidate, ChunkSpan, Passage
+from rag.text.scripts import HAN_RE
 
 _FINAL = set("。！？!?….")
 _CLOSERS = set("”’\"')）]】」』》")

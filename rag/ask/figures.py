@@ -26,7 +26,8 @@ import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from rag.ask.lang import base, to_simplified
+from rag.text.fold import fold
+from rag.text.lang import base, to_simplified
 
 # Magnitudes, longest first so 万亿 wins over 万.
 _ZH_MAGNITUDE = {"万亿": 12, "千亿": 11, "百亿": 10, "亿": 8, "千万": 7, "百万": 6, "万": 4, "千": 3}
@@ -295,7 +296,7 @@ def belongs_to_other_subject(fig_value: Decimal | str, passage: str, markers: li
     Returns the marker, or None when the passage gives no such sign."""
     if not markers:
         return None
-    folded = to_simplified(unicodedata.normalize("NFKC", passage)).casefold()
+    folded = fold(passage)
     figs = [f for f in figures_in(passage, chinese_numerals=True) if not (f.digits in markers and f.magnitude == 0)]
     mine = [f for f in figs if f.value == fig_value]
     units = {f.unit for f in mine if f.unit}

@@ -79,7 +79,7 @@ class Pool:
 
     def ranked(self) -> tuple[list[Pooled], list[dict]]:
         """(pool best first, duplicates dropped as [{chunk_id, same_as}])."""
-        from rag.ask.terms import fold
+        from rag.text.fold import fold
 
         order = sorted(self._cands, key=lambda i: (-self._score[i], self._first_seen[i]))
         out: list[Pooled] = []

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 
-from rag.ask.lang import convert_script
 from rag.ask.prompts import ABSTAIN_PATTERNS, ABSTAIN_TEXT, instruction_texts
-from rag.ask.terms import fold
+from rag.text.fold import fold
+from rag.text.lang import convert_script
 
 _MARKER_RE = re.compile(
     r"\[\^?\s*(?:(?:资料|文档|文件|来源|來源|資料|文檔|source|document|doc|passage|ref)\s*)?\d+"

@@ -14,7 +14,8 @@ both scripts; the answer's script is fixed afterwards by OpenCC).
 from __future__ import annotations
 
 import re
-from rag.ask.lang import base
+
+from rag.text.lang import base
 
 PROMPTS_VERSION = "ask-prompts-3"
 

@@ -22,7 +22,9 @@ import threading
 import unicodedata
 from dataclasses import asdict, dataclass, field
 
-from rag.ask.lang import HAN_RE, base, to_simplified
+from rag.text.fold import fold
+from rag.text.lang import base, to_simplified
+from rag.text.scripts import HAN_RE
 
 ZH_STOPWORDS = frozenset(
     """
@@ -73,11 +75,6 @@ _SPELLED = {
     "5": ("five", "五"), "6": ("six", "六"), "7": ("seven", "七"), "8": ("eight", "八"), "9": ("nine", "九"),
     "10": ("ten", "十"), "11": ("eleven", "十一"), "12": ("twelve", "十二"),
 }
-
-
-def fold(text: str) -> str:
-    """Matching form: NFKC, Traditional -> Simplified, casefolded."""
-    return to_simplified(unicodedata.normalize("NFKC", text or "")).casefold()
 
 
 def norm_number(s: str) -> str:

@@ -221,7 +221,7 @@ def normalise(text: str) -> str:
     1750亿 = 175 billion = 175000000000); decimals lose trailing zeros (5.0 = 5); then every separator
     and punctuation mark splits tokens, Latin letters and digits are split apart (83MiB = 83 MiB), and each
     Han character is its own token."""
-    from rag.ask.terms import fold
+    from rag.text.fold import fold
 
     t = fold(text or "")
     for a, b in _SYNONYMS.items():
