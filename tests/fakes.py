@@ -150,7 +150,7 @@ _STOP = frozenset("the and who what how does did are was were for with you your 
 
 
 def _feats(text: str) -> dict[str, int]:
-    from rag.ask.terms import fold
+    from rag.text.fold import fold
 
     f = fold(text)
     out: dict[str, int] = {}

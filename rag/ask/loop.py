@@ -37,7 +37,6 @@ from rag.ask.cite import attribute, citations_for, render_answer, restates_quest
 from rag.ask.config import AskOptions, Budget
 from rag.ask.evidence import Assessment, assess
 from rag.ask.expand import build_passages, expand_passages
-from rag.ask.lang import base, detect_language
 from rag.ask.pack import MIN_ANSWER_TOKENS, PackResult, block_of, pack
 from rag.ask.pool import Pool
 from rag.ask.ports import LLM, Embed, Retriever
@@ -53,9 +52,11 @@ from rag.ask.post import (
     strip_links,
     to_question_script,
 )
-from rag.ask.terms import KeyTerms, extract_key_terms, fold
+from rag.ask.terms import KeyTerms, extract_key_terms
 from rag.ask.trace import Trace
 from rag.ask.types import AskError, AskResult, ModelCall, Passage, QuestionTooLong, usage_of
+from rag.text.fold import fold
+from rag.text.lang import base, detect_language
 
 LOOP_VERSION = "ask-loop-3"  # 2: names listed as alternatives, cross-language check on the whole context; 3: figures checked by value, instruction echoes removed, subjects across languages
 
