@@ -45,18 +45,14 @@ import unicodedata
 from typing import Callable, Sequence
 
 from ingest.types import Block, ChunkDraft, ParsedDocument
+from rag.text.scripts import NO_SPACE, is_no_space
 
 __all__ = ["chunk_document", "split_sentences"]
 
-_CJK = (
-    "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003134f"
-)
-_CJK_RE = re.compile(f"[{_CJK}]")
 _CLOSERS = "”’\"'」』）)\\]】》〉〕>"
 _SENT_RE = re.compile(f"(?:[。！？｡；]+|…+|⋯+|[!?;]+|\\.+|．)[{_CLOSERS}]*|\\n[ \\t]*\\n")
 _FULLWIDTH_END = frozenset("。！？｡；…⋯")
-_CLAUSE_RE = re.compile(f"(?:[，、；：—]+|[,;:]+(?=\\s|[{_CJK}]|$))[{_CLOSERS}]*|\\n")
+_CLAUSE_RE = re.compile(f"(?:[，、；：—]+|[,;:]+(?=\\s|[{NO_SPACE}]|$))[{_CLOSERS}]*|\\n")
 _WS_RE = re.compile(r"\s")
 
 ABBREVIATIONS = frozenset(
@@ -67,10 +63,6 @@ ABBREVIATIONS = frozenset(
 
 # Boundary strengths: which break a chunk prefers to end at.
 PAGE_BREAK, BLOCK_BREAK, SENTENCE_BREAK, CLAUSE_BREAK, HARD_BREAK = 4, 3, 2, 1, 0
-
-
-def _is_cjk(ch: str) -> bool:
-    return _CJK_RE.match(ch) is not None
 
 
 def _strip_span(text: str, s: int, e: int) -> tuple[int, int]:
@@ -134,8 +126,8 @@ def split_sentences(text: str, kind: str = "paragraph") -> list[tuple[int, int]]
             cut = m.start()
         else:
             nxt = text[end] if end < n else ""
-            boundary_ok = nxt == "" or nxt.isspace() or _is_cjk(nxt)
-            if not boundary_ok and m.start() > 0 and _is_cjk(text[m.start() - 1]):
+            boundary_ok = nxt == "" or nxt.isspace() or is_no_space(nxt)
+            if not boundary_ok and m.start() > 0 and is_no_space(text[m.start() - 1]):
                 # Chinese text with half-width punctuation: "好.“下一句" ends, "文件.txt" does not
                 boundary_ok = not (nxt.isascii() and nxt.isalnum())
             if token[0] in _FULLWIDTH_END:

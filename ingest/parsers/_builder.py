@@ -7,21 +7,9 @@ block's text and ``doc.text`` is itself normalised.
 
 from __future__ import annotations
 
-import re
-
 from ingest.normalize import normalize_text
 from ingest.types import Block, BlockKind, PageSpan, ParsedDocument
-
-# CJK ideographs, kana, Hangul, CJK and full-width punctuation: characters written without spaces.
-CJK_CHARS = (
-    "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3190-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef\U00020000-\U0003134f"
-)
-_CJK_RE = re.compile(f"[{CJK_CHARS}]")
-
-
-def is_cjk(ch: str) -> bool:
-    return bool(ch) and _CJK_RE.match(ch) is not None
+from rag.text.scripts import is_no_space
 
 
 def join_wrapped_lines(lines: list[str]) -> str:
@@ -35,7 +23,7 @@ def join_wrapped_lines(lines: list[str]) -> str:
             continue
         stripped = line.lstrip()
         prev = out[-1]
-        if prev and stripped and is_cjk(prev[-1]) and is_cjk(stripped[0]):
+        if prev and stripped and is_no_space(prev[-1]) and is_no_space(stripped[0]):
             out[-1] = prev + stripped
         else:
             out.append(line)

@@ -22,8 +22,9 @@ import warnings
 
 from ingest.decode import decode_text
 from ingest.normalize import normalize_text
-from ingest.parsers._builder import CJK_CHARS, DocBuilder
+from ingest.parsers._builder import DocBuilder
 from ingest.types import ParsedDocument
+from rag.text.scripts import NO_SPACE
 
 _DROP_TAGS = frozenset(
     "script style noscript template head nav svg iframe object embed canvas "
@@ -38,7 +39,7 @@ _BLOCK_TAGS = frozenset(
 )
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
 _BR = "\u2028"  # becomes "\n" in normalize_text; survives whitespace collapsing
-_CJK_WRAP = re.compile(f"(?<=[{CJK_CHARS}])[ \\t\\r\\f]*\\n[ \\t\\r\\n\\f]*(?=[{CJK_CHARS}])")
+_CJK_WRAP = re.compile(f"(?<=[{NO_SPACE}])[ \\t\\r\\f]*\\n[ \\t\\r\\n\\f]*(?=[{NO_SPACE}])")
 _WS = re.compile(r"[ \t\n\r\f\v]+")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)["']""")

@@ -33,8 +33,9 @@ from pathlib import Path
 
 from ingest import errors
 from ingest.normalize import normalize_text
-from ingest.parsers._builder import CJK_CHARS, DocBuilder, join_wrapped_lines
+from ingest.parsers._builder import DocBuilder, join_wrapped_lines
 from ingest.types import ParsedDocument
+from rag.text.scripts import CJK_PUNCTUATION, FULLWIDTH, HAN, NO_SPACE
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 EXIT_MEMORY = 3
@@ -161,10 +162,11 @@ def extract_pdf_pages(
 # --------------------------------------------------------------------------- structure
 
 
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef"
+# Han, CJK punctuation and full-width forms: a space between two of them is an artefact of extraction.
+_HAN = HAN + CJK_PUNCTUATION + FULLWIDTH
 _SPACE_BETWEEN_HAN = re.compile(f"(?<=[{_HAN}]) (?=[{_HAN}])")
 _MULTI_SPACE = re.compile(r"[ \t\u00a0]{2,}")
-_WIDE_RE = re.compile(f"[{CJK_CHARS}]")
+_WIDE_RE = re.compile(f"[{NO_SPACE}]")
 _ROMAN_OR_DIGITS = re.compile(r"\b[ivxlcdm]+\b|\d+")
 _LEADERS = re.compile(r"(?:\.\s?){4,}|…{2,}|·{4,}")
 _NUMBERED = re.compile(r"^([A-Z]|\d{1,3})((?:\.\d{1,3}){1,5})\.?\s+(\S.*)$")

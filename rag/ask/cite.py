@@ -36,10 +36,9 @@ from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_entity, contai
 from rag.ask.types import Citation, Passage
 from rag.text.fold import fold
 from rag.text.lang import base, detect_language
-from rag.text.scripts import HAN_RE
+from rag.text.scripts import HAN_RE, HAN_RUN_RE
 
 _ANSWER_SENT_RE = re.compile(r"[^。！？!?；;\n]*?(?:[。！？!?；;]+[”’」』）)\"']*|\.(?=\s|$)[”’\"')]*|\n|$)")
-_CJK_RUN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -66,7 +65,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 def features(text: str) -> set[str]:
     f = fold(text)
     feats: set[str] = set()
-    for run in _CJK_RUN_RE.findall(f):
+    for run in HAN_RUN_RE.findall(f):
         for i in range(len(run) - 1):
             feats.add(run[i : i + 2])
     for w in _LATIN_TOKEN_RE.findall(f):

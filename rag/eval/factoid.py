@@ -38,6 +38,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.text.scripts import HAN
+
 DATA = Path(__file__).with_name("data") / "factoid.jsonl"
 LANGS = ("en", "zh-Hans", "zh-Hant")
 
@@ -137,7 +139,6 @@ def squash(text: str) -> str:
 # ---------------------------------------------------------------- normalisation
 
 _CITE_MARK = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 _CN_BIG = {"万": 10_000, "亿": 100_000_000}
@@ -235,7 +236,7 @@ def normalise(text: str) -> str:
     t = _GROUPED.sub(lambda m: m.group(0).replace(",", ""), t)
     t = _MAG_RE.sub(lambda m: f" {_num_str(float(m.group(1)) * _MAGNITUDE[m.group(2)])} ", t)
     t = _DECIMAL.sub(lambda m: m.group(1) + ("." + m.group(2).rstrip("0") if m.group(2).rstrip("0") else ""), t)
-    t = re.sub(f"([{_HAN}])", r" \1 ", t)
+    t = re.sub(f"([{HAN}])", r" \1 ", t)
     return " ".join(_TOKEN.findall(t))
 
 

@@ -26,12 +26,16 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.text.scripts import FAQ_CJK
+
 FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
 PACKAGES = {"en": "debian-faq", "zh": "debian-faq-zh-cn"}
 FILES = {"en": "debian-faq.en.txt.gz", "zh": "debian-faq.zh-cn.txt.gz"}
 
 _ENTRY = re.compile(r"^(\d+(?:\.\d+)+)\.\u00a0(.*)$")
 _CHAPTER = re.compile(r"^(?:Chapter\u00a0\d+\.|第\s*\d+\s*章)")
+# A space between two CJK characters: what re-wrapping leaves in a Chinese heading or answer.
+_WRAP_SPACE = re.compile(f"(?<=[{FAQ_CJK}]) (?=[{FAQ_CJK}])")
 
 
 class MissingPackage(RuntimeError):
@@ -121,7 +125,7 @@ def parse(text: str, lang: str) -> Faq:
                 close()
                 q = " ".join([m.group(2)] + [h.strip() for h in heading[1:]])
                 if lang == "zh":  # a wrapped Chinese heading joins without a space between Han characters
-                    q = re.sub(r"(?<=[\u3000-\u9fff\uff00-\uffef]) (?=[\u3000-\u9fff\uff00-\uffef])", "", q)
+                    q = _WRAP_SPACE.sub("", q)
                 current, body = Entry(m.group(1), q.replace("\u00a0", " ").strip(), ""), []
             else:  # a chapter heading ends the previous entry
                 close()
@@ -220,7 +224,7 @@ def first_sentences(body: str, lang: str, max_chars: int = 300) -> str:
     """The gold answer's first sentences: whole sentences up to about `max_chars` (at least one)."""
     text = re.sub(r"\s+", " " if lang != "zh" else " ", body).strip()
     if lang == "zh":
-        text = re.sub(r"(?<=[\u3000-\u9fff\uff00-\uffef]) (?=[\u3000-\u9fff\uff00-\uffef])", "", text)
+        text = _WRAP_SPACE.sub("", text)
         parts = re.split(r"(?<=[。！？；])", text)
     else:
         parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"'(`])", text)

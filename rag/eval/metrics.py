@@ -11,8 +11,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
+from rag.text.scripts import HAN
+
 _EN = re.compile(r"[a-z0-9]+")
-_ZH = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[a-z0-9]+")
+_ZH = re.compile(f"[{HAN}]|[a-z0-9]+")
 
 
 def tokens(text: str, lang: str) -> list[str]:

@@ -41,15 +41,15 @@ import bm25s
 import numpy as np
 import scipy.sparse as sp
 
+from rag.text.scripts import HAN, HAN_RE, HAN_RUN_RE
+
 ANALYZER_ID = "zh-jieba-search.opencc-fold.words/2"  # 2: glued letter-digit names kept whole as well
 
 K1 = 1.5
 B = 0.75
 
-_HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_HAN_RUN = re.compile(f"[{_HAN_RANGES}]+")
-_HAS_HAN = re.compile(f"[{_HAN_RANGES}]")
-_WORD = re.compile(f"[^\\W_{_HAN_RANGES}]+")
+# Han is `rag.text.scripts.HAN`: widening that set changes the terms, so it needs a new ANALYZER_ID.
+_WORD = re.compile(f"[^\\W_{HAN}]+")
 _GLUED_ALNUM = re.compile(r"(?<![a-z0-9])(?=[a-z0-9._-]*[a-z])[a-z0-9]+(?:[-_.][a-z0-9]+)+(?![a-z0-9])")
 
 STOPWORDS_EN = frozenset(
@@ -110,7 +110,7 @@ class Analyzer:
     def fold(self, text: str) -> str:
         """NFKC, lower case, Traditional -> Simplified (see the module docstring)."""
         text = unicodedata.normalize("NFKC", text).lower()
-        if not _HAS_HAN.search(text):
+        if not HAN_RE.search(text):
             return text
         self._ensure()
         trad = sum(1 for ch in text if ch in self._trad_only)
@@ -123,13 +123,13 @@ class Analyzer:
         """All terms of `text` in order, with repeats (stop words removed)."""
         text = self.fold(text)
         out: list[str] = []
-        if _HAS_HAN.search(text):
+        if HAN_RE.search(text):
             self._ensure()
             pieces: Iterable[str] = self._cut_for_search(text)
         else:
             pieces = (text,)
         for piece in pieces:
-            if _HAN_RUN.fullmatch(piece):
+            if HAN_RUN_RE.fullmatch(piece):
                 if piece not in STOPWORDS:
                     out.append(piece)
                 continue
