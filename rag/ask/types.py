@@ -45,6 +45,7 @@ class Candidate:
     bm25_score: float | None = None
     bm25_rank: int | None = None
     fused_score: float = 0.0
+    section_path: tuple[str, ...] = ()  # headings above the chunk, outermost first
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,7 +12,7 @@ that noisy list pulled cross-lingual recall@5 on the Debian FAQ below dense alon
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from rag import store
 from rag.ask import Candidate
@@ -22,23 +22,6 @@ from rag.index.manager import Hit, IndexManager
 from rag.index.windows import rescore
 from rag.models.embedder import Embedder
 from rag.store import ThreadConnections
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    rank: int
-    chunk_id: int
-    document_id: int
-    filename: str
-    page: int | None
-    section_path: tuple[str, ...]
-    ordinal: int
-    text: str
-    char_start: int
-    char_end: int
-    prev_id: int | None
-    next_id: int | None
-    scores: dict
 
 
 LANGUAGE_SAMPLE = 200  # chunks sampled to decide a collection's languages
@@ -102,49 +85,51 @@ class Searcher:
             return rescore(vec, dense, store.window_vectors(self.db.get(), [c for c, _ in dense]))
         return rescored
 
-    def search(self, collection: str, query: str, k: int = 10) -> list[SearchResult]:
+    def search(self, collection: str, query: str, k: int = 10) -> list[Candidate]:
         store.get_collection(self.db.get(), collection)
         return self.hydrate(self.hits(collection, query, k))
 
-    def hydrate(self, hits: list[Hit]) -> list[SearchResult]:
+    def hydrate(self, hits: list[Hit]) -> list[Candidate]:
+        """Hits with their chunk and file name, in hit order; chunks deleted meanwhile are left out."""
         conn = self.db.get()
         chunks = {c.id: c for c in store.get_chunks(conn, [h.chunk_id for h in hits])}
         names: dict[int, str] = {}
         out = []
-        for rank, hit in enumerate(hits, 1):
+        for hit in hits:
             chunk = chunks.get(hit.chunk_id)
             if chunk is None:  # deleted between index read and hydration
                 continue
             if chunk.document_id not in names:
                 names[chunk.document_id] = store.get_document(conn, chunk.document_id).filename
-            out.append(SearchResult(
-                rank=rank, chunk_id=chunk.id, document_id=chunk.document_id, filename=names[chunk.document_id],
-                page=chunk.page, section_path=chunk.section_path, ordinal=chunk.ordinal, text=chunk.text,
-                char_start=chunk.char_start, char_end=chunk.char_end, prev_id=chunk.prev_id, next_id=chunk.next_id,
-                scores={"dense": hit.dense_score, "dense_rank": hit.dense_rank, "bm25": hit.bm25_score,
-                        "bm25_rank": hit.bm25_rank, "fused": hit.score},
-            ))
+            out.append(candidate_of(chunk, names[chunk.document_id], hit))
         return out
 
     def search_view(self, collection: str, query: str, k: int) -> dict:
+        """The wire shape of `POST /v1/collections/{name}/search`: each retriever's score and rank, and the fused score."""
         t0 = time.monotonic()
-        results = self.search(collection, query, k)
+        store.get_collection(self.db.get(), collection)  # a 404 before any work
+        hits = self.hits(collection, query, k)
+        rank = {h.chunk_id: r for r, h in enumerate(hits, 1)}
+        results = [{
+            "rank": rank[c.chunk_id], "chunk_id": c.chunk_id, "document_id": c.document_id, "filename": c.filename,
+            "page": c.page, "section_path": list(c.section_path), "ordinal": c.ordinal, "text": c.text,
+            "char_start": c.char_start, "char_end": c.char_end, "prev_id": c.prev_id, "next_id": c.next_id,
+            "scores": {"dense": c.dense_score, "dense_rank": c.dense_rank, "bm25": c.bm25_score,
+                       "bm25_rank": c.bm25_rank, "fused": c.fused_score},
+        } for c in self.hydrate(hits)]
         p = self.plan(collection, query)
         return {"query": query, "k": k, "lexical": p.lexical, "lexical_skipped": p.lexical_skipped,
-                "results": [asdict(r) for r in results],
-                "took_ms": round((time.monotonic() - t0) * 1000, 1)}
+                "results": results, "took_ms": round((time.monotonic() - t0) * 1000, 1)}
 
 
-def _candidate(r: SearchResult) -> Candidate:
-    s = r.scores
-    bm25 = s.get("bm25")
-    has_bm25 = bm25 is not None and bm25 > 0
+def candidate_of(chunk: store.ChunkRecord, filename: str, hit: Hit | None = None) -> Candidate:
+    """A stored chunk as the loop sees it, with the scores and ranks of `hit` when it was retrieved."""
     return Candidate(
-        chunk_id=r.chunk_id, document_id=r.document_id, filename=r.filename, page=r.page, ordinal=r.ordinal,
-        text=r.text, char_start=r.char_start, char_end=r.char_end, prev_id=r.prev_id, next_id=r.next_id,
-        dense_score=s.get("dense"), dense_rank=s.get("dense_rank"),
-        bm25_score=bm25 if has_bm25 else None, bm25_rank=s.get("bm25_rank") if has_bm25 else None,
-        fused_score=float(s.get("fused") or 0.0),
+        chunk_id=chunk.id, document_id=chunk.document_id, filename=filename, page=chunk.page, ordinal=chunk.ordinal,
+        text=chunk.text, char_start=chunk.char_start, char_end=chunk.char_end, prev_id=chunk.prev_id,
+        next_id=chunk.next_id, section_path=chunk.section_path,
+        **({} if hit is None else {"dense_score": hit.dense_score, "dense_rank": hit.dense_rank,
+                                  "bm25_score": hit.bm25_score, "bm25_rank": hit.bm25_rank, "fused_score": hit.score}),
     )
 
 
@@ -157,19 +142,14 @@ class CollectionRetriever:
         self.dense, self.lexical = dense, lexical
 
     def search(self, query: str, k: int) -> list[Candidate]:
-        hits = self.searcher.hits(self.collection, query, k, dense=self.dense, lexical=self.lexical)
-        return [_candidate(r) for r in self.searcher.hydrate(hits)]
+        return self.searcher.hydrate(self.searcher.hits(self.collection, query, k, dense=self.dense, lexical=self.lexical))
 
     def get_chunk(self, chunk_id: int) -> Candidate | None:
         conn = self.searcher.db.get()
         chunks = store.get_chunks(conn, [chunk_id])
         if not chunks or chunks[0].collection != self.collection:
             return None
-        c = chunks[0]
-        doc = store.get_document(conn, c.document_id)
-        return Candidate(chunk_id=c.id, document_id=c.document_id, filename=doc.filename, page=c.page,
-                         ordinal=c.ordinal, text=c.text, char_start=c.char_start, char_end=c.char_end,
-                         prev_id=c.prev_id, next_id=c.next_id)
+        return candidate_of(chunks[0], store.get_document(conn, chunks[0].document_id).filename)
 
     def languages(self) -> set[str]:
         return set(self.searcher.languages(self.collection))
