@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Request, Response, UploadFile
 from starlette.exceptions import HTTPException
 
-from api.schemas import JobsOut, SearchIn
+from api.schemas import ChunkOut, ChunksOut, DocumentDetailOut, DocumentOut, DocumentsOut, JobsOut, SearchIn, SearchOut
 from ingest import errors
 from ingest.uploads import Upload
 from rag.errors import IngestError
@@ -54,19 +54,22 @@ async def upload_documents(name: str, request: Request) -> dict:
     return {"jobs": [{"id": j.id, "filename": j.filename} for j in jobs]}
 
 
-@router.get("/documents")
-def list_documents(name: str, request: Request) -> dict:
-    return {"documents": request.app.state.runtime.collections.list_documents(name)}
+@router.get("/documents", response_model=DocumentsOut)
+def list_documents(name: str, request: Request) -> DocumentsOut:
+    docs = request.app.state.runtime.collections.list_documents(name)
+    return DocumentsOut(documents=[DocumentOut.model_validate(d) for d in docs])
 
 
-@router.get("/documents/{document_id}")
-def get_document(name: str, document_id: int, request: Request) -> dict:
-    return request.app.state.runtime.collections.get_document(name, document_id)
+@router.get("/documents/{document_id}", response_model=DocumentDetailOut)
+def get_document(name: str, document_id: int, request: Request) -> DocumentDetailOut:
+    found = request.app.state.runtime.collections.get_document(name, document_id)
+    return DocumentDetailOut(**DocumentOut.model_validate(found.document).model_dump(), pages=found.pages)
 
 
-@router.get("/documents/{document_id}/chunks")
-def list_chunks(name: str, document_id: int, request: Request) -> dict:
-    return {"chunks": request.app.state.runtime.collections.list_chunks(name, document_id)}
+@router.get("/documents/{document_id}/chunks", response_model=ChunksOut)
+def list_chunks(name: str, document_id: int, request: Request) -> ChunksOut:
+    chunks = request.app.state.runtime.collections.list_chunks(name, document_id)
+    return ChunksOut(chunks=[ChunkOut.model_validate(c) for c in chunks])
 
 
 @router.delete("/documents/{document_id}", status_code=204)
@@ -75,7 +78,7 @@ def delete_document(name: str, document_id: int, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/search")
-def search(name: str, body: SearchIn, request: Request) -> dict:
+@router.post("/search", response_model=SearchOut)
+def search(name: str, body: SearchIn, request: Request) -> SearchOut:
     """Hybrid retrieval only (no model call): each retriever's score and rank, and the fused score."""
-    return request.app.state.runtime.searcher.search_view(name, body.query, body.k)
+    return SearchOut.of(request.app.state.runtime.searcher.search_found(name, body.query, body.k))

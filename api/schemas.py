@@ -1,8 +1,21 @@
-"""Wire formats of the API. Response shapes are the contract; keep field names stable."""
+"""Wire formats of the API, one model per resource. Field names are the contract: keep them stable.
+
+Services return records (`rag.store.records`, `rag.service.*` dataclasses); routes turn them into
+these models, so what a client sees is declared here and in the OpenAPI, nowhere else.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _FromRecord(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ------------------------------------------------------------------ collections
 
 
 class CollectionIn(BaseModel):
@@ -10,9 +23,68 @@ class CollectionIn(BaseModel):
     description: str = ""
 
 
-class SearchIn(BaseModel):
-    query: str = Field(..., min_length=1, max_length=4000)
-    k: int = Field(10, ge=1, le=100)
+class CollectionOut(_FromRecord):
+    name: str
+    uid: str
+    description: str
+    created_at: str
+    change_seq: int
+    embed_model: str | None
+    embed_dim: int | None
+    document_count: int
+    chunk_count: int
+
+
+class CollectionsOut(BaseModel):
+    collections: list[CollectionOut]
+
+
+# ------------------------------------------------------------------ documents and chunks
+
+
+class DocumentOut(_FromRecord):
+    id: int
+    collection: str
+    filename: str
+    format: str
+    sha256: str
+    size_bytes: int
+    page_count: int
+    title: str | None
+    encoding: str | None
+    chunk_count: int
+    created_at: str
+    status: str
+
+
+class DocumentDetailOut(DocumentOut):
+    pages: list[int] = Field(description="Pages that hold at least one chunk (PDFs).")
+
+
+class DocumentsOut(BaseModel):
+    documents: list[DocumentOut]
+
+
+class ChunkOut(_FromRecord):
+    id: int
+    document_id: int
+    collection: str
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    page: int | None
+    section_path: list[str]
+    token_count: int
+    prev_id: int | None
+    next_id: int | None
+
+
+class ChunksOut(BaseModel):
+    chunks: list[ChunkOut]
+
+
+# ------------------------------------------------------------------ jobs
 
 
 class JobRef(BaseModel):
@@ -22,6 +94,87 @@ class JobRef(BaseModel):
 
 class JobsOut(BaseModel):
     jobs: list[JobRef]
+
+
+class JobError(BaseModel):
+    code: str
+    message: str | None
+
+
+class JobOut(BaseModel):
+    id: str
+    status: str
+    document_id: int | None
+    progress: dict[str, Any]
+    error: JobError | None
+    collection: str
+    filename: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, job) -> "JobOut":
+        error = JobError(code=job.error_code, message=job.error_message) if job.error_code else None
+        return cls(id=job.id, status=job.status, document_id=job.document_id, progress=job.progress, error=error,
+                   collection=job.collection, filename=job.filename, created_at=job.created_at,
+                   started_at=job.started_at, finished_at=job.finished_at)
+
+
+# ------------------------------------------------------------------ search
+
+
+class SearchIn(BaseModel):
+    query: str = Field(..., min_length=1, max_length=4000)
+    k: int = Field(10, ge=1, le=100)
+
+
+class SearchScores(BaseModel):
+    dense: float | None
+    dense_rank: int | None
+    bm25: float | None
+    bm25_rank: int | None
+    fused: float
+
+
+class SearchHitOut(BaseModel):
+    rank: int
+    chunk_id: int
+    document_id: int
+    filename: str
+    page: int | None
+    section_path: list[str]
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    prev_id: int | None
+    next_id: int | None
+    scores: SearchScores
+
+
+class SearchOut(BaseModel):
+    query: str
+    k: int
+    lexical: bool
+    lexical_skipped: str | None
+    results: list[SearchHitOut]
+    took_ms: float
+
+    @classmethod
+    def of(cls, found) -> "SearchOut":
+        results = [SearchHitOut(
+            rank=rank, chunk_id=c.chunk_id, document_id=c.document_id, filename=c.filename, page=c.page,
+            section_path=list(c.section_path), ordinal=c.ordinal, text=c.text, char_start=c.char_start,
+            char_end=c.char_end, prev_id=c.prev_id, next_id=c.next_id,
+            scores=SearchScores(dense=c.dense_score, dense_rank=c.dense_rank, bm25=c.bm25_score,
+                                bm25_rank=c.bm25_rank, fused=c.fused_score),
+        ) for rank, c in found.results]
+        return cls(query=found.query, k=found.k, lexical=found.plan.lexical,
+                   lexical_skipped=found.plan.lexical_skipped, results=results, took_ms=found.took_ms)
+
+
+# ------------------------------------------------------------------ questions
 
 
 class BudgetIn(BaseModel):

@@ -87,14 +87,14 @@ def ingest(
                     continue
                 outcome = runtime.ingest.run_job(job.id)
                 done = runtime.ingest.get_job(job.id)
-                if done["status"] == "done":
+                if done.status == "done":
                     ok += 1
                     pages += outcome.pages if outcome else 0
                     chunks += outcome.chunks if outcome else 0
                     bar.set_postfix(pages=pages, chunks=chunks)
                 else:
                     failed += 1
-                    tqdm.write(f"{path}: {done['error']['code']}: {done['error']['message']}")
+                    tqdm.write(f"{path}: {done.error_code}: {done.error_message}")
         typer.echo(f"{ok} ingested, {failed} failed · {pages} pages · {chunks} chunks → collection {collection!r}")
     finally:
         runtime.close()

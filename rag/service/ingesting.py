@@ -31,16 +31,6 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
-def job_view(job: store.JobRecord) -> dict:
-    """The wire shape of a job (`GET /v1/jobs/{id}`)."""
-    error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
-    return {
-        "id": job.id, "status": job.status, "document_id": job.document_id, "progress": job.progress,
-        "error": error, "collection": job.collection, "filename": job.filename,
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-    }
-
-
 class IngestService:
     def __init__(self, settings: Settings, db: ThreadConnections, index: IndexManager, embedder: Embedder):
         self.settings = settings
@@ -169,8 +159,8 @@ class IngestService:
 
     # ---------------------------------------------------------------- reading
 
-    def get_job(self, job_id: str) -> dict:
-        return job_view(store.get_job(self.db.get(), job_id))
+    def get_job(self, job_id: str) -> store.JobRecord:
+        return store.get_job(self.db.get(), job_id)
 
 
-__all__ = ["IngestService", "job_view"]
+__all__ = ["IngestService"]

@@ -37,6 +37,15 @@ class Plan:
     lexical_skipped: str | None = None
 
 
+@dataclass(frozen=True)
+class Found:
+    query: str
+    k: int
+    plan: Plan
+    results: list[tuple[int, Candidate]]  # (rank among the fused hits, the chunk with its scores)
+    took_ms: float
+
+
 class Searcher:
     def __init__(self, db: ThreadConnections, index: IndexManager, embedder: Embedder):
         self.db = db
@@ -104,22 +113,14 @@ class Searcher:
             out.append(candidate_of(chunk, names[chunk.document_id], hit))
         return out
 
-    def search_view(self, collection: str, query: str, k: int) -> dict:
-        """The wire shape of `POST /v1/collections/{name}/search`: each retriever's score and rank, and the fused score."""
+    def search_found(self, collection: str, query: str, k: int) -> Found:
+        """A search as the search endpoint reports it: the plan, and each hit with its rank in the fused list."""
         t0 = time.monotonic()
         store.get_collection(self.db.get(), collection)  # a 404 before any work
         hits = self.hits(collection, query, k)
         rank = {h.chunk_id: r for r, h in enumerate(hits, 1)}
-        results = [{
-            "rank": rank[c.chunk_id], "chunk_id": c.chunk_id, "document_id": c.document_id, "filename": c.filename,
-            "page": c.page, "section_path": list(c.section_path), "ordinal": c.ordinal, "text": c.text,
-            "char_start": c.char_start, "char_end": c.char_end, "prev_id": c.prev_id, "next_id": c.next_id,
-            "scores": {"dense": c.dense_score, "dense_rank": c.dense_rank, "bm25": c.bm25_score,
-                       "bm25_rank": c.bm25_rank, "fused": c.fused_score},
-        } for c in self.hydrate(hits)]
-        p = self.plan(collection, query)
-        return {"query": query, "k": k, "lexical": p.lexical, "lexical_skipped": p.lexical_skipped,
-                "results": results, "took_ms": round((time.monotonic() - t0) * 1000, 1)}
+        results = [(rank[c.chunk_id], c) for c in self.hydrate(hits)]
+        return Found(query, k, self.plan(collection, query), results, round((time.monotonic() - t0) * 1000, 1))
 
 
 def candidate_of(chunk: store.ChunkRecord, filename: str, hit: Hit | None = None) -> Candidate:
