@@ -30,6 +30,7 @@ paths ("3.14", "1.2.3", "/etc/apt/sources.list") never split since no whitespace
 Code and table blocks split by lines. A unit longer than the cap is split at clause punctuation
 (，、,;；：: — and line breaks), then at the last whitespace before the cap or at a character
 boundary, found by binary search on token counts.
+The patterns are `rag.text.sentences.CHUNK_*`.
 
 Cost
 ----
@@ -45,14 +46,11 @@ import unicodedata
 from typing import Callable, Sequence
 
 from ingest.types import Block, ChunkDraft, ParsedDocument
-from rag.text.scripts import NO_SPACE, is_no_space
+from rag.text.scripts import is_no_space
+from rag.text.sentences import CHUNK_CLAUSE_END, CHUNK_CLOSERS, CHUNK_FULLWIDTH_END, CHUNK_SENTENCE_END
 
 __all__ = ["chunk_document", "split_sentences"]
 
-_CLOSERS = "”’\"'」』）)\\]】》〉〕>"
-_SENT_RE = re.compile(f"(?:[。！？｡；]+|…+|⋯+|[!?;]+|\\.+|．)[{_CLOSERS}]*|\\n[ \\t]*\\n")
-_FULLWIDTH_END = frozenset("。！？｡；…⋯")
-_CLAUSE_RE = re.compile(f"(?:[，、；：—]+|[,;:]+(?=\\s|[{NO_SPACE}]|$))[{_CLOSERS}]*|\\n")
 _WS_RE = re.compile(r"\s")
 
 ABBREVIATIONS = frozenset(
@@ -81,7 +79,7 @@ def _period_ends_sentence(text: str, start: int, end: int) -> bool:
     m = _NEXT_VISIBLE_RE.match(text, end)
     if m is not None and m.group(1).islower():
         return False  # "etc. and", "e.g. the", unknown abbreviations
-    if len(text[start:end].rstrip(_CLOSERS)) > 1:
+    if len(text[start:end].rstrip(CHUNK_CLOSERS)) > 1:
         return True  # an ellipsis before an upper-case word, CJK or the end
     w = start
     while w > 0 and start - w < 64 and not text[w - 1].isspace():
@@ -119,7 +117,7 @@ def split_sentences(text: str, kind: str = "paragraph") -> list[tuple[int, int]]
     spans: list[tuple[int, int]] = []
     start = 0
     n = len(text)
-    for m in _SENT_RE.finditer(text):
+    for m in CHUNK_SENTENCE_END.finditer(text):
         end = m.end()
         token = m.group(0)
         if token[0] == "\n":
@@ -130,7 +128,7 @@ def split_sentences(text: str, kind: str = "paragraph") -> list[tuple[int, int]]
             if not boundary_ok and m.start() > 0 and is_no_space(text[m.start() - 1]):
                 # Chinese text with half-width punctuation: "好.“下一句" ends, "文件.txt" does not
                 boundary_ok = not (nxt.isascii() and nxt.isalnum())
-            if token[0] in _FULLWIDTH_END:
+            if token[0] in CHUNK_FULLWIDTH_END:
                 cut = end
             elif token[0] in "!?;":
                 cut = end if boundary_ok else -1
@@ -158,7 +156,7 @@ def split_sentences(text: str, kind: str = "paragraph") -> list[tuple[int, int]]
 def _split_clauses(text: str, s: int, e: int) -> list[tuple[int, int]]:
     spans = []
     start = s
-    for m in _CLAUSE_RE.finditer(text, s, e):
+    for m in CHUNK_CLAUSE_END.finditer(text, s, e):
         cs, ce = _strip_span(text, start, m.end())
         if cs < ce:
             spans.append((cs, ce))

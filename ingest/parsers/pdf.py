@@ -36,6 +36,7 @@ from ingest.normalize import normalize_text
 from ingest.parsers._builder import DocBuilder, join_wrapped_lines
 from ingest.types import ParsedDocument
 from rag.text.scripts import CJK_PUNCTUATION, FULLWIDTH, HAN, NO_SPACE
+from rag.text.sentences import LINE_ENDS_CLAUSE
 
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 EXIT_MEMORY = 3
@@ -173,7 +174,6 @@ _NUMBERED = re.compile(r"^([A-Z]|\d{1,3})((?:\.\d{1,3}){1,5})\.?\s+(\S.*)$")
 _CHAPTER_LINE = re.compile(r"^(?:Chapter|CHAPTER|Appendix|APPENDIX|Part|PART)\s+([0-9]{1,3}|[A-Z]|[IVXL]{1,6})$")
 _CHAPTER_INLINE = re.compile(r"^(?:(?:Chapter|CHAPTER|Appendix|APPENDIX)\s+([0-9]{1,3}|[A-Z])|第\s*([0-9一二三四五六七八九十百]{1,4})\s*章)[\s.:：]*(\S.*)?$")
 _BULLET = re.compile(r"^\s*(?:[•●◦▪‣∙·\-–*]\s|\(?\d{1,2}[.)]\s|\(?[a-z][.)]\s)")
-_SENTENCE_END = re.compile(r"[,，、;；。.!?！？]$")
 _CN_DIGITS = {"零": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 
 
@@ -270,7 +270,7 @@ class _Headings:
         if m:
             raw = m.group(1) or m.group(2)
             num = _component(raw) if m.group(1) else _cn_number(raw)
-            if num is not None and m.group(3) and not _SENTENCE_END.search(line):
+            if num is not None and m.group(3) and not LINE_ENDS_CLAUSE.search(line):
                 number = (num,)
                 if self.plausible(number) or num == 1:
                     return number, line
@@ -279,7 +279,7 @@ class _Headings:
         if not m:
             return None
         title = m.group(3)
-        if _SENTENCE_END.search(title) or len(title.split()) > 14 or not re.search(r"[^\W\d_]", title):
+        if LINE_ENDS_CLAUSE.search(title) or len(title.split()) > 14 or not re.search(r"[^\W\d_]", title):
             return None
         number = (_component(m.group(1)),) + tuple(int(x) for x in m.group(2)[1:].split("."))
         if not self.plausible(number):
@@ -319,7 +319,7 @@ def build_pdf_document(pages: list[str], title: str | None = None) -> ParsedDocu
             if chapter and i + 1 < len(lines):
                 # "Chapter 3" on its own line, the title on the next
                 nxt = lines[i + 1]
-                if _width(nxt) <= heading_max and not _SENTENCE_END.search(nxt) and not _LEADERS.search(nxt):
+                if _width(nxt) <= heading_max and not LINE_ENDS_CLAUSE.search(nxt) and not _LEADERS.search(nxt):
                     num = (_component(chapter.group(1)) if not re.fullmatch("[IVXL]+", chapter.group(1)) or len(chapter.group(1)) == 1 else None)
                     if num is not None and (heads.plausible((num,)) or num in (1, 1001)):
                         flush()

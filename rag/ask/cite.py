@@ -37,15 +37,15 @@ from rag.ask.types import Citation, Passage
 from rag.text.fold import fold
 from rag.text.lang import base, detect_language
 from rag.text.scripts import HAN_RE, HAN_RUN_RE
+from rag.text.sentences import ANSWER_SENTENCE
 
-_ANSWER_SENT_RE = re.compile(r"[^。！？!?；;\n]*?(?:[。！？!?；;]+[”’」』）)\"']*|\.(?=\s|$)[”’\"')]*|\n|$)")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) of each non-blank sentence, end including its punctuation."""
     out: list[tuple[int, int]] = []
     pos = 0
-    for m in _ANSWER_SENT_RE.finditer(text):
+    for m in ANSWER_SENTENCE.finditer(text):
         if m.end() <= pos and m.start() == m.end():
             if m.end() >= len(text):
                 break

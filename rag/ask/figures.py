@@ -28,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 
 from rag.text.fold import fold
 from rag.text.lang import base, to_simplified
+from rag.text.sentences import FIGURE_CLAUSE_END, FIGURE_SENTENCE_END
 
 # Magnitudes, longest first so 万亿 wins over 万.
 _ZH_MAGNITUDE = {"万亿": 12, "千亿": 11, "百亿": 10, "亿": 8, "千万": 7, "百万": 6, "万": 4, "千": 3}
@@ -52,10 +53,6 @@ _TOKEN_RE = re.compile(r"(?<![0-9.])\d{1,4}(?:[-/:–]\d{1,4}){1,2}(?![0-9])")
 _ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _ZH_NUMERAL_RE = re.compile(r"[零〇一二两三四五六七八九十百千万亿]+")
 _EN_WORD_RE = re.compile(r"[A-Za-z]+")
-# Where one figure's territory in a sentence ends (see `owner_span`).
-_CLAUSE_END_RE = re.compile(r"[，,；;：:、]|\s(?:while|whereas|but|and)\s|而|但|其中")
-# A single line break is wrapping (text and PDF documents are hard-wrapped); a blank line ends a paragraph.
-_SENTENCE_END_RE = re.compile(r"[。！？!?]|\.(?:\s|$)|\n\s*\n")
 
 
 @dataclass(frozen=True)
@@ -276,14 +273,14 @@ def owner_span(text: str, fig: Figure, figures: list[Figure]) -> tuple[int, int]
     its sentence or clause, whichever is later) to the end of its own clause. In "长城全长8851.8公里，
     其中明长城为6259.6公里" the second figure owns "其中明长城为6259.6公里"."""
     start = 0
-    for m in _SENTENCE_END_RE.finditer(text, 0, fig.start):
+    for m in FIGURE_SENTENCE_END.finditer(text, 0, fig.start):
         start = m.end()
     prev = [g.unit_end for g in figures if g.unit_end <= fig.start]
     if prev and max(prev) > start:
         start = max(prev)
     end = len(text)
-    m = _CLAUSE_END_RE.search(text, fig.unit_end)
-    s = _SENTENCE_END_RE.search(text, fig.unit_end)
+    m = FIGURE_CLAUSE_END.search(text, fig.unit_end)
+    s = FIGURE_SENTENCE_END.search(text, fig.unit_end)
     for hit in (m, s):
         if hit is not None and hit.start() < end:
             end = hit.start()
@@ -326,7 +323,7 @@ def belongs_to_other_subject(fig_value: Decimal | str, passage: str, markers: li
 
 def _sentences(text: str) -> list[tuple[int, int]]:
     out, start = [], 0
-    for m in _SENTENCE_END_RE.finditer(text):
+    for m in FIGURE_SENTENCE_END.finditer(text):
         out.append((start, m.end()))
         start = m.end()
     out.append((start, len(text)))

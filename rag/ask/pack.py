@@ -17,16 +17,15 @@ and ``llm.prompt_tokens(result.messages) <= prompt_budget``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from rag.ask.ports import LLM
 from rag.ask.prompts import answer_messages, passage_block
 from rag.ask.types import ChunkSpan, Passage, QuestionTooLong
+from rag.text.sentences import PACK_SENTENCE_END
 
 MIN_ANSWER_TOKENS = 16
-_SENT_END_RE = re.compile(r"[。！？!?；;…]+[”’」』）)]*|\.(?=\s|$)[”’\"')]*|\n+")
 
 MessagesFn = Callable[[list[str], str, str], list[dict]]
 
@@ -66,7 +65,7 @@ def block_of(p: Passage, n: int, lang: str) -> str:
 
 def sentence_boundaries(text: str) -> list[int]:
     """Offsets just after each sentence end, ascending, excluding len(text)."""
-    cuts = sorted({m.end() for m in _SENT_END_RE.finditer(text)})
+    cuts = sorted({m.end() for m in PACK_SENTENCE_END.finditer(text)})
     return [c for c in cuts if 0 < c < len(text)]
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.text.scripts import FAQ_CJK
+from rag.text.sentences import GOLD_SENTENCE_SPLIT_EN, GOLD_SENTENCE_SPLIT_ZH
 
 FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
 PACKAGES = {"en": "debian-faq", "zh": "debian-faq-zh-cn"}
@@ -225,9 +226,9 @@ def first_sentences(body: str, lang: str, max_chars: int = 300) -> str:
     text = re.sub(r"\s+", " " if lang != "zh" else " ", body).strip()
     if lang == "zh":
         text = _WRAP_SPACE.sub("", text)
-        parts = re.split(r"(?<=[。！？；])", text)
+        parts = GOLD_SENTENCE_SPLIT_ZH.split(text)
     else:
-        parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"'(`])", text)
+        parts = GOLD_SENTENCE_SPLIT_EN.split(text)
     out = ""
     for p in parts:
         if out and len(out) + len(p) > max_chars:
