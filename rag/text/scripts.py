@@ -1,10 +1,11 @@
 """Character ranges of the scripts the service reads: the one definition of "Han" and of "CJK".
 
 * `HAN`: CJK Unified Ideographs (U+4E00–U+9FFF), Extension A (U+3400–U+4DBF), the BMP Compatibility
-  Ideographs (U+F900–U+FAFF) and all of planes 2 and 3 (Extensions B–H and the Compatibility
-  Ideographs Supplement, U+20000–U+3134F). Language detection, BM25 analysis, attribution features
-  and the evaluation scores all count Han characters with it. It is part of the BM25 analyzer
-  (`rag.index.lexical.ANALYZER_ID`): widening it changes stored term lists.
+  Ideographs (U+F900–U+FAFF) and U+20000–U+3134F (plane 2: Extensions B–F and I, the Compatibility
+  Ideographs Supplement; plane 3: Extension G, not H, which starts at U+31350). Language detection,
+  BM25 analysis, attribution features and the evaluation scores all count Han characters with it.
+  It is part of the BM25 analyzer (`rag.index.lexical.ANALYZER_ID`): widening it changes stored
+  term lists.
 * `NO_SPACE`: everything written without spaces between words: Han, kana, hangul, bopomofo,
   radicals and strokes, CJK punctuation and full-width forms. The chunker and the parsers use it to
   tell line wrapping from a real break and where half-width punctuation ends a sentence.
@@ -20,7 +21,7 @@ import re
 HAN_BASIC = "\u4e00-\u9fff"  # CJK Unified Ideographs
 HAN_EXT_A = "\u3400-\u4dbf"
 HAN_COMPAT = "\uf900-\ufaff"  # CJK Compatibility Ideographs (BMP)
-HAN_ASTRAL = "\U00020000-\U0003134f"  # planes 2 and 3: Extensions B–H, Compatibility Supplement
+HAN_ASTRAL = "\U00020000-\U0003134f"  # Extensions B–G and I, Compatibility Supplement (not H)
 HAN = HAN_EXT_A + HAN_BASIC + HAN_COMPAT + HAN_ASTRAL
 
 # Other scripts and symbols written without spaces.
