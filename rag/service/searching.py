@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from rag import store
 from rag.ask import Candidate
-from rag.ask.lang import base as base_language
-from rag.ask.lang import detect_language
+from rag.text.lang import base as base_language
+from rag.text.lang import detect_language
 from rag.index.manager import Hit, IndexManager
 from rag.index.windows import rescore
 from rag.models.embedder import Embedder
