@@ -14,7 +14,7 @@ the decision rules.
 
 from rag.ask.config import AskOptions, Budget, Thresholds
 from rag.ask.loop import ask
-from rag.ask.ports import LLM, CompletionLike, Embed, Retriever
+from rag.ask.ports import LLM, CompletionLike, Retriever
 from rag.ask.types import (
     AskError,
     AskResult,
@@ -34,7 +34,6 @@ __all__ = [
     "Thresholds",
     "LLM",
     "CompletionLike",
-    "Embed",
     "Retriever",
     "AskError",
     "AskResult",

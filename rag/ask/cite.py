@@ -20,8 +20,7 @@ question's names and numbers, `markers`) is removed too.
 Across languages (an English answer from a Chinese passage) word overlap cannot work. A sentence
 without lexical support is then supported by a passage in another language that states one of its
 significant figures (two or more digits, a decimal or a magnitude) that the question does not
-contain, and that names one of the question's `subjects` when it has any: method ``number``. With an `embed` callable, a sentence still unsupported is supported when its cosine
-similarity to a passage sentence reaches `embed_support_min`: method ``embedding``.
+contain, and that names one of the question's `subjects` when it has any: method ``number``.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from dataclasses import asdict, dataclass
 
 from rag.ask.config import Thresholds
 from rag.ask.figures import Figure, belongs_to_other_subject, figures_in
-from rag.ask.ports import Embed
 from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_entity, contains_number, numbers_in, stem
 from rag.ask.types import Citation, Passage
 from rag.text.fold import fold
@@ -100,7 +98,7 @@ class SentenceSupport:
     score: float
     overlap: int
     supported: bool | None  # None: neutral (too short to judge)
-    method: str  # lexical | embedding | none
+    method: str  # lexical | number | none
     quote: str = ""
     quote_start: int = 0
     quote_end: int = 0
@@ -115,7 +113,7 @@ def _passage_sentences(p: Passage) -> list[tuple[int, int]]:
     return split_sentences(p.text) or [(0, len(p.text))]
 
 
-def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed | None = None, *,
+def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
               question: str = "", subjects: list[str] | None = None, markers: list[str] | None = None) -> list[SentenceSupport]:
     """`subjects`: folded names the question is about (its key entities and those of its translations):
     support across languages needs a passage naming one. `markers`: those names and the question's
@@ -196,9 +194,6 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, embed: Embed
         if ss.supported and figs and markers:
             _check_owner(ss, figs, passages, markers)
         out.append(ss)
-
-    if embed is not None:
-        _embedding_support(out, passages, psents, th, embed)
     return out
 
 
@@ -286,24 +281,6 @@ def _best_quote(f: set[str], p: Passage, sents: list[tuple[int, int]]) -> tuple[
     if e - s > 300:
         e = s + 300
     return s, e
-
-
-def _embedding_support(out: list[SentenceSupport], passages: list[Passage], psents, th: Thresholds, embed: Embed) -> None:
-    todo = [ss for ss in out if ss.supported is False and not ss.dropped]
-    if not todo or not passages:
-        return
-    flat: list[tuple[int, int, int]] = [(i, s, e) for i, sents in enumerate(psents) for s, e in sents]
-    texts = [ss.text for ss in todo] + [passages[i].text[s:e] for i, s, e in flat]
-    vecs = [list(map(float, v)) for v in embed(texts)]
-    qv, pv = vecs[: len(todo)], vecs[len(todo) :]
-    for ss, v in zip(todo, qv):
-        sims = [sum(a * b for a, b in zip(v, w)) for w in pv]
-        j = max(range(len(sims)), key=lambda k: sims[k])
-        if sims[j] >= th.embed_support_min:
-            i, s, e = flat[j]
-            ss.supported, ss.method, ss.passage = True, "embedding", passages[i].n
-            ss.quote_start, ss.quote_end, ss.quote = s, min(e, s + 300), passages[i].text[s : min(e, s + 300)]
-            ss.reason = f"embedding similarity {sims[j]:.3f} >= {th.embed_support_min:.2f} with passage {passages[i].n}"
 
 
 def citations_for(supports: list[SentenceSupport], passages: list[Passage]) -> tuple[list[Citation], dict[int, int]]:

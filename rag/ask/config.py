@@ -84,7 +84,6 @@ class Thresholds:
     # least `support_min_overlap` of them.
     support_min: float = 0.5
     support_min_overlap: int = 2
-    embed_support_min: float = 0.88  # cosine, only with an `embed` callable
     rrf_k: int = 60  # fusion across queries (original question and rewrites)
 
     def to_dict(self) -> dict:

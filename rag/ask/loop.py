@@ -39,7 +39,7 @@ from rag.ask.evidence import Assessment, assess
 from rag.ask.expand import build_passages, expand_passages
 from rag.ask.pack import MIN_ANSWER_TOKENS, PackResult, block_of, pack
 from rag.ask.pool import Pool
-from rag.ask.ports import LLM, Embed, Retriever
+from rag.ask.ports import LLM, Retriever
 from rag.ask.cite import names_subject
 from rag.ask.figures import complete as complete_figures
 from rag.ask.figures import figures_in
@@ -70,17 +70,15 @@ def ask(
     on_event: Callable[[dict], None] | None = None,
     on_token: Callable[[str], None] | None = None,
     *,
-    embed: Embed | None = None,
     clock: Callable[[], float] = time.monotonic,
     on_call: Callable[[ModelCall], None] | None = None,
 ) -> AskResult:
     """Answer `question` from the collection behind `retriever` within `budget`. See the module doc.
 
-    `embed` (optional): texts -> normalised vectors, used as a second attribution signal.
     `clock`: a `time.monotonic`-like function (the deadline passed to `llm.generate` uses it).
     `on_call`: receives every model call as it returns, before its trace event (the ledger commits it).
     """
-    return _Run(question, retriever, llm, budget, options, on_event, on_token, embed, clock, on_call).run()
+    return _Run(question, retriever, llm, budget, options, on_event, on_token, clock, on_call).run()
 
 
 def query_key(q: str) -> str:
@@ -89,7 +87,7 @@ def query_key(q: str) -> str:
 
 
 class _Run:
-    def __init__(self, question, retriever, llm, budget, options, on_event, on_token, embed, clock, on_call=None):
+    def __init__(self, question, retriever, llm, budget, options, on_event, on_token, clock, on_call=None):
         self.question = (question or "").strip()
         if not self.question:
             raise AskError("the question is empty")
@@ -99,7 +97,6 @@ class _Run:
         self.opt: AskOptions = options
         self.th = options.thresholds
         self.on_token = on_token
-        self.embed = embed
         self.clock = clock
         self.on_call = on_call
         self.start = clock()
@@ -150,7 +147,6 @@ class _Run:
             "context_window": self.window,
             "question_language": self.lang,
             "collection_languages": sorted(self.collection_langs),
-            "embed": self.embed is not None,
         }
 
     # ------------------------------------------------------------------ main
@@ -519,7 +515,7 @@ class _Run:
         if restates_question(text, self.question):
             return self.abstain("the model's answer only restates the question" + (" (and the prompt's instructions)" if echoed else ""))
         subjects = self.subjects()
-        supports = attribute(text, pr.kept, self.th, self.embed, question=self.question, subjects=subjects,
+        supports = attribute(text, pr.kept, self.th, question=self.question, subjects=subjects,
                              markers=subjects + [n for n in self.key_terms.numbers if n not in subjects])
         model_abstained = False
         for ss in supports:
@@ -562,13 +558,13 @@ class _Run:
         ctx_lang = base(detect_language("\n".join(p.text for p in pr.kept)))
         answer_lang = base(detect_language(text))
         q_lang = base(self.lang)
-        if answer_lang == q_lang and ctx_lang != q_lang and self.embed is None:
+        if answer_lang == q_lang and ctx_lang != q_lang:
             subjects = self.subjects()
             if subjects and figures_in(text) and not any(names_subject(p.text, subjects) for p in pr.kept):
                 self.emit("decision", step="support", verdict="unsupported",
                           reason=f"a figure across languages, and no passage names the question's subject ({', '.join(subjects[:4])})")
                 return None
-            return (f"question and answer in {answer_lang}, passages in {ctx_lang}, no embedder: word overlap "
+            return (f"question and answer in {answer_lang}, passages in {ctx_lang}: word overlap "
                     f"cannot check a translation")
         if supports and all(s.supported is None for s in supports):
             return "every answer sentence is too short to check by word overlap (a yes/no or one-word answer)"

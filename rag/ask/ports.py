@@ -1,10 +1,11 @@
 """What the asking loop needs from the outside world. The real implementations are
-`rag.models.generator.Generator` (an `LLM`) and the store's hybrid search (a `Retriever`); tests use fakes.
+`rag.models.generator.Generator` and `rag.models.llamacpp.LlamaCppGenerator` (each an `LLM`) and
+`rag.service.searching.CollectionRetriever` (a `Retriever`); tests use fakes (`tests/fakes.py`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from rag.ask.types import Candidate
 
@@ -63,6 +64,3 @@ class Retriever(Protocol):
     def lexical_skipped(self, query: str) -> str | None:
         """Why BM25 sat out the search for `query` (recorded in the trace), or None when it took part."""
 
-
-# Optional: texts -> vectors (L2-normalised), used to check answer support beyond word overlap.
-Embed = Callable[[list[str]], Sequence[Sequence[float]]]
