@@ -349,3 +349,15 @@ def test_client_disconnect_mid_stream_keeps_the_question_and_its_calls(tmp_path,
             assert r.status_code == 200 and r.json()["abstained"] is True
     finally:
         server.stop()
+
+
+def test_replay_keeps_only_the_recorded_options_this_version_knows():
+    from rag.ask import AskOptions
+    from rag.service.replay import known_options
+
+    recorded = AskOptions().to_dict()
+    recorded["thresholds"]["embed_support_min"] = 0.88  # removed since: a replay must not fail on it
+    recorded["old_switch"] = True
+    options, dropped = known_options(recorded)
+    assert dropped == ["old_switch", "thresholds.embed_support_min"]
+    assert AskOptions().merged(options) == AskOptions()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
+from rag.ask import AskOptions, Thresholds
 from rag.service.answering import AskRequest, QuestionService
 from rag.settings import Settings
 
@@ -19,12 +20,30 @@ def replay(questions: QuestionService, settings: Settings, question_id: str) -> 
     """Re-runs a question with its recorded collection, budget and options, and compares."""
     old = questions.trace(question_id)
     before = questions.get(question_id)
-    note = None
+    notes = []
     if old["models"].get("generator") != settings.generator or old["models"].get("embedder") != settings.embedder:
-        note = (f"recorded with {old['models']}, replaying with generator={settings.generator} "
-                f"embedder={settings.embedder}")
-    new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], dict(old["options"])))
+        notes.append(f"recorded with {old['models']}, replaying with generator={settings.generator} "
+                     f"embedder={settings.embedder}")
+    options, dropped = known_options(old["options"])
+    if dropped:
+        notes.append(f"recorded options this version no longer has: {', '.join(dropped)}")
+    new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], options))
+    note = "; ".join(notes) or None
     return Replay(new["id"], compare(before, old, new, questions.trace(new["id"])), note)
+
+
+def known_options(recorded: dict) -> tuple[dict, list[str]]:
+    """The recorded options this version understands, and the names of those it does not (an
+    option removed since the question was asked would otherwise make the replay a 422)."""
+    names = {f.name for f in fields(AskOptions)}
+    th_names = {f.name for f in fields(Thresholds)}
+    options = {k: v for k, v in recorded.items() if k in names}
+    dropped = sorted(k for k in recorded if k not in names)
+    if isinstance(options.get("thresholds"), dict):
+        th = options["thresholds"]
+        options["thresholds"] = {k: v for k, v in th.items() if k in th_names}
+        dropped += sorted(f"thresholds.{k}" for k in th if k not in th_names)
+    return options, dropped
 
 
 def _queries(trace: dict) -> list[str]:
