@@ -50,6 +50,7 @@ from rag.store.migrations import migrate
 from rag.store.records import (
     AddedDocument,
     CachedTerms,
+    CallSource,
     ChunkRecord,
     ChunkSource,
     ChunkWindows,
@@ -78,7 +79,7 @@ def open_db(path: str | Path) -> sqlite3.Connection:
 
 __all__ = [
     "COLLECTION_NAME_RE", "DEFAULT_COLLECTION", "FINISHED_JOB_STATUSES", "JOB_STATUSES",
-    "AddedDocument", "CachedTerms", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
+    "AddedDocument", "CachedTerms", "CallSource", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
     "DeletedCollection", "DeletedDocument", "DocumentRecord", "IndexState", "InvalidName", "JobRecord", "NewDocument",
     "ThreadConnections", "VectorBatch",
     "add_document", "change_seq", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",

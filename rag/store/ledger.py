@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rag.errors import NotFound
 from rag.store.db import transaction, utcnow
-
-if TYPE_CHECKING:  # the loop's record of a call; the store reads its fields and imports nothing of the loop
-    from rag.ask.types import ModelCall
+from rag.store.records import CallSource
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ def start_question(conn: sqlite3.Connection, qid: str, collection: str, question
         )
 
 
-def record_call(conn: sqlite3.Connection, qid: str, call: ModelCall) -> None:
+def record_call(conn: sqlite3.Connection, qid: str, call: CallSource) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT INTO model_calls (question_id, n, purpose, model_id, runtime, prompt_tokens, completion_tokens,"

@@ -1,7 +1,8 @@
 """What the store hands out and takes in: plain frozen dataclasses, no SQL.
 
 `ChunkSource` is the shape the store needs of a chunk to insert (the ingest chunker's `ChunkDraft`
-has it); declaring it here keeps the store from importing the ingest package above it.
+has it) and `CallSource` that of a model call to record (the loop's `ModelCall` has it); declaring
+them here keeps the store from importing the packages above it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,19 @@ class ChunkSource(Protocol):
     token_count: int
     page: int | None
     section_path: tuple[str, ...]
+
+
+class CallSource(Protocol):
+    """One model call as the ledger records it."""
+
+    n: int
+    purpose: str
+    model_id: str
+    runtime: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int
+    wall_ms: float
 
 
 @dataclass(frozen=True)
