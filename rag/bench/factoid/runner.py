@@ -1,34 +1,25 @@
-"""`rag bench factoid`: short-answer accuracy on the factoid set (`rag.eval.factoid`), per model × runtime.
+"""`rag bench factoid`, the run: select the questions, ingest the documents they need, ask, summarise.
 
-Every question goes through the asking loop (`rt.questions.ask`) against the collection holding its own
-document (`factoid-<doc>`: one collection per Debian document, so an English question is asked over the
-English Reference or FAQ, a Traditional Chinese one over the zh-tw Reference). Only the documents the
-sampled questions need are ingested; with a persistent `data_dir` a document already in its collection is
-not ingested again, so the same questions can be re-asked with another generator or runtime cheaply.
-
-The generator and its runtime come from settings (`RAG_GENERATOR`, `RAG_GENERATOR_RUNTIME`); the report
-names both, and `compare_tables` puts two reports side by side.
+`run` returns the data the report (`rag.bench.factoid.report`) is written from; `qa_summary` is the same
+for the factoid section of `rag bench qa --factoid N`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import platform
-import re
 import resource
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.bench.sampling import spread_order
 from rag.eval import factoid
 from rag.eval.metrics import mean, percentile
 from rag.settings import PROJECT_ROOT, Settings
-
-_CITE_MARK = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")
 
 
 @dataclass
@@ -39,12 +30,6 @@ class Options:
     data_dir: Path | None = None  # persistent state (reused across runs); None: a temporary folder
     out_dir: Path = PROJECT_ROOT / "bench-reports"
     budget: dict | None = None  # the ask budget (None: the service default)
-
-
-def _spread(items: list, phase: float = 0.0) -> list:
-    from rag.bench.qa import _spread_order
-
-    return _spread_order(items, phase)
 
 
 def select(items: list[factoid.Item], limit: int | None, langs) -> list[factoid.Item]:
@@ -60,7 +45,7 @@ def select(items: list[factoid.Item], limit: int | None, langs) -> list[factoid.
         else:
             n_u = min(len(una), max(1 if limit >= 2 else 0, round(limit * len(una) / max(1, len(ans) + len(una)))))
         n_a = len(ans) if limit is None else min(len(ans), limit - n_u)
-        a_order, u_order = _spread(ans)[:n_a], _spread(una)[:n_u]
+        a_order, u_order = spread_order(ans)[:n_a], spread_order(una)[:n_u]
         mixed: list[factoid.Item] = []
         step = (len(a_order) + 1) / (len(u_order) + 1) if u_order else 0
         ui = 0
@@ -89,21 +74,21 @@ def ingest_documents(rt, documents: dict[str, tuple[str, bytes]], embedder: str,
     """Each document into its own collection, unless that collection already holds these bytes.
     `documents`: doc key -> (upload name, bytes). Returns per document: ingested (bool), seconds, chunks."""
     from ingest.uploads import Upload
+    from rag import store
     from rag.errors import RagError
-    from rag.store import repository as repo
 
     conn = rt.db.get()
     out = {}
     for doc, (name, data) in documents.items():
         coll = collection_name(doc)
         try:
-            c = repo.get_collection(conn, coll)
+            c = store.get_collection(conn, coll)
             if c.description and c.description != f"embedder={embedder}":
                 raise RuntimeError(f"collection {coll!r} was built with {c.description}, not embedder={embedder}: "
                                    "use another --data-dir")
         except RagError:
-            repo.create_collection(conn, coll, f"embedder={embedder}")
-        existing = repo.find_document_by_sha(conn, coll, hashlib.sha256(data).hexdigest())
+            store.create_collection(conn, coll, f"embedder={embedder}")
+        existing = store.find_document_by_sha(conn, coll, hashlib.sha256(data).hexdigest())
         if existing is not None:  # the same bytes are stored once per collection
             out[doc] = {"ingested": False, "seconds": 0.0, "chunks": existing.chunk_count, "chars": len(data)}
             log(f"  {coll}: already holds {name} ({existing.chunk_count} chunks), not ingested again")
@@ -113,7 +98,7 @@ def ingest_documents(rt, documents: dict[str, tuple[str, bytes]], embedder: str,
         res = rt.ingest.run_job(job.id)
         secs = time.monotonic() - t0
         if res is None:
-            raise RuntimeError(f"{name}: {repo.get_job(conn, job.id).error_message}")
+            raise RuntimeError(f"{name}: {store.get_job(conn, job.id).error_message}")
         out[doc] = {"ingested": True, "seconds": secs, "chunks": res.chunks, "chars": len(data)}
         log(f"  {coll}: {name} -> {res.chunks} chunks in {secs:.1f} s")
     return out
@@ -123,7 +108,7 @@ def ask_items(rt, items: list[factoid.Item], *, budget: dict | None = None, dead
               log=print) -> list[dict]:
     """Asks each item in order; stops taking new questions when the mean time of one would pass `deadline`
     (the first always runs). One record per question asked."""
-    from rag.answering import AskRequest
+    from rag.service.answering import AskRequest
 
     records: list[dict] = []
     for n, it in enumerate(items, 1):
@@ -186,7 +171,7 @@ def run(settings: Settings, opts: Options, *, items: list[factoid.Item] | None =
         documents: dict[str, tuple[str, bytes]] | None = None, log=print) -> dict:
     """Selects, ingests what is needed, asks; returns the report data (see `write_report`).
     `items`/`documents` replace the shipped set and the installed Debian documents (tests)."""
-    from rag.runtime import Runtime
+    from rag.service.runtime import Runtime
 
     t_start = time.monotonic()
     pool = items if items is not None else factoid.load_set()
@@ -234,114 +219,6 @@ def run(settings: Settings, opts: Options, *, items: list[factoid.Item] | None =
     }
 
 
-# ---------------------------------------------------------------- report
-
-def _f(v, digits=2) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "—"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-COLUMNS = [("n", "n", 0), ("accuracy", "accuracy", 2), ("confident_wrong_rate", "confident-wrong", 2),
-           ("abstain_unanswerable", "abstain (unanswerable)", 2), ("false_abstention", "false abstention", 2),
-           ("calls_q", "calls/q", 2), ("prompt_tokens_q", "prompt tok/q", 0), ("s_p50", "s/q p50", 1),
-           ("s_p90", "s/q p90", 1)]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def main_table(data: dict) -> list[str]:
-    rows = []
-    for key, s in data["summary"].items():
-        rows.append([key] + [_f(float(s[k]) if isinstance(s.get(k), (int, float)) and k != "n" else s.get(k), d)
-                             for k, _, d in COLUMNS])
-    return _table(["lang"] + [h for _, h, _ in COLUMNS], rows)
-
-
-def _label(data: dict) -> str:
-    m = data["models"]
-    return f"{m['generator']} / {m['runtime']}" + (f" ({m['mode']})" if m.get("mode") else "")
-
-
-def stdout_table(data: dict) -> str:
-    return "\n".join([f"factoid set: {_label(data)}, {data['set']['asked']} questions, peak RSS "
-                      f"{data['peak_rss_mb']:.0f} MB"] + main_table(data))
-
-
-def write_report(data: dict, out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    m = data["models"]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{m['generator']}-{m['runtime']}")
-    stem = f"factoid-{data['date'][:10]}-{data['date'][11:16].replace(':', '')}-{slug}"
-    L = [f"# Factoid accuracy: {_label(data)} ({data['date']})", ""]
-    mc = data["machine"]
-    L += [f"Machine: {mc['cpus']} CPUs, {mc['platform']}, Python {mc['python']}; load average "
-          f"{', '.join(f'{x:.1f}' for x in mc['load'])} at start, {', '.join(f'{x:.1f}' for x in mc['load_end'])} "
-          f"at end. Embedder `{m['embedder']}`; generator `{m['generator']}` (runtime {m['runtime']}, mode "
-          f"{m['mode']}). Options: {data['options']}.",
-          f"Asked {data['set']['asked']} of {data['set']['selected']} selected questions (set of {data['set']['items']}). "
-          f"Model load {data['model_load_s']:.1f} s, ingestion {data['ingest_s']:.1f} s, answering "
-          f"{data['ask_s']:.1f} s, total {data['total_s'] / 60:.1f} min; peak RSS {data['peak_rss_mb']:.0f} MB.", ""]
-    L += ["Documents: " + "; ".join(
-        f"{d} (`{v.get('package')}` {v.get('version')}): {v['chunks']} chunks, "
-        + (f"ingested in {v['seconds']:.1f} s" if v["ingested"] else "already ingested")
-        for d, v in data["docs"].items()), ""]
-    L += ["## Summary", ""] + main_table(data) + [""]
-    L += ["accuracy: answerable questions whose answer contains a gold key after normalisation (abstaining is "
-          "wrong). confident-wrong: answered with at least one citation and wrong (any answer to an unanswerable "
-          "question is wrong), over all answered questions. abstain (unanswerable): share of unanswerable "
-          "questions refused (higher is better). false abstention: share of answerable questions refused.", ""]
-    s = data["summary"]["all"]
-    L += [f"Answered {s['answered']} of {s['n']}; correct {s['correct']} of {s['answerable']} answerable; "
-          f"confident-wrong {s['confident_wrong']}, wrong without citations {s['wrong_uncited']}.", ""]
-    L += ["## Answers", ""]
-    rows = []
-    for r in data["records"]:
-        verdict = "abstained" if r["abstained"] else ("correct" if r["correct"] else "wrong")
-        ans = " ".join(_CITE_MARK.sub("", r["answer"]).split())[:160].replace("|", "\\|")
-        rows.append([r["id"], r["question"].replace("|", "\\|"), " / ".join(r["gold"]) or "(none)", verdict,
-                     str(r["citations"]), ans])
-    L += _table(["id", "question", "gold", "verdict", "cites", "answer"], rows) + [""]
-    md = out_dir / f"{stem}.md"
-    md.write_text("\n".join(L), encoding="utf-8")
-    js = out_dir / f"{stem}.json"
-    js.write_text(json.dumps(data, ensure_ascii=False, indent=1, default=str), encoding="utf-8")
-    return md, js
-
-
-def _ratio(a, b) -> str:
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or a == 0:
-        return "—"
-    return f"{b / a:.2f}"
-
-
-def compare_tables(a: dict, b: dict) -> list[str]:
-    """Two reports side by side (overall and per language): A, B and B/A."""
-    out = [f"A: {_label(a)} ({a['date']}, {a['set']['asked']} questions)",
-           f"B: {_label(b)} ({b['date']}, {b['set']['asked']} questions)", ""]
-    ids_a = {r["id"] for r in a["records"]}
-    common = ids_a & {r["id"] for r in b["records"]}
-    if common != ids_a or len(common) != len(b["records"]):
-        out += [f"note: the runs share {len(common)} questions; figures below are over each run's own questions.", ""]
-    rows = []
-    for key in a["summary"]:
-        if key not in b["summary"]:
-            continue
-        for k, h, d in COLUMNS:
-            va, vb = a["summary"][key].get(k), b["summary"][key].get(k)
-            rows.append([key, h, _f(va if k == "n" or va is None else float(va), d),
-                         _f(vb if k == "n" or vb is None else float(vb), d), _ratio(va, vb)])
-    for k, h in (("peak_rss_mb", "peak RSS MB"), ("model_load_s", "model load s"), ("ask_s", "answering s")):
-        rows.append(["run", h, _f(float(a[k]), 0), _f(float(b[k]), 0), _ratio(a[k], b[k])])
-    return out + _table(["lang", "metric", "A", "B", "B/A"], rows)
-
-
-def load_report(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
 # ---------------------------------------------------------------- inside `rag bench qa`
 
 def qa_summary(rt, settings: Settings, per_lang: int, *, deadline: float | None = None, log=print) -> dict:
@@ -355,13 +232,3 @@ def qa_summary(rt, settings: Settings, per_lang: int, *, deadline: float | None 
     records = ask_items(rt, chosen, deadline=deadline, log=log)
     return {"per_lang": per_lang, "models": _models(rt, settings), "ingest_s": ingest_s, "docs": info,
             "summary": summarize(records), "records": records}
-
-
-def qa_report_lines(fs: dict) -> list[str]:
-    """Markdown lines for the factoid section of the qa report."""
-    data = {"summary": fs["summary"]}
-    n = fs["summary"]["all"]["n"]
-    return ["## Factoid accuracy (rag.eval.factoid)", "",
-            f"{n} questions ({fs['per_lang']} per language, spread over the set) on the Debian Reference/FAQ "
-            f"documents they need (ingested in {fs['ingest_s']:.0f} s), same generator: `{fs['models']['generator']}` "
-            f"/ {fs['models']['runtime']}. Full runs: `rag bench factoid`.", ""] + main_table(data) + [""]
