@@ -1,1 +1,1 @@
-"""The HTTP API: thin routes that validate, delegate to `rag`/`ingest`, and map errors to JSON."""
+"""The HTTP API: thin routers over the services in `rag.service`, wire models in `api.schemas`, errors mapped to JSON."""

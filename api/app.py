@@ -1,4 +1,4 @@
-"""FastAPI application factory. Routes live in one module per resource and delegate to the Runtime."""
+"""FastAPI application factory. Routes live in one module per resource and call the services the Runtime holds."""
 
 from __future__ import annotations
 
