@@ -52,29 +52,27 @@ class IngestBench:
 
 def bench_ingest(settings: Settings, docs: list[Path]) -> IngestBench:
     from ingest.uploads import Upload
-    from rag.runtime import Runtime
-    from rag.store import repository as repo
+    from rag.service.runtime import Runtime
 
     with tempfile.TemporaryDirectory(prefix="rag-bench-ingest-") as tmp:
         s = settings.model_copy(update={"data_dir": Path(tmp), "load_generator": False,
                                         "model_cache_dir": settings.models_dir})
         rt = Runtime(s)
         rt.start(worker=False)
-        conn = rt.db.get()
         totals = dict(pages=0, chunks=0, tokens=0, parse_s=0.0, chunk_s=0.0, embed_s=0.0, store_s=0.0)
         t0 = time.monotonic()
         for path in docs:
             (job,) = rt.ingest.submit("default", [Upload(path.name, path.read_bytes())])
             out = rt.ingest.run_job(job.id)
             if out is None:
-                raise RuntimeError(f"{path}: {repo.get_job(conn, job.id).error_message}")
+                raise RuntimeError(f"{path}: {rt.ingest.get_job(job.id).error_message}")
             totals["pages"] += out.pages
             totals["chunks"] += out.chunks
             totals["tokens"] += out.tokens
             for k, v in out.times.as_dict().items():
                 totals[k] += v
         seconds = time.monotonic() - t0
-        chunks = [c for d in repo.list_documents(conn, "default") for c in repo.list_chunks(conn, d.id)]
+        chunks = [c for d in rt.collections.list_documents("default") for c in rt.collections.list_chunks("default", d.id)]
         pieces = [c.text[a:b] for c in chunks for a, b in rt.ingest.pipeline.windows_of(c)]
         texts = sorted(pieces, key=len)  # the texts the pipeline embedded, in its length-sorted batching
         t1 = time.monotonic()

@@ -98,7 +98,7 @@ def bench_search(n_chunks: int, *, seed: int = 0, workdir: str | Path | None = N
     from rag.index.dense import saved_files
     from rag.index.lexical import TermCounts, get_analyzer
     from rag.store import connect, open_db
-    from rag.store import repository as repo
+    from rag import store
 
     rng = np.random.default_rng(seed)
     t_corpus = time.perf_counter()
@@ -150,12 +150,12 @@ def bench_search(n_chunks: int, *, seed: int = 0, workdir: str | Path | None = N
                 tokens.append(sum(c.values()))
             vecs = rng.standard_normal((n, DIM), dtype=np.float32)
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            meta = repo.NewDocument(
+            meta = store.NewDocument(
                 filename=f"doc{doc_no}.txt", format="text",
                 sha256=hashlib.sha256(f"{seed}-{doc_no}".encode()).hexdigest(), size_bytes=1,
             )
             t = time.perf_counter()
-            repo.add_document(conn, "default", meta, drafts, vecs, embed_model=MODEL, terms=terms, analyzer=analyzer.id)
+            store.add_document(conn, "default", meta, drafts, vecs, embed_model=MODEL, terms=terms, analyzer=analyzer.id)
             t_store += time.perf_counter() - t
             made += n
             doc_no += 1
@@ -173,7 +173,7 @@ def bench_search(n_chunks: int, *, seed: int = 0, workdir: str | Path | None = N
         open_rebuild = time.perf_counter() - t
         assert report.dense == "rebuilt", report
         m.close()
-        uid = repo.get_collection(conn, "default").uid
+        uid = store.get_collection(conn, "default").uid
         ((_, faiss_file),) = saved_files(index_dir / uid)
         faiss_bytes = faiss_file.stat().st_size
         # saving cost, measured on its own
@@ -222,7 +222,7 @@ def bench_search(n_chunks: int, *, seed: int = 0, workdir: str | Path | None = N
             text = "".join(sent_texts[i] for i in rng.integers(0, N_SENTENCES, SENTENCES_PER_CHUNK))
             drafts.append(ChunkDraft(ordinal=j, text=text, char_start=0, char_end=len(text), token_count=len(text)))
         vecs = rng.standard_normal((20, DIM), dtype=np.float32)
-        meta = repo.NewDocument(filename="extra.txt", format="text",
+        meta = store.NewDocument(filename="extra.txt", format="text",
                                 sha256=hashlib.sha256(b"extra").hexdigest(), size_bytes=1)
         t = time.perf_counter()
         added = m.add_document(conn, "default", meta, drafts, vecs, embed_model=MODEL)
@@ -256,18 +256,18 @@ def bench_search(n_chunks: int, *, seed: int = 0, workdir: str | Path | None = N
 def bench_commit(n: int = 200, *, workdir: str | Path | None = None) -> dict:
     """Latency of a small committed write (a job progress update) with synchronous FULL vs NORMAL."""
     from rag.store import open_db
-    from rag.store import repository as repo
+    from rag import store
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="rag-bench-commit-", dir=workdir) as d:
         for mode in ("FULL", "NORMAL"):
             conn = open_db(Path(d) / f"{mode}.sqlite3")
             conn.execute(f"PRAGMA synchronous = {mode}")
-            job = repo.create_job(conn, "default", "x")
+            job = store.create_job(conn, "default", "x")
             times = []
             for i in range(n):
                 t = time.perf_counter()
-                repo.update_job(conn, job.id, progress={"i": i})
+                store.update_job(conn, job.id, progress={"i": i})
                 times.append(time.perf_counter() - t)
             out[mode] = _percentiles(times)
             conn.close()

@@ -98,7 +98,7 @@ def ingest_documents(rt, documents: dict[str, tuple[str, bytes]], embedder: str,
         res = rt.ingest.run_job(job.id)
         secs = time.monotonic() - t0
         if res is None:
-            raise RuntimeError(f"{name}: {store.get_job(conn, job.id).error_message}")
+            raise RuntimeError(f"{name}: {rt.ingest.get_job(job.id).error_message}")
         out[doc] = {"ingested": True, "seconds": secs, "chunks": res.chunks, "chars": len(data)}
         log(f"  {coll}: {name} -> {res.chunks} chunks in {secs:.1f} s")
     return out

@@ -120,11 +120,9 @@ class _Timer:
 def _ingest(rt, docs: list[Doc], settings: Settings, log) -> None:
     from ingest.parsers import parse_document
     from ingest.uploads import Upload
-    from rag import store
 
-    conn = rt.db.get()
     for d in docs:
-        store.create_collection(conn, d.collection)
+        rt.collections.create(d.collection)
         name = f"debian-faq.{d.lang}.{d.variant}.txt"
         data = d.raw.encode("utf-8")
         t0 = time.monotonic()
@@ -132,11 +130,11 @@ def _ingest(rt, docs: list[Doc], settings: Settings, log) -> None:
         out = rt.ingest.run_job(job.id)
         d.ingest_s = time.monotonic() - t0
         if out is None:
-            raise RuntimeError(f"{name}: {store.get_job(conn, job.id).error_message}")
+            raise RuntimeError(f"{name}: {rt.ingest.get_job(job.id).error_message}")
         d.document_id = out.added.document.id
         d.chunk_count = out.chunks
         d.parsed = parse_document(data, name, settings).text
-        d.chunks = {c.id: (c.document_id, c.char_start, c.char_end) for c in store.list_chunks(conn, d.document_id)}
+        d.chunks = {c.id: (c.document_id, c.char_start, c.char_end) for c in rt.collections.list_chunks(d.collection, d.document_id)}
         log(f"  ours: {d.collection}: {out.chunks} chunks in {d.ingest_s:.1f} s")
 
 
