@@ -384,3 +384,28 @@ def test_thread_connections_are_per_thread(db_path):
     t.join()
     assert other[0] is not mine
     pool.close_all()
+
+
+# ---------------------------------------------------------------- durable files
+
+
+def test_write_atomic_fsyncs_the_file_and_its_folder(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from rag.store.files import atomic_writer, write_atomic
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), real_fsync(fd)))
+    target = tmp_path / "uploads" / "job1"
+    write_atomic(target, b"bytes")
+    assert target.read_bytes() == b"bytes"
+    assert synced == [False, True], "the file, then the folder holding its new name"
+    assert [p.name for p in target.parent.iterdir()] == ["job1"]
+
+    with pytest.raises(RuntimeError), atomic_writer(target.parent, "x") as pending:
+        pending.file.write(b"half")
+        raise RuntimeError("crash before commit")
+    assert [p.name for p in target.parent.iterdir()] == ["job1"], "an uncommitted temp file is removed"
+    assert target.read_bytes() == b"bytes"
