@@ -1,12 +1,14 @@
 """Uploads, documents and chunks. Upload checks that need no parsing happen here, before a job exists."""
 
-from fastapi import APIRouter, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Request, Response, UploadFile
 from starlette.exceptions import HTTPException
 
+from api.security import principal
 from api.schemas import ChunkOut, ChunksOut, DocumentDetailOut, DocumentOut, DocumentsOut, JobsOut, SearchIn, SearchOut
 from ingest import errors
 from ingest.uploads import Upload
 from rag.errors import IngestError
+from rag.service.auth import Principal
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["documents"])
 
@@ -35,50 +37,60 @@ def _header_too_long(exc: BaseException) -> bool:
 
 
 @router.post("/documents", status_code=202, response_model=JobsOut)
-async def upload_documents(name: str, request: Request) -> dict:
+async def upload_documents(name: str, request: Request, who: Principal = Depends(principal)) -> dict:
+    who.require(name, "write")
     runtime = request.app.state.runtime
     limit = runtime.settings.max_upload_bytes
     try:
-        form = await request.form(max_files=1000)
+        form = await request.form(max_files=runtime.settings.max_files_per_request)
     except HTTPException as exc:
         if _header_too_long(exc):
             # The multipart parser caps a part's header line (~4 KB); in practice only an
             # over-long file name gets there, and names over 255 characters are refused anyway.
             raise errors.bad_filename("a part header is over 4 KB (file name too long; at most 255 characters)") from None
+        if exc.status_code == 400 and "Too many files" in str(exc.detail):
+            raise IngestError(f"at most {runtime.settings.max_files_per_request} files per request (RAG_MAX_FILES_PER_REQUEST)",
+                              code="too_many_files", status=413) from None
         raise
     files = [f for f in form.getlist("files") if not isinstance(f, str)]
     if not files:
         raise IngestError("send one or more files in the multipart field 'files'", code="no_files")
     uploads = [Upload(f.filename or "", await _read_limited(f, limit)) for f in files]
+    runtime.quotas.uploaded(who.key_id, sum(len(u.data) for u in uploads))
     jobs = runtime.ingest.submit(name, uploads)
     return {"jobs": [{"id": j.id, "filename": j.filename} for j in jobs]}
 
 
 @router.get("/documents", response_model=DocumentsOut)
-def list_documents(name: str, request: Request) -> DocumentsOut:
+def list_documents(name: str, request: Request, who: Principal = Depends(principal)) -> DocumentsOut:
+    who.require(name)
     docs = request.app.state.runtime.collections.list_documents(name)
     return DocumentsOut(documents=[DocumentOut.model_validate(d) for d in docs])
 
 
 @router.get("/documents/{document_id}", response_model=DocumentDetailOut)
-def get_document(name: str, document_id: int, request: Request) -> DocumentDetailOut:
+def get_document(name: str, document_id: int, request: Request, who: Principal = Depends(principal)) -> DocumentDetailOut:
+    who.require(name)
     found = request.app.state.runtime.collections.get_document(name, document_id)
     return DocumentDetailOut(**DocumentOut.model_validate(found.document).model_dump(), pages=found.pages)
 
 
 @router.get("/documents/{document_id}/chunks", response_model=ChunksOut)
-def list_chunks(name: str, document_id: int, request: Request) -> ChunksOut:
+def list_chunks(name: str, document_id: int, request: Request, who: Principal = Depends(principal)) -> ChunksOut:
+    who.require(name)
     chunks = request.app.state.runtime.collections.list_chunks(name, document_id)
     return ChunksOut(chunks=[ChunkOut.model_validate(c) for c in chunks])
 
 
 @router.delete("/documents/{document_id}", status_code=204)
-def delete_document(name: str, document_id: int, request: Request) -> Response:
+def delete_document(name: str, document_id: int, request: Request, who: Principal = Depends(principal)) -> Response:
+    who.require(name, "write")
     request.app.state.runtime.collections.delete_document(name, document_id)
     return Response(status_code=204)
 
 
 @router.post("/search", response_model=SearchOut)
-def search(name: str, body: SearchIn, request: Request) -> SearchOut:
+def search(name: str, body: SearchIn, request: Request, who: Principal = Depends(principal)) -> SearchOut:
     """Hybrid retrieval only (no model call): each retriever's score and rank, and the fused score."""
+    who.require(name)
     return SearchOut.of(request.app.state.runtime.searcher.search_found(name, body.query, body.k))

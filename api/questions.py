@@ -7,12 +7,15 @@ import queue
 import threading
 import uuid
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.schemas import QuestionIn
-from rag.errors import RagError
+from api.security import principal
+from rag.errors import NotFound, RagError
 from rag.service.answering import AskRequest, PreparedQuestion, QuestionService
+from rag.service.auth import Principal
+from rag.service.quotas import Quotas
 
 router = APIRouter(tags=["questions"])
 
@@ -26,17 +29,26 @@ def _sse(event: str, data) -> bytes:
 
 
 @router.post("/v1/collections/{name}/questions")
-def ask_question(name: str, body: QuestionIn, request: Request):
-    service = request.app.state.runtime.questions
+def ask_question(name: str, body: QuestionIn, request: Request, who: Principal = Depends(principal)):
+    who.require(name)
+    runtime = request.app.state.runtime
+    service, quotas = runtime.questions, runtime.quotas
     budget = body.budget.model_dump(exclude_none=True) if body.budget else None
-    req = AskRequest(collection=name, question=body.question, budget=budget, options=body.options)
-    prepared = service.prepare(req)  # every 4xx/503 before a stream starts
+    options = body.options.model_dump(exclude_none=True) if body.options else None
+    prepared = service.prepare(AskRequest(collection=name, question=body.question, budget=budget, options=options))
+    quotas.check_calls(who.key_id)  # every 4xx/429/503 before a stream starts
+    quotas.start_question(who.key_id)
     if not body.stream:
-        return service.ask(prepared)
-    return _stream(service, prepared)
+        try:
+            result = service.ask(prepared)
+        finally:
+            quotas.end_question(who.key_id)
+        quotas.spent_calls(who.key_id, result["usage"]["model_calls"])
+        return result
+    return _stream(service, prepared, quotas, who.key_id)
 
 
-def _stream(service: QuestionService, prepared: PreparedQuestion) -> StreamingResponse:
+def _stream(service: QuestionService, prepared: PreparedQuestion, quotas: Quotas, key_id: str) -> StreamingResponse:
     """The loop runs in a worker thread; events and tokens reach the client through a queue.
 
     When the client goes away the next event raises in the loop, which ends the question; the
@@ -54,6 +66,7 @@ def _stream(service: QuestionService, prepared: PreparedQuestion) -> StreamingRe
     def run() -> None:
         try:
             final = service.ask(prepared, qid=qid, on_event=lambda e: push("step", e), on_token=lambda t: push("token", {"text": t}))
+            quotas.spent_calls(key_id, final["usage"]["model_calls"])
             q.put(("final", final))
         except RagError as exc:
             q.put(("error", {"error": exc.to_dict(), "id": qid}))
@@ -62,6 +75,7 @@ def _stream(service: QuestionService, prepared: PreparedQuestion) -> StreamingRe
         except Exception as exc:  # noqa: BLE001 - reported to the client as an event
             q.put(("error", {"error": {"code": "internal_error", "message": type(exc).__name__}, "id": qid}))
         finally:
+            quotas.end_question(key_id)
             q.put(None)
 
     threading.Thread(target=run, name=f"question-{qid}", daemon=True).start()
@@ -77,23 +91,34 @@ def _stream(service: QuestionService, prepared: PreparedQuestion) -> StreamingRe
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
+def _readable_question(request: Request, who: Principal, qid: str) -> QuestionService:
+    service = request.app.state.runtime.questions
+    who.require(service.collection_of(qid), missing=NotFound(f"question {qid!r} does not exist", code="question_not_found"))
+    return service
+
+
 @router.get("/v1/questions/{qid}")
-def get_question(qid: str, request: Request) -> dict:
-    return request.app.state.runtime.questions.get(qid)
+def get_question(qid: str, request: Request, who: Principal = Depends(principal)) -> dict:
+    return _readable_question(request, who, qid).get(qid)
 
 
 @router.get("/v1/questions/{qid}/trace")
-def get_trace(qid: str, request: Request) -> dict:
-    return request.app.state.runtime.questions.trace(qid)
+def get_trace(qid: str, request: Request, who: Principal = Depends(principal)) -> dict:
+    return _readable_question(request, who, qid).trace(qid)
 
 
 @router.get("/v1/questions")
 def list_questions(request: Request, collection: str | None = None, since: str | None = None,
-                   limit: int = Query(50, ge=1, le=1000)) -> dict:
-    return {"questions": request.app.state.runtime.questions.list(collection, since, limit)}
+                   limit: int = Query(50, ge=1, le=1000), who: Principal = Depends(principal)) -> dict:
+    if collection:
+        who.require(collection)
+    return {"questions": request.app.state.runtime.questions.list(collection, since, limit, scope=who.scope())}
 
 
 @router.get("/v1/usage")
-def usage(request: Request, collection: str | None = None, group_by: str = "day") -> dict:
+def usage(request: Request, collection: str | None = None, group_by: str = "day",
+          who: Principal = Depends(principal)) -> dict:
+    if collection:
+        who.require(collection)
     return {"group_by": group_by, "collection": collection,
-            "usage": request.app.state.runtime.questions.usage(collection, group_by)}
+            "usage": request.app.state.runtime.questions.usage(collection, group_by, scope=who.scope())}

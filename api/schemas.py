@@ -184,8 +184,56 @@ class BudgetIn(BaseModel):
     timeout_s: float | None = Field(None, gt=0, le=3600)
 
 
+class OptionsIn(BaseModel):
+    """The loop options a client may set, each bounded; anything else is `invalid_request`. Decision
+    thresholds and token windows are the server's (RAG_* settings), not the client's."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    k: int | None = Field(None, ge=1, le=50, description="Candidates per search.")
+    max_passages: int | None = Field(None, ge=1, le=10, description="Fused candidates taken into the context.")
+    max_neighbours: int | None = Field(None, ge=0, le=4, description="Chunks added on each side of a cut passage.")
+    max_rewrite_queries: int | None = Field(None, ge=1, le=5, description="Search phrases per rewrite.")
+    max_cross_queries: int | None = Field(None, ge=0, le=4, description="Phrases in the collection's other language.")
+    max_answer_tokens: int | None = Field(None, ge=1, le=4096, description="Most answer tokens (at most RAG_MAX_ANSWER_TOKENS).")
+    rewrite: bool | None = Field(None, description="Allow query rewriting when evidence is weak.")
+    force_rewrite: bool | None = Field(None, description="Always run one rewrite round.")
+    expand: bool | None = Field(None, description="Add neighbours of cut-off passages.")
+    judge: bool | None = Field(None, description="Ask the model when cheap signals are inconclusive.")
+    inline_citations: bool | None = Field(None, description="Put [n] markers after supported sentences.")
+
+
 class QuestionIn(BaseModel):
     question: str = Field(..., min_length=1, max_length=4000)
     budget: BudgetIn | None = None
     stream: bool = False
-    options: dict | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")
+    options: OptionsIn | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")
+
+
+# ------------------------------------------------------------------ keys
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(..., pattern="^(read|write|admin)$")
+    collections: list[str] | None = Field(None, max_length=1000, description="Collections the role applies to; "
+                                          "omitted: every collection (ignored for admin).")
+    name: str = Field("", max_length=200)
+
+
+class KeyOut(_FromRecord):
+    id: str
+    name: str
+    role: str
+    grants: dict[str, str] | None
+    created_at: str
+    revoked_at: str | None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="The key itself: shown this once, stored only as a hash.")
+
+
+class KeysOut(BaseModel):
+    keys: list[KeyOut]

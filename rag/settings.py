@@ -54,11 +54,26 @@ class Settings(BaseSettings):
     parse_memory_mb: int = Field(1024, description="Address-space limit of the PDF parsing subprocess.")
     parse_wall_seconds: int = Field(180, description="Wall-clock limit of the PDF parsing subprocess.")
 
-    # Budgets per question (defaults; a request may lower or raise them)
-    max_model_calls: int = Field(3, description="Most model calls per question.")
-    max_prompt_tokens: int = Field(8000, description="Most prompt tokens per question, all calls together.")
-    max_rounds: int = Field(2, description="Most retrieval rounds per question.")
-    timeout_s: float = Field(60.0, description="Wall-clock budget per question.")
+    # Budgets per question: each is the default and the ceiling (a request may lower it, never raise it)
+    max_model_calls: int = Field(3, ge=0, description="Most model calls per question (default and ceiling: a request asking for more gets 422 `budget_above_limit`).")
+    max_prompt_tokens: int = Field(8000, ge=0, description="Most prompt tokens per question, all calls together (default and ceiling).")
+    max_rounds: int = Field(2, ge=1, description="Most retrieval rounds per question (default and ceiling).")
+    timeout_s: float = Field(60.0, gt=0, description="Wall-clock budget per question (default and ceiling).")
+
+    # Access
+    auth: Literal["on", "off"] = Field("on", description="`on`: every `/v1` request needs `Authorization: Bearer <key>`; `off`: no keys at all (a trusted single-user setup; the server logs a warning).")
+    admin_key: str | None = Field(None, description="The admin key to accept; default: one is generated at first start and written to `<data_dir>/admin.key` (mode 0600).")
+    allowed_hosts: str = Field("", description="Comma-separated `Host` header values the server answers (DNS-rebinding guard); default: the bind address, `localhost`, `127.0.0.1`, `::1`. `*` allows any.")
+    cors_origins: str = Field("", description="Comma-separated browser origins allowed to call the API (CORS); empty: none, and state-changing requests from another origin are refused.")
+
+    # Limits per key (a key's requests, model calls, uploads)
+    requests_per_minute: int = Field(600, ge=1, description="Requests per key per minute (429 with `Retry-After` above it).")
+    model_calls_per_minute: int = Field(60, ge=1, description="Model calls per key per minute, all its questions together.")
+    questions_in_flight: int = Field(2, ge=1, description="Questions one key may have running at once.")
+    upload_bytes_per_minute: int = Field(200 * 1024 * 1024, ge=1, description="Uploaded bytes per key per minute.")
+    max_files_per_request: int = Field(100, ge=1, description="Files in one upload request.")
+    max_json_bytes: int = Field(1024 * 1024, ge=1024, description="Largest non-upload request body, enforced while it is received, before it is parsed.")
+    max_request_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Largest upload request body (all its files together), enforced while it is received.")
 
     @property
     def models_dir(self) -> Path:
@@ -71,6 +86,17 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "indexes"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def host_allow_list(self) -> list[str]:
+        given = [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        return given or list(dict.fromkeys([self.host, "localhost", "127.0.0.1", "::1", "[::1]"]))
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -18,8 +18,10 @@ from rag.settings import Settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Offline document question answering.")
 models_app = typer.Typer(no_args_is_help=True, help="List, prepare and verify the packaged models.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (not tests).")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create (shown once), list, revoke.")
 app.add_typer(models_app, name="models")
 app.add_typer(bench_app, name="bench")
+app.add_typer(keys_app, name="keys")
 
 
 def _settings(data_dir: Optional[Path] = None, **overrides) -> Settings:
@@ -183,6 +185,51 @@ def replay(
     for d in done.diffs:
         typer.echo("  - " + d)
     raise typer.Exit(1)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., "--role", help="read (search, ask, read), write (plus upload/delete documents) or admin (everything)."),
+    collection: Optional[list[str]] = typer.Option(None, "--collection", "-c", help="A collection the role applies to (repeatable); none: every collection."),
+    name: str = typer.Option("", "--name", help="A label, e.g. who holds the key."),
+    data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR)."),
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from rag.service.auth import open_keys
+
+    try:
+        new = open_keys(_settings(data_dir)).create(role, collections=collection or None, name=name)
+    except RagError as exc:
+        _fail(exc)
+    typer.echo(new.key)
+    scope = "every collection" if new.record.grants is None else ", ".join(sorted(new.record.grants))
+    typer.echo(f"key {new.record.id}: {new.record.role} on {scope} (shown once: store it now)", err=True)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR).")) -> None:
+    """Every key: id, role, collections, name, created, revoked (never the key itself)."""
+    from rag.service.auth import open_keys
+
+    for k in open_keys(_settings(data_dir)).list():
+        scope = "*" if k.grants is None else ",".join(f"{c}:{r}" for c, r in sorted(k.grants.items()))
+        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+        typer.echo(f"{k.id}  {k.role:<5}  {scope:<30}  {state:<32}  {k.created_at}  {k.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: str = typer.Argument(..., help="The key's id (from `rag keys list`)."),
+    data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR)."),
+) -> None:
+    """Revoke a key: it never authenticates again (its history stays)."""
+    from rag.service.auth import open_keys
+
+    try:
+        k = open_keys(_settings(data_dir)).revoke(key_id)
+    except RagError as exc:
+        _fail(exc)
+    typer.echo(f"key {k.id} revoked at {k.revoked_at}")
 
 
 @models_app.command("list")

@@ -54,8 +54,15 @@ class Server:
         self.stop()
         raise TimeoutError(f"server did not answer /health within {timeout}s:\n{self.log.read_text()[-4000:]}")
 
-    def client(self, timeout: float = 60) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+    @property
+    def admin_key(self) -> str:
+        """The admin key the server wrote at its first start (auth is on by default)."""
+        return (self.data_dir / "admin.key").read_text().strip()
+
+    def client(self, timeout: float = 60, *, key: str | None = None) -> httpx.Client:
+        """A client holding the admin key (or `key`)."""
+        return httpx.Client(base_url=self.url, timeout=timeout,
+                            headers={"Authorization": f"Bearer {key or self.admin_key}"})
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flushing; what survives is what was durable."""
@@ -77,3 +84,19 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._close_log()
+
+
+def local_client(app, data_dir: Path, **kwargs):
+    """An in-process TestClient that talks to the app as a local client would: Host 127.0.0.1 (the
+    default allow-list) and, once the app has started (`with ...`), the admin key of `data_dir`."""
+    from fastapi.testclient import TestClient
+
+    class _Client(TestClient):
+        def __enter__(self):
+            super().__enter__()
+            key = data_dir / "admin.key"
+            if key.exists():
+                self.headers["Authorization"] = f"Bearer {key.read_text().strip()}"
+            return self
+
+    return _Client(app, base_url="http://127.0.0.1", **kwargs)

@@ -34,7 +34,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+from tests.server import local_client
 
 from rag.ask import prompts
 from rag.ask.loop import query_key
@@ -190,7 +190,8 @@ def cli_env(data_dir: Path, models_dir: Path) -> dict[str, str]:
 def en(tmp_path_factory, models_dir):
     from api.app import create_app
 
-    with TestClient(create_app(en_settings(tmp_path_factory.mktemp("en") / "state", models_dir))) as client:
+    settings = en_settings(tmp_path_factory.mktemp("en") / "state", models_dir)
+    with local_client(create_app(settings), settings.data_dir) as client:
         make_collection(client, "en", EN_FILES)
         yield client
 
@@ -204,7 +205,8 @@ def en_chunks(en):
 def zh(tmp_path_factory, models_dir):
     from api.app import create_app
 
-    with TestClient(create_app(zh_settings(tmp_path_factory.mktemp("zh") / "state", models_dir))) as client:
+    settings = zh_settings(tmp_path_factory.mktemp("zh") / "state", models_dir)
+    with local_client(create_app(settings), settings.data_dir) as client:
         make_collection(client, "zh", ZH_FILES)
         make_collection(client, "zh-inject", ZH_INJECT_FILES)
         make_collection(client, "facilities", FACILITIES_FILES)

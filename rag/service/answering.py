@@ -65,7 +65,11 @@ class QuestionService:
         question = req.question.strip()
         if not question:
             raise RagError("the question is empty", code="empty_question", status=422)
-        budget = Budget.from_settings(self.settings).merged(req.budget)
+        ceiling = Budget.from_settings(self.settings)
+        _refuse_above(req.budget or {}, ceiling.to_dict())
+        _refuse_above({k: v for k, v in (req.options or {}).items() if k == "max_answer_tokens"},
+                      {"max_answer_tokens": self.settings.max_answer_tokens})
+        budget = ceiling.merged(req.budget)
         options = AskOptions.from_settings(self.settings).merged(req.options)
         if self.generator is None:
             raise RagError("the generator is not loaded (RAG_LOAD_GENERATOR=false)", code="generator_unavailable", status=503)
@@ -117,11 +121,25 @@ class QuestionService:
     def trace(self, qid: str) -> dict:
         return ledger.get_trace(self.db.get(), qid)
 
-    def list(self, collection: str | None, since: str | None, limit: int) -> list[dict]:
-        return ledger.list_questions(self.db.get(), collection=collection, since=since, limit=limit)
+    def list(self, collection: str | None, since: str | None, limit: int, *, scope: list[str] | None = None) -> list[dict]:
+        """Newest first; `scope`: only these collections (None: all)."""
+        return ledger.list_questions(self.db.get(), collection=collection, since=since, limit=limit, collections=scope)
 
-    def usage(self, collection: str | None, group_by: str) -> list[dict]:
-        return ledger.usage(self.db.get(), collection=collection, group_by=group_by)
+    def usage(self, collection: str | None, group_by: str, *, scope: list[str] | None = None) -> list[dict]:
+        return ledger.usage(self.db.get(), collection=collection, group_by=group_by, collections=scope)
+
+    def collection_of(self, qid: str) -> str:
+        """The collection a question was asked of (404 `question_not_found` when there is none)."""
+        return ledger.collection_of(self.db.get(), qid)
+
+
+def _refuse_above(asked: dict, ceilings: dict) -> None:
+    """Server settings are ceilings: a request may lower a budget, never raise it."""
+    for name, limit in ceilings.items():
+        value = asked.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > limit:
+            raise RagError(f"{name} {value} is above this server's limit of {limit}", code="budget_above_limit",
+                           status=422)
 
 
 def recorded_trace(settings: Settings, qid: str) -> dict:

@@ -17,8 +17,10 @@ from rag.index.manager import IndexManager, OpenReport
 from rag.models.embedder import Embedder
 from rag.models.loader import ModelStatus, load_embedder, load_generator
 from rag.service.answering import QuestionService
+from rag.service.auth import KeyService
 from rag.service.collections import CollectionService
 from rag.service.ingesting import IngestService
+from rag.service.quotas import Quotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
 from rag.store import ThreadConnections, open_db
@@ -37,6 +39,8 @@ class Runtime:
     collections: CollectionService | None = None
     searcher: Searcher | None = None
     questions: QuestionService | None = None
+    keys: KeyService | None = None
+    quotas: Quotas | None = None
 
     def load_models(self, *, progress: bool = False) -> None:
         self.embedder, status = load_embedder(self.settings, progress=progress)
@@ -58,10 +62,17 @@ class Runtime:
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
         self.questions.recover()
+        self.keys = KeyService(self.settings, self.db)
+        if self.settings.auth == "on":
+            self.keys.bootstrap()
+        self.quotas = Quotas(self.settings)
         if worker:
             self.ingest.start()
 
-    def health(self) -> dict:
+    def health(self, *, detail: bool = True) -> dict:
+        """Status for anyone; versions, models and the queue only for a caller with a key."""
+        if not detail:
+            return {"status": "ok"}
         return {
             "status": "ok",
             "version": __version__,

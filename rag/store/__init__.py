@@ -12,6 +12,7 @@
     documents    documents and chunks; adding and deleting a document with all it owns
     vectors      chunk vectors, window vectors and cached lexical terms (indexes are rebuilt from them)
     ledger       questions and their model calls
+    keys         API keys (hashes only), roles and grants
     files        atomic, durable file writes (uploads, index snapshots, prepared models)
 
 Schema changes only through `rag.store.migrations.MIGRATIONS`.
@@ -46,6 +47,7 @@ from rag.store.documents import (
     list_documents,
 )
 from rag.store.jobs import FINISHED_JOB_STATUSES, JOB_STATUSES, create_job, fail_unfinished_jobs, get_job, list_jobs, update_job
+from rag.store.keys import find_key, get_key, has_active_admin, insert_key, list_keys, revoke_key
 from rag.store.migrations import migrate
 from rag.store.records import (
     AddedDocument,
@@ -60,6 +62,7 @@ from rag.store.records import (
     DocumentRecord,
     IndexState,
     JobRecord,
+    KeyRecord,
     NewDocument,
     VectorBatch,
 )
@@ -80,10 +83,11 @@ def open_db(path: str | Path) -> sqlite3.Connection:
 __all__ = [
     "COLLECTION_NAME_RE", "DEFAULT_COLLECTION", "FINISHED_JOB_STATUSES", "JOB_STATUSES",
     "AddedDocument", "CachedTerms", "CallSource", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
-    "DeletedCollection", "DeletedDocument", "DocumentRecord", "IndexState", "InvalidName", "JobRecord", "NewDocument",
+    "DeletedCollection", "DeletedDocument", "DocumentRecord", "IndexState", "InvalidName", "JobRecord", "KeyRecord", "NewDocument",
     "ThreadConnections", "VectorBatch",
     "add_document", "change_seq", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
-    "delete_document", "fail_unfinished_jobs", "find_document_by_sha", "get_chunks", "get_collection",
+    "delete_document", "fail_unfinished_jobs", "find_document_by_sha", "find_key", "get_key", "has_active_admin",
+    "insert_key", "list_keys", "revoke_key", "get_chunks", "get_collection",
     "get_document", "get_job", "index_state", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
     "list_documents", "list_jobs", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
     "update_job", "utcnow", "validate_collection_name", "window_vectors",

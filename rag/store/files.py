@@ -49,14 +49,15 @@ class PendingFile:
 
 
 @contextmanager
-def atomic_writer(directory: Path, prefix: str = "") -> Iterator[PendingFile]:
+def atomic_writer(directory: Path, prefix: str = "", *, mode: int = 0o666) -> Iterator[PendingFile]:
     """Yields a temp file in `directory`; the caller writes to `.file` and calls `.commit(final)`
     (the final name may depend on what was written). Without a commit, or on an error, the temp
-    file is removed."""
+    file is removed. `mode` (before the umask) is set at creation, so a secret is never readable
+    by others, not even for a moment."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{prefix}{uuid.uuid4().hex}.tmp"
-    fh = open(tmp, "wb")
+    fh = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb")
     pending = PendingFile(tmp, fh)
     try:
         yield pending
@@ -67,10 +68,10 @@ def atomic_writer(directory: Path, prefix: str = "") -> Iterator[PendingFile]:
             tmp.unlink(missing_ok=True)
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> Path:
     """Writes `data` as `path` durably (see the module doc)."""
     path = Path(path)
-    with atomic_writer(path.parent, path.name + ".") as pending:
+    with atomic_writer(path.parent, path.name + ".", mode=mode) as pending:
         pending.file.write(data)
         pending.commit(path)
     return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from rag.errors import NotFound
@@ -127,9 +128,20 @@ def get_trace(conn: sqlite3.Connection, qid: str) -> dict[str, Any]:
             "models": json.loads(row["models"]), "calls": calls(conn, qid), **trace}
 
 
+def _scope(sql: str, args: list, collections: Sequence[str] | None) -> tuple[str, list]:
+    if collections is None:
+        return sql, args
+    return sql + f" AND collection IN ({','.join('?' * len(collections)) or 'NULL'})", [*args, *collections]
+
+
+def collection_of(conn: sqlite3.Connection, qid: str) -> str:
+    return _row(conn, qid)["collection"]
+
+
 def list_questions(conn: sqlite3.Connection, *, collection: str | None = None, since: str | None = None,
-                   limit: int = 50) -> list[dict[str, Any]]:
-    sql, args = "SELECT * FROM questions WHERE 1=1", []
+                   limit: int = 50, collections: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Newest first; `collections`: only questions of these (None: every collection)."""
+    sql, args = _scope("SELECT * FROM questions WHERE 1=1", [], collections)
     if collection:
         sql, args = sql + " AND collection = ?", [*args, collection]
     if since:
@@ -138,7 +150,8 @@ def list_questions(conn: sqlite3.Connection, *, collection: str | None = None, s
     return [summary(r) for r in rows]
 
 
-def usage(conn: sqlite3.Connection, *, collection: str | None = None, group_by: str = "day") -> list[dict[str, Any]]:
+def usage(conn: sqlite3.Connection, *, collection: str | None = None, group_by: str = "day",
+          collections: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Questions, model calls and tokens per day (UTC), newest first."""
     if group_by != "day":
         from rag.errors import RagError
@@ -147,9 +160,9 @@ def usage(conn: sqlite3.Connection, *, collection: str | None = None, group_by: 
     sql = ("SELECT substr(created_at, 1, 10) AS day, count(*) AS questions, sum(model_calls) AS model_calls,"
            " sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,"
            " sum(cached_prompt_tokens) AS cached_prompt_tokens, sum(abstained) AS abstained,"
-           " sum(status = 'failed') AS failed FROM questions")
-    args: list = []
+           " sum(status = 'failed') AS failed FROM questions WHERE 1=1")
+    sql, args = _scope(sql, [], collections)
     if collection:
-        sql, args = sql + " WHERE collection = ?", [collection]
+        sql, args = sql + " AND collection = ?", [*args, collection]
     rows = conn.execute(sql + " GROUP BY day ORDER BY day DESC", args).fetchall()
     return [{k: (r[k] if r[k] is not None else 0) for k in r.keys()} for r in rows]

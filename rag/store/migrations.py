@@ -197,11 +197,29 @@ ALTER TABLE model_calls ADD COLUMN runtime TEXT NOT NULL DEFAULT '';
 """
 
 
+M005_API_KEYS = """
+-- API keys. Only a keyed hash of the secret is stored (HMAC-SHA256 with the install's auth secret,
+-- `<data_dir>/auth.secret`), never the key. grants: JSON {collection: role} with role read|write,
+-- or NULL for every collection; admin keys may do everything. A revoked key keeps its row
+-- (history: questions and usage stay attributable) and never authenticates again.
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL DEFAULT '',
+    role        TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')),
+    grants      TEXT,
+    secret_hash BLOB NOT NULL,
+    created_at  TEXT NOT NULL,
+    revoked_at  TEXT
+);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
     Migration(3, "m003_chunk_windows", M003_CHUNK_WINDOWS),
     Migration(4, "m004_call_runtime", M004_CALL_RUNTIME),
+    Migration(5, "m005_api_keys", M005_API_KEYS),
 ]
 
 

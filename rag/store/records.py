@@ -52,6 +52,17 @@ class CollectionRecord:
 
 
 @dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    name: str
+    role: str  # read | write | admin
+    grants: dict[str, str] | None  # collection -> read|write; None: every collection at `role`
+    secret_hash: bytes
+    created_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True)
 class IndexState:
     """A collection's identity and position in its change sequence, as its indexes see it."""
 

@@ -1,0 +1,28 @@
+"""API keys, for admin keys only: create (the key is shown once), list, revoke."""
+
+from fastapi import APIRouter, Depends, Request
+
+from api.schemas import KeyIn, KeyOut, KeysOut, NewKeyOut
+from api.security import principal
+from rag.service.auth import Principal
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+@router.post("", status_code=201, response_model=NewKeyOut)
+def create_key(body: KeyIn, request: Request, who: Principal = Depends(principal)) -> NewKeyOut:
+    who.require_admin()
+    new = request.app.state.runtime.keys.create(body.role, collections=body.collections, name=body.name)
+    return NewKeyOut(**KeyOut.model_validate(new.record).model_dump(), key=new.key)
+
+
+@router.get("", response_model=KeysOut)
+def list_keys(request: Request, who: Principal = Depends(principal)) -> KeysOut:
+    who.require_admin()
+    return KeysOut(keys=[KeyOut.model_validate(k) for k in request.app.state.runtime.keys.list()])
+
+
+@router.delete("/{key_id}", response_model=KeyOut)
+def revoke_key(key_id: str, request: Request, who: Principal = Depends(principal)) -> KeyOut:
+    who.require_admin()
+    return KeyOut.model_validate(request.app.state.runtime.keys.revoke(key_id))
