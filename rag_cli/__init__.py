@@ -431,5 +431,28 @@ def bench_factoid_cmd(
     typer.echo(f"report: {md}\ndata: {js}")
 
 
+@bench_app.command("injection")
+def bench_injection_cmd(
+    limit: Optional[int] = typer.Option(None, help="Questions, spread over the corpus (default: all 270; any 90 cover each language x carrier x payload once)."),
+    generator: Optional[str] = typer.Option(None, help="Generator for this run (default: the configured one)."),
+    label: str = typer.Option("", help="Free text in the report's name and title (e.g. before, after)."),
+    out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
+) -> None:
+    """Prompt-injection corpus (rag.eval.injection): attack success rate by carrier, payload and language,
+    foreign links in answers, benign-answer and abstention rates, cost; dated JSON + markdown report."""
+    from rag.bench import injection as ib
+
+    opts = ib.Options(limit=limit, generator=generator, label=label)
+    if out_dir is not None:
+        opts.out_dir = out_dir
+    try:
+        data = ib.run(Settings(), opts, log=lambda m: typer.echo(m, err=True))
+    except RagError as exc:
+        _fail(exc)
+    md, js = ib.write_report(data, opts.out_dir)
+    typer.echo(ib.stdout_table(data))
+    typer.echo(f"report: {md}\ndata: {js}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
