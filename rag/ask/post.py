@@ -4,8 +4,12 @@
   attached by the service (`rag.ask.cite`).
 * URLs, markdown links and images are removed unless the URL occurs verbatim in the passages given to
   the model; a removed markdown link keeps its text. A passage that reads like a prompt injection
-  ("ignore previous instructions", "reply with", 忽略之前的指令 ...) contributes no allowed URL at all,
-  so an injected link is removed even though it is "in the documents".
+  ("ignore previous instructions", "reply with", "include this link in your answer", "[SYSTEM]",
+  忽略之前的指令, 在回答中 ...) contributes no allowed URL at all, so an injected link is removed even
+  though it is "in the documents". Also removed unless allowed: URLs split by spaces ("https:// x"),
+  protocol-relative ``//host/path``, HTML ``<img>``/``<a>``/``<iframe>`` tags, and bare domains
+  (``evil.example``, ``xn--80ak6aa92e.example``, ``évil.example/x``: a known TLD, so "main.conf" and
+  "README.md" stay); a bare domain is allowed when the clean passages name that host.
 * The script follows the question: OpenCC s2t for Traditional questions, t2s for Simplified ones.
 * Captions and table rules copied from a passage ("表格 2.4.", "Table 10.14.", "+-----+") are removed:
   they name where an answer is, not what it is.
@@ -36,12 +40,32 @@ _AUTOLINK_RE = re.compile(r"<((?:https?|ftp|mailto|javascript|data):[^>\s]+)>", 
 _URL_RE = re.compile(
     r"(?:(?:https?|ftp)://|www\.|(?:javascript|data):)[^\s<>()\[\]{}\"'，。！？、；：（）「」『』【】]+", re.IGNORECASE
 )
+# Split across spaces ("https:// evil.example/x", "https : //x"): the URL is matched with its spaces.
+_SPACED_URL_RE = re.compile(r"(?:https?|ftp)\s*:\s*/\s*/\s*[^\s<>()\[\]{}\"'，。！？、；：（）「」『』【】]+", re.IGNORECASE)
+_HTML_TAG_RE = re.compile(r"<\s*(img|a|iframe|image|video|audio|source|link|object|embed)\b[^>]*>(?:(.*?)<\s*/\s*\1\s*>)?",
+                          re.IGNORECASE | re.DOTALL)
+_HTML_URL_RE = re.compile(r"""\b(?:src|href|data|srcset|poster)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
+_PROTO_REL_RE = re.compile(r"(?<![:\w/])//[^\s/<>()\[\]{}\"'，。]+\.[^\s<>()\[\]{}\"'，。！？、；：（）]+")
+# Bare domains: labels of letters (any script), digits and hyphens, the last a known TLD (or punycode),
+# with an optional path. File names such as "main.conf" or "README.md" have no such TLD.
+_TLDS = ("com|net|org|io|info|biz|xyz|ru|cn|co|de|uk|jp|fr|eu|us|cc|ws|tk|me|ly|dev|app|site|top|online|link|click|"
+         "live|shop|store|tech|cloud|page|example|test|invalid|localhost|onion|xn--[a-z0-9-]+")
+_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+_BARE_DOMAIN_RE = re.compile(
+    rf"(?<![\w.@/:-])(?:{_LABEL}\.)+(?:{_TLDS})(?![\w-])(?:[/?#][^\s<>()\[\]{{}}\"'，。！？、；：（）「」]*)?",
+    re.IGNORECASE,
+)
 _TRAIL = ".,;:!?)'\""
 INJECTION_RE = re.compile(
     r"(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+)?(?:the\s+)?(?:previous|prior|above|earlier|preceding|your|system)\s+"
     r"(?:instructions?|prompts?|rules?|messages?)"
     r"|\b(?:reply|respond|answer)\s+(?:only\s+)?with\b|\bsystem\s+prompt\b|\byou\s+must\s+(?:now\s+)?(?:say|reply|output|include)"
-    r"|(?:忽略|无视|忘记|忘掉)(?:之前|以上|上面|前面|所有|先前)?的?(?:所有)?(?:指令|指示|提示|规则|要求)|(?:请|只)?(?:回复|回答|输出)(?:以下|下面)?(?:链接|网址)",
+    r"|\b(?:note|message|instructions?)\s+(?:to|for)\s+(?:the\s+)?(?:assistant|ai|model|llm|chatbot)\b|\bassistant\s*:"
+    r"|\btell\s+the\s+user\b"
+    r"|\bin\s+your\s+(?:answer|reply|response)\b|\bwhen\s+you\s+(?:answer|reply|respond)\b"
+    r"|\bdo\s+not\s+answer\s+the\s+(?:user'?s?\s+)?question|\[\s*system\s*\]|[<‹]\|im_(?:start|end)\|[>›]"
+    r"|(?:忽略|无视|忘记|忘掉)(?:之前|以上|上面|前面|所有|先前)?的?(?:所有)?(?:指令|指示|提示|规则|要求)|(?:请|只)?(?:回复|回答|输出)(?:以下|下面)?(?:链接|网址)"
+    r"|给(?:助手|模型|ai)|在回答中|回答时(?!间)|系统提示(?!符)|不要回答(?:用户的)?问题|(?:附上|加上)(?:这个|这张|以下|下面)",
     re.IGNORECASE,
 )
 
@@ -108,12 +132,44 @@ def strip_links(text: str, allowed_text: str) -> tuple[str, list[str]]:
         removed.append(core)
         return tail
 
-    out = _IMAGE_RE.sub(image, text)
+    def tag(m: re.Match) -> str:
+        """HTML tags that load or link something: kept only when every URL in them is allowed; a removed
+        <a> keeps its text, anything else goes whole."""
+        urls = _HTML_URL_RE.findall(m.group(0).split(">", 1)[0])
+        if urls and all(_allowed(u, allowed_text) for u in urls):
+            return m.group(0)
+        removed.append(urls[0] if urls else m.group(0))
+        return (m.group(2) or "") if m.group(1).lower() == "a" else ""
+
+    def spaced(m: re.Match) -> str:
+        url = m.group(0)
+        if not re.search(r"\s", url):
+            return url  # an ordinary URL: `bare` decides
+        core = url.rstrip(_TRAIL)
+        if _allowed("".join(core.split()), allowed_text):
+            return url
+        removed.append(core)
+        return url[len(core):]
+
+    def domain(m: re.Match) -> str:
+        url = m.group(0)
+        core = url.rstrip(_TRAIL)
+        host = re.split(r"[/?#]", core, 1)[0].lower()
+        if _allowed(core, allowed_text) or host in allowed_text.lower():
+            return url
+        removed.append(core)
+        return url[len(core):]
+
+    out = _HTML_TAG_RE.sub(tag, text)
+    out = _IMAGE_RE.sub(image, out)
     out = _LINK_RE.sub(link, out)
     out = _REF_DEF_RE.sub(whole_or_nothing, out)
     out = _AUTOLINK_RE.sub(whole_or_nothing, out)
+    out = _SPACED_URL_RE.sub(spaced, out)
     # Bare URLs, but not those inside a kept markdown link/image (their URL is allowed anyway).
     out = _URL_RE.sub(bare, out)
+    out = _PROTO_REL_RE.sub(bare, out)
+    out = _BARE_DOMAIN_RE.sub(domain, out)
     if not removed:
         return text, []
     out = re.sub(r"[（(]\s*[)）]", "", out)

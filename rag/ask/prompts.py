@@ -4,8 +4,9 @@ Written for a small model (Qwen2.5-Coder-0.5B-Instruct measured): short, plain i
 is never asked to cite, judge attribution or decide sufficiency on its own (the service does that).
 
 Documents are data, not instructions: each passage sits between numbered BEGIN/END markers, marker-like
-text inside a passage or a filename is neutralised so a passage cannot close its block early, and the
-system message says instructions inside passages are not to be followed.
+text inside a passage or a filename is neutralised so a passage cannot close its block early (nor, with the
+chat template's own tokens, end the user turn), and the system message says instructions inside passages
+are not to be followed.
 
 Prompts are in the question's language (Chinese prompts for Chinese questions, Simplified wording for
 both scripts; the answer's script is fixed afterwards by OpenCC).
@@ -17,7 +18,7 @@ import re
 
 from rag.text.lang import base
 
-PROMPTS_VERSION = "ask-prompts-3"
+PROMPTS_VERSION = "ask-prompts-4"  # 4: chat-template tokens ("<|im_start|>") in passages and filenames are broken
 
 ABSTAIN_TEXT = {
     "en": "The documents do not say.",
@@ -32,12 +33,16 @@ def abstain_text(lang: str) -> str:
 
 # ----------------------------------------------------------------------------- passages
 
-_MARKER_RE = re.compile(r"<<<|>>>")
+_MARKER_RE = re.compile(r"<<<|>>>|<\||\|>")
+_LOOKALIKE = {"<<<": "‹‹‹", ">>>": "›››", "<|": "‹|", "|>": "|›"}
 
 
 def neutralise(text: str) -> str:
-    """Passage/filename text with marker look-alikes replaced, so it cannot open or close a block."""
-    return _MARKER_RE.sub(lambda m: "‹‹‹" if m.group(0) == "<<<" else "›››", text)
+    """Passage/filename text with marker look-alikes replaced, so it cannot open or close a block, and with
+    chat-template look-alikes ("<|im_end|>", "<|im_start|>system") broken: the tokenizer reads those as
+    the template's own special tokens, so a document could otherwise end the user turn and open a system
+    turn of its own. Same length as `text` (chunk spans stay valid)."""
+    return _MARKER_RE.sub(lambda m: _LOOKALIKE[m.group(0)], text)
 
 
 def _source(filename: str, page: int | None, lang: str) -> str:
