@@ -12,7 +12,8 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 @router.post("", status_code=201, response_model=NewKeyOut)
 def create_key(body: KeyIn, request: Request, who: Principal = Depends(principal)) -> NewKeyOut:
     who.require_admin()
-    new = request.app.state.runtime.keys.create(body.role, collections=body.collections, name=body.name)
+    new = request.app.state.runtime.keys.create(body.role, collections=body.collections, grants=body.grants,
+                                                 name=body.name)
     return NewKeyOut(**KeyOut.model_validate(new.record).model_dump(), key=new.key)
 
 

@@ -6,7 +6,7 @@ these models, so what a client sees is declared here and in the OpenAPI, nowhere
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -219,6 +219,8 @@ class KeyIn(BaseModel):
     role: str = Field(..., pattern="^(read|write|admin)$")
     collections: list[str] | None = Field(None, max_length=1000, description="Collections the role applies to; "
                                           "omitted: every collection (ignored for admin).")
+    grants: dict[str, Literal["read", "write"]] | None = Field(None, max_length=1000, description="A role per "
+                                                              "collection instead of `collections`, e.g. {\"manuals\": \"write\", \"faq\": \"read\"}.")
     name: str = Field("", max_length=200)
 
 

@@ -190,7 +190,7 @@ def replay(
 @keys_app.command("create")
 def keys_create(
     role: str = typer.Option(..., "--role", help="read (search, ask, read), write (plus upload/delete documents) or admin (everything)."),
-    collection: Optional[list[str]] = typer.Option(None, "--collection", "-c", help="A collection the role applies to (repeatable); none: every collection."),
+    collection: Optional[list[str]] = typer.Option(None, "--collection", "-c", help="A collection the role applies to (repeatable; NAME:read or NAME:write gives that collection its own role); none: every collection."),
     name: str = typer.Option("", "--name", help="A label, e.g. who holds the key."),
     data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR)."),
 ) -> None:
@@ -198,7 +198,8 @@ def keys_create(
     from rag.service.auth import open_keys
 
     try:
-        new = open_keys(_settings(data_dir)).create(role, collections=collection or None, name=name)
+        grants = {c.rpartition(":")[0] or c: c.rpartition(":")[2] if ":" in c else role for c in collection or []}
+        new = open_keys(_settings(data_dir)).create(role, grants=grants or None, name=name)
     except RagError as exc:
         _fail(exc)
     typer.echo(new.key)

@@ -97,6 +97,21 @@ def test_roles_per_collection(secured):
     assert client.get("/v1/keys", headers=_as(client, writer)).status_code == 403
 
 
+def test_a_key_can_hold_a_different_role_on_each_collection(secured):
+    client, _ = secured
+    r = client.post("/v1/keys", json={"role": "write", "grants": {"alpha": "write", "beta": "read"}})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+    assert r.json()["grants"] == {"alpha": "write", "beta": "read"}
+    upload = [("files", ("mixed.txt", b"a document for mixed grants", "text/plain"))]
+    assert client.post("/v1/collections/beta/documents", files=upload, headers=_as(client, key)).status_code == 403
+    r = client.post("/v1/collections/alpha/documents", files=upload, headers=_as(client, key))
+    assert r.status_code == 202, r.text
+    assert wait_job(client, r.json()["jobs"][0]["id"])["status"] == "done"
+    r = client.post("/v1/keys", json={"role": "read", "grants": {"alpha": "admin"}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
 def test_keys_are_shown_once_listed_without_secrets_and_revocable(secured):
     client, _ = secured
     r = client.post("/v1/keys", json={"role": "read", "name": "temp"})
@@ -214,6 +229,10 @@ def test_cli_keys_create_list_revoke(tmp_path, models_dir):
     app, settings = _app(tmp_path, models_dir)
     with local_client(app, settings.data_dir) as client:
         key = _key_via_cli(settings, "read", "default")
+        mixed = _key_via_cli(settings, "read", "default:write")
+        r = client.post("/v1/collections/default/documents", files=[("files", ("m.txt", b"mixed role text", "text/plain"))],
+                        headers=_as(client, mixed))
+        assert r.status_code == 202, r.text
         assert client.get("/v1/collections/default/documents", headers=_as(client, key)).status_code == 200
         env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir)}
         listed = subprocess.run([sys.executable, "-m", "rag_cli", "keys", "list"], env=env, capture_output=True,

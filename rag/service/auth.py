@@ -119,6 +119,8 @@ class KeyService:
             if r not in ("read", "write"):
                 raise RagError("a grant's role is read or write (admin keys hold every collection)",
                                code="invalid_role", status=422)
+        if grants:
+            role = "write" if "write" in grants.values() else "read"  # the key's highest role, for listings
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         record = store.insert_key(self.db.get(), key_id, name=name[:200], role=role, grants=grants,
                                   secret_hash=self._hash(secret))
