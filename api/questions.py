@@ -7,8 +7,12 @@ import queue
 import threading
 import uuid
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+
+from pydantic import BaseModel, Field
 
 from api.schemas import QuestionIn
 from api.security import principal
@@ -16,6 +20,7 @@ from rag.errors import NotFound, RagError
 from rag.service.answering import AskRequest, PreparedQuestion, QuestionService
 from rag.service.auth import Principal
 from rag.service.quotas import Quotas
+from rag.service.replay import replay
 
 router = APIRouter(tags=["questions"])
 
@@ -105,6 +110,41 @@ def get_question(qid: str, request: Request, who: Principal = Depends(principal)
 @router.get("/v1/questions/{qid}/trace")
 def get_trace(qid: str, request: Request, who: Principal = Depends(principal)) -> dict:
     return _readable_question(request, who, qid).trace(qid)
+
+
+class ChangeOut(BaseModel):
+    aspect: str = Field(description="answer, abstained, stopped_by, citations (chunk ids per citation), queries, "
+                                    "candidates (fused chunk ids per round), context (chunk ids per passage), "
+                                    "model_calls, prompt_tokens or completion_tokens.")
+    changed: bool
+    before: Any
+    after: Any
+
+
+class ReplayOut(BaseModel):
+    id: str = Field(description="The replay's own question id (its trace is at /v1/questions/{id}/trace).")
+    replayed_from: str
+    identical: bool
+    note: str | None = Field(description="Set when the configured models or options differ from the recorded ones.")
+    changes: list[ChangeOut] = Field(description="Every compared aspect, changed or not.")
+
+
+@router.post("/v1/questions/{qid}/replay", response_model=ReplayOut)
+def replay_question(qid: str, request: Request, who: Principal = Depends(principal)) -> ReplayOut:
+    """Re-runs a recorded question with its recorded budget and options (as `rag replay` does) and
+    compares the outcome, queries, candidates, context and cost with the recording."""
+    service = _readable_question(request, who, qid)
+    runtime = request.app.state.runtime
+    runtime.quotas.check_calls(who.key_id)
+    runtime.quotas.start_question(who.key_id)
+    try:
+        done = replay(service, runtime.settings, qid)
+    finally:
+        runtime.quotas.end_question(who.key_id)
+    runtime.quotas.spent_calls(who.key_id, done.model_calls)
+    return ReplayOut(id=done.id, replayed_from=done.replayed_from, identical=done.identical, note=done.note,
+                     changes=[ChangeOut(aspect=c.aspect, changed=c.changed, before=c.before, after=c.after)
+                              for c in done.changes])
 
 
 @router.get("/v1/questions")

@@ -178,11 +178,12 @@ def replay(
         runtime.close()
     if done.note:
         typer.echo(f"note: {done.note}")
-    if not done.diffs:
-        typer.echo(f"replay {done.id}: identical (answer, citations, queries, calls, tokens)")
+    if done.identical:
+        typer.echo(f"replay {done.id}: identical (answer, citations, queries, candidates, context, calls, tokens)")
         return
-    typer.echo(f"replay {done.id}: {len(done.diffs)} difference(s)")
-    for d in done.diffs:
+    diffs = done.lines()
+    typer.echo(f"replay {done.id}: {len(diffs)} difference(s)")
+    for d in diffs:
         typer.echo("  - " + d)
     raise typer.Exit(1)
 

@@ -464,4 +464,4 @@ def test_cli_ask_trace_and_replay(tmp_path, models_dir):
         assert re.search(r"model_call\s+#1 answer · \d+ prompt \+ \d+ completion tokens", trace_out)
 
     replay_out = rag("replay", qid)
-    assert re.search(r"replay [0-9a-f]{32}: identical \(answer, citations, queries, calls, tokens\)", replay_out), replay_out
+    assert re.search(r"replay [0-9a-f]{32}: identical \(answer, citations, queries, candidates, context, calls, tokens\)", replay_out), replay_out

@@ -1,19 +1,52 @@
-"""Replaying a recorded question and comparing it with its recording: what a user needs to trust a trace."""
+"""Replaying a recorded question and comparing it with its recording: what a user needs to trust a trace.
+
+The comparison is structured (one `Change` per aspect, before and after), so the CLI, the HTTP API
+and the console show the same thing; `Replay.lines()` is its one-line-per-difference rendering.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 from rag.ask import AskOptions, Thresholds
 from rag.service.answering import AskRequest, QuestionService
 from rag.settings import Settings
 
+# What a replay compares, in the order a reader checks it: the outcome, then how it was reached, then its cost.
+ASPECTS = ("answer", "abstained", "stopped_by", "citations", "queries", "candidates", "context",
+           "model_calls", "prompt_tokens", "completion_tokens")
+
+
+@dataclass(frozen=True)
+class Change:
+    aspect: str  # one of ASPECTS
+    before: Any
+    after: Any
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
 
 @dataclass(frozen=True)
 class Replay:
     id: str  # the new question's id
-    diffs: list[str]  # empty when answer, citations, queries, context and cost are identical
-    note: str | None  # set when the configured models differ from the recorded ones
+    replayed_from: str
+    changes: list[Change]  # every aspect, changed or not, in ASPECTS order
+    note: str | None  # set when the configured models or options differ from the recorded ones
+
+    @property
+    def identical(self) -> bool:
+        return not any(c.changed for c in self.changes)
+
+    @property
+    def model_calls(self) -> int:
+        """Calls the replay itself made (charged to the caller's quota)."""
+        return next((c.after or 0) for c in self.changes if c.aspect == "model_calls")
+
+    def lines(self) -> list[str]:
+        return [f"{c.aspect}: {c.before!r} -> {c.after!r}" for c in self.changes if c.changed]
 
 
 def replay(questions: QuestionService, settings: Settings, question_id: str) -> Replay:
@@ -29,7 +62,7 @@ def replay(questions: QuestionService, settings: Settings, question_id: str) -> 
         notes.append(f"recorded options this version no longer has: {', '.join(dropped)}")
     new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], options))
     note = "; ".join(notes) or None
-    return Replay(new["id"], compare(before, old, new, questions.trace(new["id"])), note)
+    return Replay(new["id"], question_id, compare(before, old, new, questions.trace(new["id"])), note)
 
 
 def known_options(recorded: dict) -> tuple[dict, list[str]]:
@@ -46,30 +79,25 @@ def known_options(recorded: dict) -> tuple[dict, list[str]]:
     return options, dropped
 
 
-def _queries(trace: dict) -> list[str]:
-    return [e["query"] for e in trace.get("events", []) if e.get("type") == "query"]
+def _aspects(result: dict, trace: dict) -> dict[str, Any]:
+    """The comparable view of one run. Candidates are each round's fused ranking (chunk ids);
+    context is the chunk ids of each passage given to the answering call."""
+    events = trace.get("events", [])
+    usage = result.get("usage", {})
+    return {
+        "answer": result.get("answer"),
+        "abstained": result.get("abstained"),
+        "stopped_by": result.get("stopped_by"),
+        "citations": [list(c.get("chunk_ids", [])) for c in result.get("citations", [])],
+        "queries": [e["query"] for e in events if e.get("type") == "query"],
+        "candidates": [[c["chunk_id"] for c in e.get("candidates", [])] for e in events if e.get("type") == "fused"],
+        "context": [list(p.get("chunk_ids", [])) for p in trace.get("context", [])],
+        "model_calls": usage.get("model_calls"),
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "completion_tokens": usage.get("completion_tokens"),
+    }
 
 
-def _context(trace: dict) -> list[list[int]]:
-    return [list(p.get("chunk_ids", [])) for p in trace.get("context", [])]
-
-
-def compare(old_result: dict, old_trace: dict, new_result: dict, new_trace: dict) -> list[str]:
-    """Differences in answer, abstention, stop reason, citations, queries, context and cost."""
-    diffs = []
-    for key in ("answer", "abstained", "stopped_by"):
-        if old_result.get(key) != new_result.get(key):
-            diffs.append(f"{key}: {old_result.get(key)!r} -> {new_result.get(key)!r}")
-    old_c = [c["chunk_ids"] for c in old_result.get("citations", [])]
-    new_c = [c["chunk_ids"] for c in new_result.get("citations", [])]
-    if old_c != new_c:
-        diffs.append(f"citations: {old_c} -> {new_c}")
-    if _queries(old_trace) != _queries(new_trace):
-        diffs.append(f"queries: {_queries(old_trace)} -> {_queries(new_trace)}")
-    if _context(old_trace) != _context(new_trace):
-        diffs.append(f"context chunks: {_context(old_trace)} -> {_context(new_trace)}")
-    for key in ("model_calls", "prompt_tokens", "completion_tokens"):
-        a, b = old_result.get("usage", {}).get(key), new_result.get("usage", {}).get(key)
-        if a != b:
-            diffs.append(f"{key}: {a} -> {b}")
-    return diffs
+def compare(old_result: dict, old_trace: dict, new_result: dict, new_trace: dict) -> list[Change]:
+    a, b = _aspects(old_result, old_trace), _aspects(new_result, new_trace)
+    return [Change(k, a[k], b[k]) for k in ASPECTS]
