@@ -52,6 +52,8 @@ class DocumentOut(_FromRecord):
     page_count: int
     title: str | None
     encoding: str | None
+    language: str | None = Field(description="zh-Hans, zh-Hant or en, detected at ingestion; null for documents "
+                                             "stored before detection existed.")
     chunk_count: int
     created_at: str
     status: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sqlite3
 import threading
@@ -138,6 +139,31 @@ def test_concurrent_migrate_is_safe(db_path):
     assert errors == []
     c = connect(db_path)
     assert [r.name for r in store.list_collections(c)] == ["default"]
+    c.close()
+
+
+def test_v5_database_upgrades_to_document_language(db_path, monkeypatch):
+    """A database written by the code before m006: its documents read language None after the
+    upgrade, nothing else changes, and new documents store their language."""
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
+    c = open_db(db_path)
+    assert migrations.current_version(c) == 5
+    assert "language" not in {r["name"] for r in c.execute("PRAGMA table_info(documents)")}
+    c.execute("INSERT INTO documents (collection, filename, format, sha256, size_bytes, page_count, title, encoding,"
+              " chunk_count, created_at) VALUES ('default', 'old.txt', 'text', ?, 3, 1, 'old', 'utf-8', 0, ?)",
+              (sha("old"), store.utcnow()))
+    c.close()
+    monkeypatch.undo()
+
+    c = open_db(db_path)
+    assert migrations.current_version(c) == migrations.latest_version() >= 6
+    assert (6, "m006_document_language") in [tuple(r) for r in c.execute("SELECT version, name FROM schema_migrations")]
+    (old,) = store.list_documents(c, "default")
+    assert (old.filename, old.sha256, old.encoding, old.language) == ("old.txt", sha("old"), "utf-8", None)
+    new = store.add_document(c, "default", dataclasses.replace(meta("new"), language="zh-Hant"), drafts(["一", "二"]),
+                             vectors(2), embed_model=MODEL).document
+    assert new.language == "zh-Hant" and store.get_document(c, new.id).language == "zh-Hant"
+    assert integrity_check(c) == []
     c.close()
 
 

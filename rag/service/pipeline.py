@@ -23,6 +23,7 @@ from rag.index.manager import IndexManager
 from rag.index.windows import pooled
 from rag.models.embedder import Embedder
 from rag.settings import Settings
+from rag.text.lang import Language, detect_language
 
 ProgressFn = Callable[[dict], None]
 
@@ -45,6 +46,20 @@ class Outcome:
     chunks: int
     tokens: int
     times: StageTimes = field(default_factory=StageTimes)
+
+
+LANGUAGE_SAMPLE_CHARS = 20_000  # what language detection reads of a document, however large it is
+LANGUAGE_SAMPLE_PIECES = 40
+
+
+def document_language(texts: list[str], max_chars: int = LANGUAGE_SAMPLE_CHARS) -> Language:
+    """The language of a document from its chunk texts: at most `LANGUAGE_SAMPLE_PIECES` chunks,
+    evenly spaced from the first to the last, each cut to an equal share of `max_chars`."""
+    n = len(texts)
+    k = min(n, LANGUAGE_SAMPLE_PIECES)
+    picked = sorted({j * (n - 1) // max(1, k - 1) for j in range(k)})
+    share = max_chars // max(1, k)
+    return detect_language("\n".join(texts[i][:share] for i in picked)[:max_chars])
 
 
 def effective_chunk_cap(settings: Settings, embedder: Embedder) -> int:
@@ -83,7 +98,8 @@ class Pipeline:
         progress({"stage": "indexing", "pages": doc.page_count, "chunks": len(chunks)})
         t0 = time.monotonic()
         meta = store.NewDocument(filename=filename, format=doc.format, sha256=sha, size_bytes=len(data),
-                                page_count=doc.page_count, title=doc.title, encoding=doc.encoding)
+                                page_count=doc.page_count, title=doc.title, encoding=doc.encoding,
+                                language=document_language([c.text for c in chunks]))
         added = self.index.add_document(conn, collection, meta, chunks, vectors, job_id,
                                         embed_model=self.embedder.model_id, windows=windows)
         times.store_s = time.monotonic() - t0

@@ -41,6 +41,7 @@ def _document(row: sqlite3.Row) -> DocumentRecord:
         chunk_count=row["chunk_count"],
         created_at=row["created_at"],
         status=row["status"],
+        language=row["language"],
     )
 
 
@@ -163,7 +164,7 @@ def add_document(
         now = utcnow()
         cur = conn.execute(
             "INSERT INTO documents (collection, filename, format, sha256, size_bytes, page_count, title,"
-            " encoding, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " encoding, language, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 collection,
                 meta.filename,
@@ -173,6 +174,7 @@ def add_document(
                 int(meta.page_count or 0),
                 meta.title,
                 meta.encoding,
+                meta.language,
                 len(drafts),
                 now,
             ),

@@ -214,12 +214,20 @@ CREATE TABLE api_keys (
 """
 
 
+M006_DOCUMENT_LANGUAGE = """
+-- The language of a document's text (rag.text.lang: zh-Hans | zh-Hant | en), detected at ingestion
+-- over an evenly spaced sample of its chunks. NULL for documents stored before this migration.
+ALTER TABLE documents ADD COLUMN language TEXT;
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
     Migration(3, "m003_chunk_windows", M003_CHUNK_WINDOWS),
     Migration(4, "m004_call_runtime", M004_CALL_RUNTIME),
     Migration(5, "m005_api_keys", M005_API_KEYS),
+    Migration(6, "m006_document_language", M006_DOCUMENT_LANGUAGE),
 ]
 
 

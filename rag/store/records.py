@@ -82,6 +82,7 @@ class NewDocument:
     page_count: int = 0
     title: str | None = None
     encoding: str | None = None
+    language: str | None = None  # zh-Hans | zh-Hant | en (rag.text.lang)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class DocumentRecord:
     chunk_count: int
     created_at: str
     status: str
+    language: str | None = None  # zh-Hans | zh-Hant | en; None for documents stored before it was detected
 
 
 @dataclass(frozen=True)
