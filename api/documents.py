@@ -1,10 +1,10 @@
 """Uploads, documents and chunks. Upload checks that need no parsing happen here, before a job exists."""
 
-from fastapi import APIRouter, Depends, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, UploadFile
 from starlette.exceptions import HTTPException
 
 from api.security import principal
-from api.schemas import ChunkOut, ChunksOut, DocumentDetailOut, DocumentOut, DocumentsOut, JobsOut, SearchIn, SearchOut
+from api.schemas import ChunkContextOut, ChunkOut, ChunksOut, DocumentDetailOut, DocumentOut, DocumentsOut, JobsOut, SearchIn, SearchOut
 from ingest import errors
 from ingest.uploads import Upload
 from rag.errors import IngestError
@@ -80,6 +80,15 @@ def list_chunks(name: str, document_id: int, request: Request, who: Principal = 
     who.require(name)
     chunks = request.app.state.runtime.collections.list_chunks(name, document_id)
     return ChunksOut(chunks=[ChunkOut.model_validate(c) for c in chunks])
+
+
+@router.get("/chunks/{chunk_id}", response_model=ChunkContextOut)
+def get_chunk(name: str, request: Request, chunk_id: int = Path(..., ge=1, le=2**63 - 1),
+              neighbours: int = Query(1, ge=0, le=5, description="Chunks of the same document on each side."),
+              who: Principal = Depends(principal)) -> ChunkContextOut:
+    """A chunk with its neighbours in its document, and the document: a citation shown in context."""
+    who.require(name)
+    return ChunkContextOut.model_validate(request.app.state.runtime.collections.chunk_context(name, chunk_id, neighbours))
 
 
 @router.delete("/documents/{document_id}", status_code=204)

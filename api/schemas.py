@@ -86,6 +86,17 @@ class ChunksOut(BaseModel):
     chunks: list[ChunkOut]
 
 
+class ChunkContextOut(_FromRecord):
+    """A chunk in context (`GET /v1/collections/{name}/chunks/{chunk_id}`)."""
+
+    chunk: ChunkOut
+    before: list[ChunkOut] = Field(description="Up to `neighbours` chunks of the same document before it, "
+                                               "in reading order (the nearest last).")
+    after: list[ChunkOut] = Field(description="Up to `neighbours` chunks of the same document after it, "
+                                              "in reading order (the nearest first).")
+    document: DocumentOut
+
+
 # ------------------------------------------------------------------ jobs
 
 

@@ -30,6 +30,7 @@ SENT = {"n": 0}
 class World:
     client: object
     docs: dict[str, int]  # collection -> a document id
+    chunks: dict[str, int]  # collection -> a chunk id (of that document)
     jobs: dict[str, str]
     questions: dict[str, str]
     keys: list[tuple[str, str, dict | None]]  # (key, role, grants or None for every collection)
@@ -78,7 +79,9 @@ def world(tmp_path_factory, models_dir):
             r = client.post("/v1/keys", json=body)
             assert r.status_code == 201, r.text
             keys.append((r.json()["key"], role, None if every else {c: role for c in chosen}))
-        yield World(client, docs, jobs, questions, keys)
+        chunks = {c: client.get(f"/v1/collections/{c}/documents/{docs[c]}/chunks").json()["chunks"][0]["id"]
+                  for c in COLLECTIONS}
+        yield World(client, docs, chunks, jobs, questions, keys)
     assert SENT["n"] >= 10_000, f"only {SENT['n']} requests were generated"
 
 
@@ -89,14 +92,15 @@ def _role(grants: dict | None, role: str, collection: str) -> str | None:
 
 
 RANK = {None: 0, "read": 1, "write": 2, "admin": 3}
-ENDPOINTS = ["list_collections", "list_documents", "get_document", "chunks", "search", "ask", "job", "question",
-             "trace", "list_questions", "usage", "delete_document", "delete_collection", "upload"]
+ENDPOINTS = ["list_collections", "list_documents", "get_document", "chunks", "chunk", "search", "ask", "job",
+             "question", "trace", "list_questions", "usage", "delete_document", "delete_collection", "upload"]
 TARGETS = COLLECTIONS + ["ghost"]  # ghost: a collection that never existed
 
 
 def _request(w: World, endpoint: str, target: str):
     """(method, url, kwargs, needed role, not-found code) for `endpoint` aimed at `target`'s object."""
     doc = w.docs.get(target, 987654)
+    chunk = w.chunks.get(target, 987654)
     job = w.jobs.get(target, uuid.uuid4().hex)
     qid = w.questions.get(target, uuid.uuid4().hex)
     return {
@@ -104,6 +108,8 @@ def _request(w: World, endpoint: str, target: str):
         "list_documents": ("GET", f"/v1/collections/{target}/documents", {}, "read", "collection_not_found"),
         "get_document": ("GET", f"/v1/collections/{target}/documents/{doc}", {}, "read", "collection_not_found"),
         "chunks": ("GET", f"/v1/collections/{target}/documents/{doc}/chunks", {}, "read", "collection_not_found"),
+        "chunk": ("GET", f"/v1/collections/{target}/chunks/{chunk}", {"params": {"neighbours": 5}}, "read",
+                  "collection_not_found"),
         "search": ("POST", f"/v1/collections/{target}/search", {"json": {"query": "secret", "k": 5}}, "read",
                    "collection_not_found"),
         "ask": ("POST", f"/v1/collections/{target}/questions", {"json": {"question": "what is the secret?"}}, "read",

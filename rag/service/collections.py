@@ -61,6 +61,12 @@ class CollectionService:
         self._document(conn, collection, document_id)
         return store.list_chunks(conn, document_id)
 
+    def chunk_context(self, collection: str, chunk_id: int, neighbours: int = 1) -> store.ChunkContext:
+        """A chunk with `neighbours` chunks of its document on each side (a citation shown in context)."""
+        conn = self.db.get()
+        store.get_collection(conn, collection)
+        return store.chunk_context(conn, chunk_id, collection=collection, neighbours=neighbours)
+
     def delete_document(self, collection: str, document_id: int) -> None:
         conn = self.db.get()
         self._document(conn, collection, document_id)

@@ -38,6 +38,7 @@ from rag.store.collections import (
 from rag.store.db import ThreadConnections, connect, integrity_check, transaction, utcnow
 from rag.store.documents import (
     add_document,
+    chunk_context,
     chunk_ids,
     delete_document,
     find_document_by_sha,
@@ -53,6 +54,7 @@ from rag.store.records import (
     AddedDocument,
     CachedTerms,
     CallSource,
+    ChunkContext,
     ChunkRecord,
     ChunkSource,
     ChunkWindows,
@@ -82,10 +84,10 @@ def open_db(path: str | Path) -> sqlite3.Connection:
 
 __all__ = [
     "COLLECTION_NAME_RE", "DEFAULT_COLLECTION", "FINISHED_JOB_STATUSES", "JOB_STATUSES",
-    "AddedDocument", "CachedTerms", "CallSource", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
+    "AddedDocument", "CachedTerms", "CallSource", "ChunkContext", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
     "DeletedCollection", "DeletedDocument", "DocumentRecord", "IndexState", "InvalidName", "JobRecord", "KeyRecord", "NewDocument",
     "ThreadConnections", "VectorBatch",
-    "add_document", "change_seq", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
+    "add_document", "change_seq", "chunk_context", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
     "delete_document", "fail_unfinished_jobs", "find_document_by_sha", "find_key", "get_key", "has_active_admin",
     "insert_key", "list_keys", "revoke_key", "get_chunks", "get_collection",
     "get_document", "get_job", "index_state", "integrity_check", "iter_vectors", "list_chunks", "list_collections",

@@ -20,7 +20,7 @@ from rag.errors import Conflict, IngestError, NotFound
 from rag.store.collections import bump_seq, change_seq
 from rag.store.db import in_batches, transaction, utcnow
 from rag.store.jobs import FINISHED_JOB_STATUSES, finish_job, get_job
-from rag.store.records import AddedDocument, ChunkRecord, ChunkSource, ChunkWindows, DeletedDocument, DocumentRecord, NewDocument
+from rag.store.records import AddedDocument, ChunkContext, ChunkRecord, ChunkSource, ChunkWindows, DeletedDocument, DocumentRecord, NewDocument
 from rag.store.vectors import insert_vectors, insert_windows, save_chunk_terms, validated_vectors
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -257,6 +257,27 @@ def get_chunks(conn: sqlite3.Connection, ids: Iterable[int]) -> list[ChunkRecord
         for r in conn.execute(sql, tuple(batch)):
             found[r["id"]] = _chunk(r)
     return [found[i] for i in wanted if i in found]
+
+
+def chunk_context(conn: sqlite3.Connection, chunk_id: int, *, collection: str, neighbours: int) -> ChunkContext:
+    """A chunk of `collection` with up to `neighbours` chunks of its document on each side, read in one
+    snapshot. Raises `NotFound` (code `chunk_not_found`) when the chunk is absent or in another collection."""
+    n = max(0, int(neighbours))
+    with transaction(conn, immediate=False):
+        row = conn.execute("SELECT * FROM chunks WHERE id = ?", (int(chunk_id),)).fetchone()
+        if row is None or row["collection"] != collection:
+            raise NotFound(f"chunk {chunk_id} does not exist", code="chunk_not_found")
+        chunk = _chunk(row)
+        before = conn.execute(
+            "SELECT * FROM chunks WHERE document_id = ? AND ordinal < ? ORDER BY ordinal DESC LIMIT ?",
+            (chunk.document_id, chunk.ordinal, n),
+        ).fetchall()
+        after = conn.execute(
+            "SELECT * FROM chunks WHERE document_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?",
+            (chunk.document_id, chunk.ordinal, n),
+        ).fetchall()
+        return ChunkContext(chunk, tuple(_chunk(r) for r in reversed(before)), tuple(_chunk(r) for r in after),
+                            get_document(conn, chunk.document_id))
 
 
 def chunk_ids(conn: sqlite3.Connection, collection: str) -> tuple[np.ndarray, np.ndarray]:

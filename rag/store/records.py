@@ -119,6 +119,16 @@ class ChunkRecord:
 
 
 @dataclass(frozen=True)
+class ChunkContext:
+    """A chunk with up to n chunks of the same document on each side (by ordinal), and the document."""
+
+    chunk: ChunkRecord
+    before: tuple[ChunkRecord, ...]  # reading order: the nearest last
+    after: tuple[ChunkRecord, ...]  # reading order: the nearest first
+    document: DocumentRecord
+
+
+@dataclass(frozen=True)
 class JobRecord:
     id: str
     collection: str
