@@ -93,7 +93,9 @@ def _role(grants: dict | None, role: str, collection: str) -> str | None:
 
 RANK = {None: 0, "read": 1, "write": 2, "admin": 3}
 ENDPOINTS = ["list_collections", "list_documents", "get_document", "chunks", "chunk", "search", "ask", "job",
-             "question", "trace", "list_questions", "usage", "delete_document", "delete_collection", "upload"]
+             "question", "trace", "list_questions", "usage", "usage_by_collection", "delete_document",
+             "delete_collection", "upload"]
+LEDGER_READS = ("list_questions", "usage", "usage_by_collection")
 TARGETS = COLLECTIONS + ["ghost"]  # ghost: a collection that never existed
 
 
@@ -119,6 +121,8 @@ def _request(w: World, endpoint: str, target: str):
         "trace": ("GET", f"/v1/questions/{qid}/trace", {}, "read", "question_not_found"),
         "list_questions": ("GET", "/v1/questions", {"params": {"collection": target}}, "read", "collection_not_found"),
         "usage": ("GET", "/v1/usage", {"params": {"collection": target}}, "read", "collection_not_found"),
+        "usage_by_collection": ("GET", "/v1/usage", {"params": {"collection": target, "group_by": "collection"}}, "read",
+                                "collection_not_found"),
         # Mutations are aimed only where the key may not make them (checked below): nothing may change.
         "delete_document": ("DELETE", f"/v1/collections/{target}/documents/{doc}", {}, "write", "collection_not_found"),
         "delete_collection": ("DELETE", f"/v1/collections/{target}", {}, "admin", "collection_not_found"),
@@ -151,7 +155,7 @@ def _check(w: World, key_index: int, endpoint: str, target: str) -> None:
         if endpoint in ("job", "question", "trace"):
             assert r.status_code == 404 and body["error"]["code"] == missing, (endpoint, r.text)
         elif target == "ghost" and have is not None:
-            assert r.status_code in (404, 403) or (endpoint in ("list_questions", "usage") and r.status_code == 200)
+            assert r.status_code in (404, 403) or (endpoint in LEDGER_READS and r.status_code == 200)
         else:
             assert r.status_code == 404 and body["error"]["code"] == missing, (endpoint, r.text)
         return
@@ -160,10 +164,12 @@ def _check(w: World, key_index: int, endpoint: str, target: str) -> None:
         return
     if endpoint == "ask":
         assert r.status_code == 503 and body["error"]["code"] == "generator_unavailable"
-    elif endpoint in ("list_questions", "usage"):
+    elif endpoint in LEDGER_READS:
         assert r.status_code == 200
         if endpoint == "list_questions":
             assert {q["collection"] for q in body["questions"]} <= {target}
+        if endpoint == "usage_by_collection":
+            assert {u["collection"] for u in body["usage"]} <= {target}
     else:
         assert r.status_code == 200, (endpoint, r.text)
 
@@ -190,3 +196,6 @@ def test_the_world_is_unchanged_and_lists_only_granted_questions(world):
         assert {q["collection"] for q in seen} == allowed
         usage = admin.get("/v1/usage", headers={"Authorization": f"Bearer {key}"}).json()["usage"]
         assert sum(u["questions"] for u in usage) == len(allowed), "usage counts another tenant's questions"
+        by_collection = admin.get("/v1/usage", params={"group_by": "collection"},
+                                  headers={"Authorization": f"Bearer {key}"}).json()["usage"]
+        assert {u["collection"]: u["questions"] for u in by_collection} == dict.fromkeys(allowed, 1)

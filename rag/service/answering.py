@@ -121,11 +121,15 @@ class QuestionService:
     def trace(self, qid: str) -> dict:
         return ledger.get_trace(self.db.get(), qid)
 
-    def list(self, collection: str | None, since: str | None, limit: int, *, scope: list[str] | None = None) -> list[dict]:
-        """Newest first; `scope`: only these collections (None: all)."""
-        return ledger.list_questions(self.db.get(), collection=collection, since=since, limit=limit, collections=scope)
+    def list(self, collection: str | None, since: str | None, limit: int, *, order: str = "recent",
+             scope: list[str] | None = None) -> list[dict]:
+        """`order`: `recent` (newest first) or `tokens` (prompt + completion tokens, most first; ties newest
+        first); 422 `invalid_order` otherwise. `scope`: only these collections (None: all)."""
+        return ledger.list_questions(self.db.get(), collection=collection, since=since, limit=limit, collections=scope,
+                                     order=order)
 
     def usage(self, collection: str | None, group_by: str, *, scope: list[str] | None = None) -> list[dict]:
+        """Rows per `day` (newest first) or per `collection` (by name); 400 `invalid_group_by` otherwise."""
         return ledger.usage(self.db.get(), collection=collection, group_by=group_by, collections=scope)
 
     def collection_of(self, qid: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
-from rag.errors import NotFound
+from rag.errors import NotFound, RagError
 from rag.store.db import transaction, utcnow
 from rag.store.records import CallSource
 
@@ -138,31 +138,46 @@ def collection_of(conn: sqlite3.Connection, qid: str) -> str:
     return _row(conn, qid)["collection"]
 
 
+# How `list_questions` may sort: ORDER BY clauses (never built from user text).
+QUESTION_ORDERS = {
+    "recent": "created_at DESC, id DESC",
+    "tokens": "prompt_tokens + completion_tokens DESC, created_at DESC, id DESC",
+}
+# How `usage` may group: (the key's SQL expression, ORDER BY).
+USAGE_GROUPS = {
+    "day": ("substr(created_at, 1, 10)", "day DESC"),
+    "collection": ("collection", "collection"),
+}
+
+
 def list_questions(conn: sqlite3.Connection, *, collection: str | None = None, since: str | None = None,
-                   limit: int = 50, collections: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Newest first; `collections`: only questions of these (None: every collection)."""
+                   limit: int = 50, collections: Sequence[str] | None = None,
+                   order: str = "recent") -> list[dict[str, Any]]:
+    """`order`: `recent` (newest first) or `tokens` (prompt + completion tokens, most first; ties newest
+    first). `collections`: only questions of these (None: every collection)."""
+    if order not in QUESTION_ORDERS:
+        raise RagError(f"order must be one of {', '.join(map(repr, QUESTION_ORDERS))}", code="invalid_order", status=422)
     sql, args = _scope("SELECT * FROM questions WHERE 1=1", [], collections)
     if collection:
         sql, args = sql + " AND collection = ?", [*args, collection]
     if since:
         sql, args = sql + " AND created_at >= ?", [*args, since]
-    rows = conn.execute(sql + " ORDER BY created_at DESC, id DESC LIMIT ?", (*args, int(limit))).fetchall()
+    rows = conn.execute(sql + f" ORDER BY {QUESTION_ORDERS[order]} LIMIT ?", (*args, int(limit))).fetchall()
     return [summary(r) for r in rows]
 
 
 def usage(conn: sqlite3.Connection, *, collection: str | None = None, group_by: str = "day",
           collections: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Questions, model calls and tokens per day (UTC), newest first."""
-    if group_by != "day":
-        from rag.errors import RagError
-
-        raise RagError("group_by must be 'day'", code="invalid_group_by")
-    sql = ("SELECT substr(created_at, 1, 10) AS day, count(*) AS questions, sum(model_calls) AS model_calls,"
+    """Questions, model calls and tokens per day (UTC; newest first) or per collection (by name)."""
+    if group_by not in USAGE_GROUPS:
+        raise RagError(f"group_by must be one of {', '.join(map(repr, USAGE_GROUPS))}", code="invalid_group_by")
+    key, order = USAGE_GROUPS[group_by]
+    sql = (f"SELECT {key} AS {group_by}, count(*) AS questions, sum(model_calls) AS model_calls,"
            " sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,"
            " sum(cached_prompt_tokens) AS cached_prompt_tokens, sum(abstained) AS abstained,"
            " sum(status = 'failed') AS failed FROM questions WHERE 1=1")
     sql, args = _scope(sql, [], collections)
     if collection:
         sql, args = sql + " AND collection = ?", [*args, collection]
-    rows = conn.execute(sql + " GROUP BY day ORDER BY day DESC", args).fetchall()
+    rows = conn.execute(sql + f" GROUP BY {group_by} ORDER BY {order}", args).fetchall()
     return [{k: (r[k] if r[k] is not None else 0) for k in r.keys()} for r in rows]
