@@ -34,17 +34,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             rt.close()
 
-    app = FastAPI(title="rag", version=__version__, lifespan=lifespan)
+    # /docs and /redoc are the console's (served from local assets, api/console), not FastAPI's CDN pages.
+    app = FastAPI(title="rag", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     _install_error_handlers(app)
     if settings.cors_origin_list():
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_credentials=False,
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(Guards, settings=settings)  # outermost: Host, origin and body size before anything else
 
-    from api import collections, documents, health, jobs, keys, questions
+    from api import collections, console, documents, health, jobs, keys, questions
 
     for module in (health, collections, documents, jobs, questions, keys):
         app.include_router(module.router)
+    console.install(app)
     if settings.auth == "off":
         log.warning("RAG_AUTH=off: every client that can reach this server may read, change and delete everything")
     return app

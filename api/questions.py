@@ -7,14 +7,12 @@ import queue
 import threading
 import uuid
 
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from pydantic import BaseModel, Field
-
-from api.schemas import QuestionIn
+from api.schemas import ChangeOut, QuestionIn, ReplayOut
 from api.security import principal
 from rag.errors import NotFound, RagError
 from rag.service.answering import AskRequest, PreparedQuestion, QuestionService
@@ -112,23 +110,6 @@ def get_trace(qid: str, request: Request, who: Principal = Depends(principal)) -
     return _readable_question(request, who, qid).trace(qid)
 
 
-class ChangeOut(BaseModel):
-    aspect: str = Field(description="answer, abstained, stopped_by, citations (chunk ids per citation), queries, "
-                                    "candidates (fused chunk ids per round), context (chunk ids per passage), "
-                                    "model_calls, prompt_tokens or completion_tokens.")
-    changed: bool
-    before: Any
-    after: Any
-
-
-class ReplayOut(BaseModel):
-    id: str = Field(description="The replay's own question id (its trace is at /v1/questions/{id}/trace).")
-    replayed_from: str
-    identical: bool
-    note: str | None = Field(description="Set when the configured models or options differ from the recorded ones.")
-    changes: list[ChangeOut] = Field(description="Every compared aspect, changed or not.")
-
-
 @router.post("/v1/questions/{qid}/replay", response_model=ReplayOut)
 def replay_question(qid: str, request: Request, who: Principal = Depends(principal)) -> ReplayOut:
     """Re-runs a recorded question with its recorded budget and options (as `rag replay` does) and
@@ -149,14 +130,19 @@ def replay_question(qid: str, request: Request, who: Principal = Depends(princip
 
 @router.get("/v1/questions")
 def list_questions(request: Request, collection: str | None = None, since: str | None = None,
-                   limit: int = Query(50, ge=1, le=1000), who: Principal = Depends(principal)) -> dict:
+                   limit: int = Query(50, ge=1, le=1000),
+                   order: Literal["recent", "tokens"] = Query("recent", description="recent: newest first; tokens: "
+                                                              "prompt + completion tokens, most first (ties newest first)."),
+                   who: Principal = Depends(principal)) -> dict:
     if collection:
         who.require(collection)
-    return {"questions": request.app.state.runtime.questions.list(collection, since, limit, scope=who.scope())}
+    return {"questions": request.app.state.runtime.questions.list(collection, since, limit, order=order,
+                                                                  scope=who.scope())}
 
 
 @router.get("/v1/usage")
-def usage(request: Request, collection: str | None = None, group_by: str = "day",
+def usage(request: Request, collection: str | None = None,
+          group_by: str = Query("day", description="day (UTC, newest first) or collection (by name)."),
           who: Principal = Depends(principal)) -> dict:
     if collection:
         who.require(collection)

@@ -252,3 +252,23 @@ class NewKeyOut(KeyOut):
 
 class KeysOut(BaseModel):
     keys: list[KeyOut]
+
+
+# ------------------------------------------------------------------ replay
+
+
+class ChangeOut(BaseModel):
+    aspect: str = Field(description="answer, abstained, stopped_by, citations (chunk ids per citation), queries, "
+                                    "candidates (fused chunk ids per round), context (chunk ids per passage), "
+                                    "model_calls, prompt_tokens or completion_tokens.")
+    changed: bool
+    before: Any
+    after: Any
+
+
+class ReplayOut(BaseModel):
+    id: str = Field(description="The replay's own question id (its trace is at /v1/questions/{id}/trace).")
+    replayed_from: str
+    identical: bool
+    note: str | None = Field(description="Set when the configured models or options differ from the recorded ones.")
+    changes: list[ChangeOut] = Field(description="Every compared aspect, changed or not.")

@@ -109,12 +109,6 @@ def test_service_orders_questions_by_tokens_within_the_scope(ledger_client):
     assert (err.value.status, err.value.code) == (422, "invalid_order")
 
 
-ROUTE_PENDING = pytest.mark.xfail(
-    strict=True, reason="GET /v1/questions does not pass `order` to the service yet (api/questions.py is being "
-                        "changed in another branch of work); remove this marker when it does")
-
-
-@ROUTE_PENDING
 def test_questions_ordered_by_tokens_over_http(ledger_client):
     client, ids, alpha_reader = ledger_client
 

@@ -1,0 +1,68 @@
+// Ask: the answer streams in while the loop's steps appear; then citations open their passages.
+
+import { api } from "./api.js";
+import { answerWithMarkers, citationList, openCitation } from "./citations.js";
+import { clear, errorBox, h, link } from "./dom.js";
+import { costLine, describe } from "./words.js";
+
+// The budget a question may spend; empty fields take the server's defaults (which are also ceilings).
+const BUDGET = [
+  ["max_model_calls", "Model calls", 1, 1],
+  ["max_prompt_tokens", "Prompt tokens", 1, 100],
+  ["max_rounds", "Search rounds", 1, 1],
+  ["timeout_s", "Seconds", 1, 1],
+];
+
+export async function collectionPicker(selected) {
+  const collections = await api.collections();
+  const pick = h("select", { name: "collection", id: "collection", required: true },
+    collections.map((c) => h("option", { value: c.name, selected: c.name === selected }, `${c.name} (${c.document_count} documents)`)));
+  return pick;
+}
+
+export async function askView(selected) {
+  const pick = await collectionPicker(selected);
+  const question = h("textarea", { id: "question", name: "question", rows: 2, required: true, maxlength: 4000,
+    placeholder: "Ask about the documents in this collection… 也可以用中文提问" });
+  const budget = BUDGET.map(([name, label, min, step]) =>
+    h("label", {}, label, h("input", { type: "number", name, min, step, placeholder: "default", class: "budget" })));
+  const go = h("button", { type: "submit", id: "ask" }, "Ask");
+  const out = h("div", { id: "result" });
+  const form = h("form", { class: "ask", onsubmit: async (e) => {
+    e.preventDefault();
+    go.disabled = true;
+    try { await run(); } finally { go.disabled = false; }
+  } }, h("div", { class: "row" }, pick, question, go), h("details", { class: "budget" }, h("summary", {}, "Budget"), budget));
+
+  async function run() {
+    const body = { question: question.value };
+    const b = Object.fromEntries(budget.map((l) => l.querySelector("input")).filter((i) => i.value).map((i) => [i.name, Number(i.value)]));
+    if (Object.keys(b).length) body.budget = b;
+    const steps = h("ol", { class: "steps", id: "steps" });
+    const answer = h("div", { class: "answer streaming", id: "answer" });
+    const tail = h("div");
+    const panel = h("aside", { class: "passage", id: "passage", hidden: true });
+    clear(out, h("div", { class: "split" }, h("div", {}, h("h2", {}, "Answer"), answer, tail),
+      h("div", {}, h("h2", {}, "Steps"), steps)), panel);
+    let tokens = "";
+    try {
+      const final = await api.ask(pick.value, body, (name, data) => {
+        if (name === "step") steps.append(h("li", { class: `ev ev-${data.type}` }, h("span", { class: "t" }, `${Math.round(data.t_ms)} ms`), " ", describe(data)));
+        if (name === "token") { tokens += data.text; answer.textContent = tokens; }
+      });
+      answer.classList.remove("streaming");
+      const open = (c) => openCitation(panel, pick.value, c);
+      clear(answer, answerWithMarkers(final.answer, final.citations, open));
+      answer.dataset.tokens = String(tokens.length);
+      clear(tail,
+        citationList(final.citations, open),
+        h("p", { class: "cost", id: "cost" }, costLine(final.usage), final.stopped_by ? ` · stopped by ${final.stopped_by}` : ""),
+        h("p", {}, link(`/questions/${final.id}`, "Why did it say that? Open the trace →")));
+    } catch (err) {
+      answer.classList.remove("streaming");
+      clear(tail, errorBox(err));
+    }
+  }
+
+  return h("section", {}, h("h1", {}, "Ask"), form, out);
+}

@@ -1,0 +1,77 @@
+// Trace events and costs in words: one line a person can read without knowing the JSON.
+
+import { fmt } from "./dom.js";
+
+const q = (s) => `“${s}”`;
+
+function ids(list) {
+  return (list || []).map((i) => `#${i}`).join(", ") || "none";
+}
+
+export function describe(e) {
+  switch (e.type) {
+    case "start":
+      return `Question in ${e.language}; the collection is in ${(e.collection_languages || []).join(", ") || "no language yet"}; `
+        + `key terms: ${((e.key_terms && e.key_terms.terms) || []).join(", ") || "none"}`;
+    case "query":
+      return `Round ${e.round}: search ${q(e.query)} (${e.origin}, ${e.language}, top ${e.k})`;
+    case "candidates":
+      return `${(e.dense || []).length} dense and ${(e.bm25 || []).length} BM25 hits for ${q(e.query)}`
+        + (e.lexical_skipped ? ` (BM25 skipped: ${e.lexical_skipped})` : "");
+    case "fused":
+      return `Fused ${(e.candidates || []).length} candidates from ${e.queries} ${e.queries === 1 ? "query" : "queries"}`
+        + ((e.duplicates || []).length ? `; ${(e.duplicates || []).length} duplicates removed` : "");
+    case "decision":
+      return `${e.step}: ${e.verdict || e.decision || ""}${e.reason ? ` — ${e.reason}` : ""}`;
+    case "rewrite":
+      return `Rewrite (${e.mode}): chose ${(e.chosen || []).map(q).join(", ") || "nothing"}`
+        + ((e.skipped || []).length ? `; skipped ${(e.skipped || []).map((s) => `${q(s.query)} (${s.reason})`).join(", ")}` : "");
+    case "query_skipped":
+      return `Skipped query ${q(e.query)}: ${e.reason}`;
+    case "selection":
+      return `Selected ${ids(e.selected)}; not selected: `
+        + ((e.not_selected || []).map((n) => `#${n.chunk_id} (${n.reason})`).join("; ") || "none");
+    case "expansion":
+      return `${e.added ? "Added" : "Did not add"} the ${e.side} neighbour #${e.chunk_id} of passage #${e.passage_of}: ${e.reason}`
+        + (e.added ? ` (${fmt.int(e.total_tokens)} passage tokens)` : e.note ? ` — ${e.note}` : "");
+    case "packing":
+      return `Packed ${(e.kept || []).length} passages (${fmt.int(e.prompt_tokens)} prompt tokens of a ${fmt.int(e.window)}-token window)`
+        + ((e.dropped || []).length ? `; dropped ${(e.dropped || []).length}` : "");
+    case "context":
+      return `Context: ${(e.passages || []).length} passages given to the answering call`;
+    case "model_call_started":
+      return `Model call #${e.n} (${e.purpose}) started, at most ${e.max_new_tokens} new tokens`;
+    case "model_call":
+      return `Model call #${e.n} (${e.purpose}): ${fmt.int(e.prompt_tokens)} prompt + ${fmt.int(e.completion_tokens)} completion tokens `
+        + `in ${fmt.ms(e.wall_ms)}${e.stopped_by ? `, stopped by ${e.stopped_by}` : ""}${e.error ? ` — failed: ${e.error}` : ""}`;
+    case "postprocess": {
+      const removed = ["removed_markers", "removed_links", "removed_instructions", "removed_captions"]
+        .map((k) => [k.replace("removed_", ""), (e[k] || []).length]).filter(([, n]) => n);
+      return removed.length ? `Cleaned the answer: removed ${removed.map(([k, n]) => `${n} ${k}`).join(", ")}` : "Answer checked: nothing to clean";
+    }
+    case "attribution": {
+      const s = e.sentences || [];
+      return `Support: ${s.filter((x) => x.supported).length} of ${s.length} sentences found in the passages`
+        + (s.some((x) => x.dropped) ? `; ${s.filter((x) => x.dropped).length} unsupported dropped` : "");
+    }
+    case "budget":
+      return `Budget ${e.budget} (${e.limit}) reached: ${e.reason}`;
+    case "answer":
+      return e.abstained ? "Abstained: the documents do not say" : "Answer written";
+    case "citations":
+      return `${(e.citations || []).length} citations`;
+    case "done":
+      return `Done after ${e.rounds} ${e.rounds === 1 ? "round" : "rounds"}: ${costLine(e.usage)}`
+        + (e.stopped_by ? `; stopped by ${e.stopped_by}` : "");
+    case "error":
+      return `Failed: ${e.code || ""} ${e.message || ""}`;
+    default:
+      return e.reason || "";
+  }
+}
+
+export function costLine(u) {
+  if (!u) return "";
+  return `${u.model_calls} model ${u.model_calls === 1 ? "call" : "calls"} · ${fmt.int(u.prompt_tokens)} prompt + `
+    + `${fmt.int(u.completion_tokens)} completion tokens · ${fmt.seconds(u.wall_seconds ?? u.seconds)}`;
+}
