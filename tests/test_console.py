@@ -1,0 +1,396 @@
+"""The audit console in a real browser (Debian's Chromium through chromedriver) against a real
+`rag serve` process with real models: the default embedder (multilingual-e5-small) and the small
+default-family generator (Qwen2.5-Coder-0.5B), so English and Chinese questions get real cited answers.
+
+Each test drives the page as a person would (key prompt, drag-and-drop's file input, the ask box,
+links) and checks what the page shows against what the API recorded. Screenshots of every screen
+are saved under the test's temporary folder (`screens/`), for people to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import browser
+from tests.server import Server
+from tests.test_ask_e2e import DATA, SHIPPING_Q, cli_env
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+WAIT = 120  # seconds: a question with the small model on a loaded 2-core machine
+
+
+ZH_Q = "明长城全长多少公里？"
+FILES = ("shipping.html", "parking.txt", "warranty.txt", "zh_great_wall.txt", "zh_palace.txt")
+
+
+def console_env(data_dir: Path, models_dir: Path) -> dict[str, str]:
+    env = cli_env(data_dir, models_dir)
+    for name in ("RAG_CHUNK_TOKENS", "RAG_CONTEXT_WINDOW"):  # the defaults, as users run them
+        env.pop(name)
+    env.update(RAG_EMBEDDER="multilingual-e5-small", RAG_GENERATOR="qwen2.5-coder-0.5b-instruct",
+               RAG_MAX_ANSWER_TOKENS="48")
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, models_dir):
+    root = tmp_path_factory.mktemp("console")
+    srv = Server(root / "state", env=console_env(root / "state", models_dir)).start(timeout=600)
+    with srv.client(timeout=WAIT) as c:
+        assert c.post("/v1/collections", json={"name": "shop"}).status_code == 201
+        r = c.post("/v1/collections/shop/documents", files=[("files", (f, (DATA / f).read_bytes())) for f in FILES])
+        for job in r.json()["jobs"]:
+            _wait_job(c, job["id"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("screens")
+
+
+@pytest.fixture()
+def page(server, screens, tmp_path):
+    """A fresh browser with the admin key entered once through the page's own prompt."""
+    driver = browser.start(tmp_path / "profile")
+    try:
+        driver.get(server.url + "/")
+        _type_key(driver, server.admin_key)
+        _wait(driver, lambda d: d.find_elements("css selector", "#collections tbody tr[data-collection]"))
+        browser.console_errors(driver)  # drains the log: the 401 before the key was entered is expected
+        yield Page(driver, server, screens)
+    finally:
+        driver.quit()
+
+
+class Page:
+    def __init__(self, driver, server: Server, screens: Path):
+        self.d, self.server, self.screens = driver, server, screens
+
+    def go(self, path: str) -> None:
+        self.d.get(self.server.url + path)
+
+    def css(self, selector: str):
+        return self.d.find_element("css selector", selector)
+
+    def all(self, selector: str):
+        return self.d.find_elements("css selector", selector)
+
+    def wait_for(self, selector: str, timeout: float = WAIT):
+        return _wait(self.d, lambda d: d.find_elements("css selector", selector), timeout)[0]
+
+    def shot(self, name: str, full: bool = True) -> Path:
+        """A screenshot of the whole page (the window grows to the page's height first)."""
+        path = self.screens / f"{name}.png"
+        width = self.d.execute_script("return window.innerWidth")
+        if full:
+            height = self.d.execute_script("return document.documentElement.scrollHeight")
+            self.d.set_window_size(max(width, 320), min(max(height + 120, 600), 6000))
+        self.d.save_screenshot(str(path))
+        assert path.stat().st_size > 5000
+        return path
+
+
+def _wait(driver, predicate, timeout: float = WAIT):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate(driver)
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out on {driver.current_url}: {browser.console_errors(driver)}"
+        time.sleep(0.2)
+
+
+def _wait_job(client: httpx.Client, job_id: str) -> dict:
+    deadline = time.monotonic() + WAIT
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "done", job
+    return job
+
+
+def _type_key(driver, key: str) -> None:
+    _wait(driver, lambda d: d.find_element("id", "key-dialog").get_attribute("open") is not None, 30)
+    field = driver.find_element("id", "key-input")
+    field.clear()
+    field.send_keys(key)
+    driver.find_element("css selector", "#key-form button").click()
+
+
+def _ask(p: Page, question: str) -> str:
+    """Asks on the Ask page while recording every change of the answer and the steps; returns the question id."""
+    p.go("/ask?collection=shop")
+    p.wait_for("#question").send_keys(question)
+    p.d.execute_script("""
+        window.__seen = [];
+        new MutationObserver(() => {
+          const a = document.getElementById('answer'), s = document.getElementById('steps');
+          if (a) window.__seen.push({t: performance.now(), text: a.textContent.length, steps: s ? s.children.length : 0,
+                                     streaming: a.classList.contains('streaming')});
+        }).observe(document.getElementById('view'), {subtree: true, childList: true, characterData: true});""")
+    p.css("#ask").click()
+    link = p.wait_for("a[href^='/questions/']")
+    return link.get_attribute("href").rsplit("/", 1)[1]
+
+
+# --------------------------------------------------------------------------- the key
+
+
+def test_the_page_asks_for_a_key_and_keeps_it_for_the_session_only(server, tmp_path, screens):
+    driver = browser.start(tmp_path / "profile")
+    try:
+        driver.get(server.url + "/")
+        _type_key(driver, "rag_wrong_key")
+        error = _wait(driver, lambda d: d.find_element("id", "key-error").text, 30)
+        assert "not accepted" in error
+        Page(driver, server, screens).shot("key-prompt", full=False)
+        _type_key(driver, server.admin_key)
+        _wait(driver, lambda d: d.find_elements("css selector", "#collections tr[data-collection=shop]"))
+        assert driver.execute_script("return sessionStorage.getItem('rag.apiKey')") == server.admin_key
+        assert driver.execute_script("return localStorage.length") == 0
+        assert not driver.get_cookies()
+    finally:
+        driver.quit()
+
+
+# --------------------------------------------------------------------------- collections and uploads
+
+
+def test_upload_two_documents_by_the_drop_zone_and_see_them_done(page, tmp_path):
+    p = page
+    p.css("#create-collection input[name=name]").send_keys("upl")
+    p.css("#create-collection button").click()
+    p.wait_for("#collections tr[data-collection=upl] a").click()
+    p.wait_for("#drop")
+    zh = tmp_path / "长城简介.txt"  # a Chinese file name must come back as it was sent
+    shutil.copy(DATA / "zh_great_wall.txt", zh)
+    p.css("#file-input").send_keys(f"{zh}\n{DATA / 'brewmaster.md'}")
+    _wait(p.d, lambda d: [li.get_attribute("data-status") for li in d.find_elements("css selector", "li.upload")] == ["done", "done"])
+    rows = _wait(p.d, lambda d: d.find_elements("css selector", "#documents tr[data-document]"))
+    names = {r.find_element("css selector", "td").text: r for r in rows}
+    assert set(names) == {"长城简介.txt", "brewmaster.md"}
+    assert "ready" in names["长城简介.txt"].text
+    # the table shows what the API holds for each document
+    with p.server.client() as c:
+        docs = {d["filename"]: d for d in c.get("/v1/collections/upl/documents").json()["documents"]}
+    for name, row in names.items():
+        cells = [td.text for td in row.find_elements("css selector", "td")]
+        assert cells[4] == f"{docs[name]['chunk_count']:,}"
+    p.shot("collection-documents")
+
+
+def test_a_failed_upload_shows_its_error_code(page, tmp_path):
+    p = page
+    p.go("/collections/shop")
+    bad = tmp_path / "broken.pdf"
+    bad.write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\ntruncated here")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    p.wait_for("#file-input").send_keys(f"{bad}\n{empty}")
+    _wait(p.d, lambda d: all(li.get_attribute("data-status") in ("failed", "refused")
+                             for li in d.find_elements("css selector", "li.upload")) and len(d.find_elements("css selector", "li.upload")) == 2)
+    shown = {li.get_attribute("data-filename"): li.find_element("css selector", ".error code").text
+             for li in p.all("li.upload")}
+    job_id = p.css("li.upload[data-filename='broken.pdf']").get_attribute("data-job")
+    with p.server.client() as c:
+        job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and shown["broken.pdf"] == job["error"]["code"]
+    assert shown["empty.txt"] == "empty_file"  # refused before a job exists
+    p.shot("upload-failed", full=False)
+
+
+# --------------------------------------------------------------------------- asking, citations, trace, replay
+
+
+def test_ask_streams_tokens_and_steps_then_a_citation_opens_its_passage(page):
+    p = page
+    qid = _ask(p, SHIPPING_Q)
+    seen = p.d.execute_script("return window.__seen")
+    streaming = [s for s in seen if s["streaming"]]
+    # tokens arrived one after another while the answer was still streaming, after the loop's first steps
+    assert len({s["text"] for s in streaming if s["text"]}) >= 3, streaming[-5:]
+    first_text = next(s for s in streaming if s["text"])
+    assert first_text["steps"] >= 3
+    with p.server.client() as c:
+        result = c.get(f"/v1/questions/{qid}").json()
+        trace = c.get(f"/v1/questions/{qid}/trace").json()
+    assert p.css("#answer").text.replace("\n", "") == result["answer"].replace("\n", "")
+    assert len(p.all("#steps li")) == len(trace["events"])
+    assert p.css("#cost").text.startswith(f"{result['usage']['model_calls']} model call")
+    assert result["citations"], result
+    cite = result["citations"][0]
+    p.css(f"button.citation[data-n='{cite['n']}']").click()
+    panel = p.wait_for("#passage .chunk.cited")
+    assert cite["filename"] in p.css("#passage .panel-head").text
+    marked = p.css("#passage .chunk.cited mark").text
+    assert len(marked) >= 12 and marked in cite["quote"]
+    assert int(panel.get_attribute("data-chunk")) in cite["chunk_ids"]
+    p.shot("ask-answer")
+
+
+def test_a_chinese_question_gets_a_chinese_answer_cited_from_the_chinese_document(page):
+    p = page
+    qid = _ask(p, ZH_Q)
+    with p.server.client() as c:
+        result = c.get(f"/v1/questions/{qid}").json()
+    assert "8851.8" in p.css("#answer").text
+    (cite,) = [c for c in result["citations"] if "8851.8" in c["quote"]]
+    p.css(f"button.citation[data-n='{cite['n']}']").click()
+    p.wait_for("#passage .chunk.cited mark")
+    assert "zh_great_wall.txt" in p.css("#passage .panel-head").text
+    assert "8851.8" in p.css("#passage .chunk.cited mark").text
+    p.shot("ask-answer-zh")
+    p.go(f"/questions/{qid}")
+    p.wait_for("#timeline")
+    assert p.css("#question-text").text == ZH_Q
+    p.shot("trace-zh")
+
+
+def test_trace_page_shows_candidates_decisions_prompt_and_cost(page):
+    p = page
+    qid = _ask(p, SHIPPING_Q)
+    p.css(f"a[href='/questions/{qid}']").click()
+    p.wait_for("#timeline")
+    assert p.d.current_url.endswith(f"/questions/{qid}")
+    p.d.refresh()  # the trace's address is stable
+    p.wait_for("#timeline")
+    with p.server.client() as c:
+        trace = c.get(f"/v1/questions/{qid}/trace").json()
+        result = c.get(f"/v1/questions/{qid}").json()
+    assert p.css("#question-text").text == SHIPPING_Q
+    assert [li.get_attribute("data-type") for li in p.all("#timeline > li")] == [e["type"] for e in trace["events"]]
+    fused = [e for e in trace["events"] if e["type"] == "fused"][-1]
+    rows = p.all("#timeline li[data-type=fused]:last-of-type table.candidates tbody tr")
+    rows = p.all("#timeline li[data-type=fused]")[-1].find_elements("css selector", "table.candidates tbody tr")
+    assert [int(r.get_attribute("data-chunk")) for r in rows] == [c["chunk_id"] for c in fused["candidates"]]
+    selection = [e for e in trace["events"] if e["type"] == "selection"][-1]
+    for r in rows:
+        verdict = r.find_elements("css selector", "td")[-1].text
+        assert ("selected" in verdict) == (int(r.get_attribute("data-chunk")) in selection["selected"] or "packing" in verdict)
+    dense_cells = [r.find_elements("css selector", "td")[3].text for r in rows]
+    assert any(cell != "—" for cell in dense_cells)
+    call = [e for e in trace["events"] if e["type"] == "model_call"][-1]
+    details = p.all("#timeline details.call")[-1]
+    details.find_element("css selector", "summary").click()
+    prompt = details.find_element("css selector", "pre.prompt").text
+    assert SHIPPING_Q in prompt and prompt.strip() == call["prompt"].strip()
+    assert details.find_element("css selector", "pre.output").text.strip() == call["output"].strip()
+    card = p.css("#cost-card").text
+    assert f"{result['usage']['model_calls']} of {trace['budget']['max_model_calls']}" in card
+    assert f"{result['usage']['prompt_tokens']:,} of" in card
+    assert len(p.all("#calls tbody tr")) == len(trace["calls"])
+    p.shot("trace")
+
+
+def test_replay_of_a_deterministic_question_shows_no_difference(page):
+    p = page
+    qid = _ask(p, SHIPPING_Q)
+    p.go(f"/questions/{qid}")
+    p.wait_for("#replay-button").click()
+    verdict = p.wait_for("#replay-verdict")
+    assert verdict.text.startswith("No difference"), verdict.text
+    assert not p.all("#replay tr.changed") and len(p.all("#replay tr.same")) == 10
+    p.shot("replay")
+
+
+# --------------------------------------------------------------------------- usage and search
+
+
+def test_usage_charts_and_the_most_expensive_questions_link_to_their_traces(page):
+    p = page
+    _ask(p, SHIPPING_Q)
+    p.go("/usage")
+    p.wait_for("#questions-costly")
+    _wait(p.d, lambda d: d.execute_script("return window.Chart && Object.keys(window.Chart.instances).length") == 3, 30)
+    with p.server.client() as c:
+        costly = c.get("/v1/questions", params={"order": "tokens", "limit": 10}).json()["questions"]
+        days = c.get("/v1/usage").json()["usage"]
+    links = [a.get_attribute("href").rsplit("/", 1)[1] for a in p.all("#questions-costly a")]
+    assert links == [q["id"] for q in costly]
+    plotted = p.d.execute_script("return Chart.getChart('chart-day').data.datasets[0].data")
+    assert sum(plotted) == sum(d["questions"] for d in days)
+    p.shot("usage")
+    p.all("#questions-costly a")[0].click()
+    p.wait_for("#timeline")
+
+
+def test_search_playground_shows_both_retrievers_and_the_fused_list(page):
+    p = page
+    p.go("/search?collection=shop")
+    p.wait_for("#query").send_keys("standard shipping days")
+    p.css("#search-button").click()
+    rows = p.wait_for("#search-table tbody tr") and p.all("#search-table tbody tr")
+    with p.server.client() as c:
+        found = c.post("/v1/collections/shop/search", json={"query": "standard shipping days", "k": 10}).json()["results"]
+    assert [int(r.get_attribute("data-chunk")) for r in rows] == [x["chunk_id"] for x in found]
+    first = rows[0].find_elements("css selector", "td")
+    s = found[0]["scores"]
+    assert first[3].text == (f"{s['dense_rank']} · {s['dense']:.3f}" if s["dense_rank"] else "—")
+    assert first[4].text == (f"{s['bm25_rank']} · {s['bm25']:.3f}" if s["bm25_rank"] else "—")
+    p.shot("search")
+
+
+# --------------------------------------------------------------------------- safety, layout, offline docs
+
+
+def test_document_text_is_shown_as_text_never_run(page, tmp_path):
+    p = page
+    evil = tmp_path / "evil.md"
+    evil.write_text("# Returns\n\nRefunds take <img src=x onerror=\"window.__pwned=1\"> 14 days. "
+                    "<script>window.__pwned=2</script> Always.\n", encoding="utf-8")
+    with p.server.client() as c:
+        job = c.post("/v1/collections/shop/documents", files=[("files", ("evil.md", evil.read_bytes()))]).json()["jobs"][0]
+        _wait_job(c, job["id"])
+    p.go("/search?collection=shop")
+    p.wait_for("#query").send_keys("refunds take days")
+    p.css("#search-button").click()
+    p.wait_for("#search-table tbody tr")
+    time.sleep(0.5)
+    assert p.d.execute_script("return window.__pwned === undefined")
+    assert not p.all("#search-table img, #search-table script")
+
+
+@pytest.mark.parametrize("path", ["/", "/collections/shop", "/ask", "/search", "/usage"])
+def test_the_layout_fits_a_phone(page, path):
+    p = page
+    p.d.set_window_size(390, 844)
+    p.go(path)
+    p.wait_for("main section")
+    time.sleep(0.3)
+    overflow = p.d.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1, f"{path} is {overflow}px wider than a phone screen"
+    p.shot(f"phone{path.replace('/', '-') or '-home'}")
+
+
+@pytest.mark.parametrize("path, ready", [("/docs", ".swagger-ui .info .title"), ("/redoc", "redoc-wrap h1, .api-info h1")])
+def test_api_docs_render_from_local_assets_only(page, path, ready):
+    """Everything the page needs comes from this server; what a bundle tries to fetch from elsewhere
+    (ReDoc's sidebar logo) is refused by the page's content security policy, so nothing leaves."""
+    p = page
+    p.d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.__refused = []; document.addEventListener('securitypolicyviolation', e => window.__refused.push(e.blockedURI));")})
+    p.go(path)
+    title = p.wait_for(ready, 60)
+    assert title.text.startswith("rag")
+    time.sleep(0.5)
+    resources = p.d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    refused = set(p.d.execute_script("return window.__refused"))
+    assert any(r.startswith(p.server.url + "/docs-assets/") for r in resources), resources
+    assert all(r.startswith(p.server.url) or r in refused for r in resources), (resources, refused)
+    p.shot(path.strip("/"), full=False)
+
+
+def test_no_script_errors_on_any_screen(page):
+    p = page
+    for path in ("/", "/collections/shop", "/ask", "/search", "/usage"):
+        p.go(path)
+        p.wait_for("main section")
+    assert browser.console_errors(p.d) == []
