@@ -12,6 +12,10 @@
 | `pdf_resource_limit` | 422    | PDF parsing hit its CPU, memory, wall-clock or output limit           |
 | `file_too_large`     | 413    | more bytes than `max_upload_bytes`                                    |
 | `bad_filename`       | 400    | missing, over-long, or control characters in the file name           |
+| `document_too_long`  | 422    | more characters of text than `max_document_chars`                     |
+| `too_many_chunks`    | 422    | more chunks than `max_document_chunks`                                |
+| `embed_time_limit`   | 422    | embedding one document took longer than `max_embed_seconds`           |
+| `job_cancelled`      | 409    | a client cancelled the job (`DELETE /v1/jobs/{id}`)                   |
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ FILE_TOO_LARGE = "file_too_large"
 BAD_FILENAME = "bad_filename"
 NO_TEXT = "no_text"
 INTERRUPTED = "interrupted"
+DOCUMENT_TOO_LONG = "document_too_long"
+TOO_MANY_CHUNKS = "too_many_chunks"
+EMBED_TIME_LIMIT = "embed_time_limit"
+JOB_CANCELLED = "job_cancelled"
 INTERNAL = "internal_error"
 
 #: code -> HTTP status
@@ -49,6 +57,10 @@ ERROR_STATUS: dict[str, int] = {
     BAD_FILENAME: 400,
     NO_TEXT: 422,
     INTERRUPTED: 500,
+    DOCUMENT_TOO_LONG: 422,
+    TOO_MANY_CHUNKS: 422,
+    EMBED_TIME_LIMIT: 422,
+    JOB_CANCELLED: 409,
     INTERNAL: 500,
 }
 
@@ -124,3 +136,22 @@ def internal(detail: str) -> IngestError:
 
 def interrupted() -> IngestError:
     return _err(INTERRUPTED, "The service stopped before the job finished and its upload is gone; upload the file again.")
+
+
+def document_too_long(chars: int, limit: int) -> IngestError:
+    return _err(DOCUMENT_TOO_LONG, f"The document has {chars:,} characters of text; at most {limit:,} are accepted "
+                                   "(RAG_MAX_DOCUMENT_CHARS). Split it into smaller files.")
+
+
+def too_many_chunks(chunks: int, limit: int) -> IngestError:
+    return _err(TOO_MANY_CHUNKS, f"The document makes {chunks:,} chunks; at most {limit:,} are accepted "
+                                 "(RAG_MAX_DOCUMENT_CHUNKS). Split it into smaller files.")
+
+
+def embed_time_limit(seconds: float, done: int, total: int) -> IngestError:
+    return _err(EMBED_TIME_LIMIT, f"Embedding stopped after {seconds:.0f} s with {done:,} of {total:,} pieces done "
+                                  "(RAG_MAX_EMBED_SECONDS); nothing was stored. Split the document or raise the limit.")
+
+
+def job_cancelled() -> IngestError:
+    return _err(JOB_CANCELLED, "The job was cancelled (DELETE /v1/jobs/{id}); nothing of it was stored.")
