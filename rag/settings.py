@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     parse_cpu_seconds: int = Field(120, description="CPU-time limit of the PDF parsing subprocess.")
     parse_memory_mb: int = Field(1024, description="Address-space limit of the PDF parsing subprocess.")
     parse_wall_seconds: int = Field(180, description="Wall-clock limit of the PDF parsing subprocess.")
+    max_document_chars: int = Field(5_000_000, ge=1, description="Most characters of text in one document after parsing (~1,500 pages of prose; the largest Debian reference manual has ~0.9 M); more fails the job with `document_too_long`.")
+    max_document_chunks: int = Field(20_000, ge=1, description="Most chunks one document may make; more fails the job with `too_many_chunks` before any embedding.")
+    max_embed_seconds: float = Field(900.0, gt=0, description="Wall-clock limit for embedding one document; over it the job fails with `embed_time_limit`, so one document cannot hold the worker.")
+    max_queued_jobs: int = Field(1000, ge=1, description="Most ingestion jobs waiting in the queue; an upload that would exceed it gets 429 `queue_full` with `Retry-After`.")
 
     # Budgets per question: each is the default and the ceiling (a request may lower it, never raise it)
     max_model_calls: int = Field(3, ge=0, description="Most model calls per question (default and ceiling: a request asking for more gets 422 `budget_above_limit`).")

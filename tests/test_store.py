@@ -167,6 +167,34 @@ def test_v5_database_upgrades_to_document_language(db_path, monkeypatch):
     c.close()
 
 
+def test_v6_database_upgrades_to_cancellable_jobs(db_path, monkeypatch):
+    """m007 rebuilds the jobs table for the `cancelled` status: every row and index survives."""
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:6])
+    c = open_db(db_path)
+    done = store.create_job(c, "default", "done.txt")
+    store.update_job(c, done.id, status="running", progress={"stage": "parsing"})
+    store.update_job(c, done.id, status="failed", error_code="no_text", error_message="m")
+    queued = store.create_job(c, "default", "queued.txt", progress={"stage": "queued", "bytes": 3})
+    with pytest.raises(sqlite3.IntegrityError):
+        c.execute("UPDATE ingestion_jobs SET status = 'cancelled' WHERE id = ?", (queued.id,))
+    before = [tuple(r) for r in c.execute("SELECT * FROM ingestion_jobs ORDER BY rowid")]
+    c.close()
+    monkeypatch.undo()
+
+    c = open_db(db_path)
+    assert migrations.current_version(c) == migrations.latest_version() >= 7
+    assert [tuple(r) for r in c.execute("SELECT * FROM ingestion_jobs ORDER BY rowid")] == before
+    indexes = {r["name"] for r in c.execute("PRAGMA index_list(ingestion_jobs)")}
+    assert {"ingestion_jobs_by_collection", "ingestion_jobs_unfinished"} <= indexes
+    cancelled = store.cancel_job(c, queued.id, code="job_cancelled", message="m")
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    with pytest.raises(Conflict):
+        store.cancel_job(c, done.id, code="job_cancelled", message="m")
+    assert store.count_queued_jobs(c) == 0
+    assert integrity_check(c) == []
+    c.close()
+
+
 # ---------------------------------------------------------------- collections
 
 

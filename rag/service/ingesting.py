@@ -2,13 +2,18 @@
 
 An accepted upload is durable before it is acknowledged: its bytes are on disk under the job id
 and its job row is committed. A worker thread runs jobs in order; at start-up, jobs a crash left
-queued or running are queued again from their stored bytes, so nothing acknowledged is lost.
+queued or running are queued again from their stored bytes, so nothing acknowledged is lost,
+except a job that was running when the process died `MAX_ATTEMPTS` times (it is what kills it).
 Writes are serialised by the single worker (and by the index's per-collection write lock).
+
+The queue is bounded (`max_queued_jobs`: an upload beyond it is refused with 429 before any byte
+is written) and any queued or running job can be cancelled.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -21,7 +26,8 @@ from rag import store
 from rag.errors import RagError
 from rag.index.manager import IndexManager
 from rag.models.embedder import Embedder
-from rag.service.pipeline import Outcome, Pipeline, ProgressFn
+from rag.service.pipeline import Cancel, Outcome, Pipeline, ProgressFn
+from rag.service.quotas import RateLimited
 from rag.settings import Settings
 from rag.store import ThreadConnections
 from rag.store.files import write_atomic
@@ -29,6 +35,7 @@ from rag.store.files import write_atomic
 log = logging.getLogger(__name__)
 
 _STOP = object()
+MAX_ATTEMPTS = 3  # runs a job may start before a crash during it means it is not run again
 
 
 class IngestService:
@@ -40,6 +47,8 @@ class IngestService:
         self.uploads_dir = settings.data_dir / "uploads"
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._running: dict[str, Cancel] = {}  # job id -> its cancel request, while it runs here
+        self._submit_lock = threading.Lock()  # the queue-length check and the new rows, as one step
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -71,13 +80,20 @@ class IngestService:
         unfinished.sort(key=lambda j: j.created_at)
         keep = set()
         for job in unfinished:
-            if (self.uploads_dir / job.id).is_file():
-                store.update_job(conn, job.id, status="queued", progress={"stage": "queued", "requeued": True})
+            attempts = int(job.progress.get("attempt", 0))
+            if not (self.uploads_dir / job.id).is_file():  # its bytes are gone: it cannot be re-run
+                err = errors.interrupted()
+            elif job.status == "running" and attempts >= MAX_ATTEMPTS:
+                err = errors.interrupted()
+                err.message = (f"The service stopped during this job {attempts} times; it is not run again "
+                               "(the document may be what stops it). Check the server log.")
+            else:
+                store.update_job(conn, job.id, status="queued",
+                                 progress={"stage": "queued", "requeued": True, "attempt": attempts})
                 self._queue.put(job.id)
                 keep.add(job.id)
-            else:  # its bytes are gone: it cannot be re-run
-                err = errors.interrupted()
-                store.update_job(conn, job.id, status="failed", error_code=err.code, error_message=err.message)
+                continue
+            store.update_job(conn, job.id, status="failed", error_code=err.code, error_message=err.message)
         for path in self.uploads_dir.iterdir():
             if path.name not in keep:
                 path.unlink(missing_ok=True)
@@ -100,15 +116,44 @@ class IngestService:
         conn = self.db.get()
         store.get_collection(conn, collection)
         checked = [self.validate(u) for u in uploads]
-        jobs = []
-        for upload in checked:
-            job_id = uuid.uuid4().hex
-            write_atomic(self.uploads_dir / job_id, upload.data)  # durable before the job row, before the 202
-            jobs.append(store.create_job(conn, collection, upload.filename, job_id=job_id,
-                                        progress={"stage": "queued", "bytes": len(upload.data)}))
+        with self._submit_lock:
+            self._check_room(conn, len(checked))
+            jobs = []
+            for upload in checked:
+                job_id = uuid.uuid4().hex
+                write_atomic(self.uploads_dir / job_id, upload.data)  # durable before the job row, before the 202
+                jobs.append(store.create_job(conn, collection, upload.filename, job_id=job_id,
+                                            progress={"stage": "queued", "bytes": len(upload.data)}))
         for job in jobs:
             self._queue.put(job.id)
         return jobs
+
+    def _check_room(self, conn, adding: int) -> None:
+        """429 `queue_full` when `adding` more jobs would pass `max_queued_jobs`; Retry-After is the
+        time recent jobs took to free as many places."""
+        limit = self.settings.max_queued_jobs
+        queued = store.count_queued_jobs(conn)
+        if queued + adding <= limit:
+            return
+        per_job = store.recent_job_seconds(conn) or 1.0
+        wait = max(1, min(3600, math.ceil(per_job * max(1, queued + adding - limit))))
+        raise RateLimited(f"the ingestion queue is full ({queued} of {limit} jobs waiting, RAG_MAX_QUEUED_JOBS); "
+                          f"retry in {wait} s", retry_after=wait, code="queue_full")
+
+    # ---------------------------------------------------------------- cancelling
+
+    def cancel(self, job_id: str) -> store.JobRecord:
+        """Ends a queued or running job as `cancelled` (409 `job_finished` if it already ended).
+        A running job stops at its next safe point; nothing of it is stored either way."""
+        conn = self.db.get()
+        err = errors.job_cancelled()
+        job = store.cancel_job(conn, job_id, code=err.code, message=err.message)
+        running = self._running.get(job_id)
+        if running is not None:
+            running.requested.set()
+        else:
+            (self.uploads_dir / job_id).unlink(missing_ok=True)
+        return job
 
     # ---------------------------------------------------------------- running
 
@@ -130,15 +175,22 @@ class IngestService:
         if job.status != "queued":
             return None
         path = self.uploads_dir / job_id
-        store.update_job(conn, job_id, status="running", progress={"stage": "starting"})
+        attempt = int(job.progress.get("attempt", 0)) + 1
+        cancel = self._running[job_id] = Cancel()
+        try:
+            store.update_job(conn, job_id, status="running", progress={"stage": "starting", "attempt": attempt})
+        except RagError:  # cancelled between the check above and now
+            self._running.pop(job_id, None)
+            return None
 
         def report(p: dict) -> None:
-            store.update_job(conn, job_id, progress=p)
+            cancel.check()
+            store.update_job(conn, job_id, progress={**p, "attempt": attempt})
             if progress:
                 progress(p)
 
         try:
-            outcome = self.pipeline.run(conn, job.collection, job.filename, path.read_bytes(), job_id, report)
+            outcome = self.pipeline.run(conn, job.collection, job.filename, path.read_bytes(), job_id, report, cancel)
         except RagError as exc:
             self._fail(conn, job_id, exc.code, exc.message)
             return None
@@ -148,6 +200,7 @@ class IngestService:
             self._fail(conn, job_id, err.code, err.message)
             return None
         finally:
+            self._running.pop(job_id, None)
             path.unlink(missing_ok=True)
         return outcome
 

@@ -3,11 +3,16 @@
 Nothing is written until the end: the document, its chunks, vectors and the job's `done` state
 land in one SQLite transaction (`IndexManager.add_document`), and only then reach the indexes.
 A failure at any stage leaves no trace but the job's error.
+
+Work per document is bounded so that no single upload can hold the one worker: its text length
+and chunk count are checked before any embedding, embedding has a wall-clock limit, and a
+client's cancel request is honoured between stages and between embedding batches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +42,17 @@ class StageTimes:
 
     def as_dict(self) -> dict:
         return {k: round(v, 3) for k, v in vars(self).items()}
+
+
+@dataclass
+class Cancel:
+    """A job's cancel request, set by another thread and checked by the pipeline at safe points."""
+
+    requested: threading.Event = field(default_factory=threading.Event)
+
+    def check(self) -> None:
+        if self.requested.is_set():
+            raise errors.job_cancelled()
 
 
 @dataclass
@@ -74,7 +90,8 @@ class Pipeline:
         self.index = index
 
     def run(self, conn, collection: str, filename: str, data: bytes, job_id: str | None,
-            progress: ProgressFn = lambda p: None) -> Outcome:
+            progress: ProgressFn = lambda p: None, cancel: Cancel | None = None) -> Outcome:
+        cancel = cancel or Cancel()
         times = StageTimes()
         sha = hashlib.sha256(data).hexdigest()
         meta = store.NewDocument(filename=filename, format="unknown", sha256=sha, size_bytes=len(data))
@@ -87,13 +104,20 @@ class Pipeline:
         t0 = time.monotonic()
         doc = parse_document(data, filename, self.settings)
         times.parse_s = time.monotonic() - t0
+        if len(doc.text) > self.settings.max_document_chars:
+            raise errors.document_too_long(len(doc.text), self.settings.max_document_chars)
+        cancel.check()
 
         progress({"stage": "chunking", "pages": doc.page_count})
         t0 = time.monotonic()
         chunks = self._chunk(doc)
         times.chunk_s = time.monotonic() - t0
+        if len(chunks) > self.settings.max_document_chunks:
+            raise errors.too_many_chunks(len(chunks), self.settings.max_document_chunks)
+        cancel.check()
 
-        vectors, windows = self._embed(chunks, doc, progress, times)
+        vectors, windows = self._embed(chunks, doc, progress, times, cancel)
+        cancel.check()
 
         progress({"stage": "indexing", "pages": doc.page_count, "chunks": len(chunks)})
         t0 = time.monotonic()
@@ -122,9 +146,10 @@ class Pipeline:
         return [(p.char_start, p.char_end) for p in parts] or [(0, len(chunk.text))]
 
     def _embed(self, chunks: list[ChunkDraft], doc: ParsedDocument, progress: ProgressFn,
-               times: StageTimes) -> tuple[np.ndarray, list[store.ChunkWindows | None]]:
+               times: StageTimes, cancel: Cancel) -> tuple[np.ndarray, list[store.ChunkWindows | None]]:
         """One vector per chunk (pooled from its windows) and the windows of chunks that have several."""
         t0 = time.monotonic()
+        deadline = t0 + self.settings.max_embed_seconds
         batch = max(1, self.settings.embed_batch_size)
         spans = [self.windows_of(c) for c in chunks]
         pieces = [(i, s, e) for i, sp in enumerate(spans) for s, e in sp]
@@ -133,6 +158,9 @@ class Pipeline:
         out = np.zeros((len(pieces), self.embedder.dim), dtype=np.float32)
         last = 0.0
         for start in range(0, len(order), batch):
+            cancel.check()
+            if time.monotonic() > deadline:
+                raise errors.embed_time_limit(time.monotonic() - t0, start, len(order))
             idx = order[start:start + batch]
             out[idx] = self.embedder.embed_passages([chunks[pieces[j][0]].text[pieces[j][1]:pieces[j][2]] for j in idx])
             now = time.monotonic()

@@ -47,7 +47,18 @@ from rag.store.documents import (
     list_chunks,
     list_documents,
 )
-from rag.store.jobs import FINISHED_JOB_STATUSES, JOB_STATUSES, create_job, fail_unfinished_jobs, get_job, list_jobs, update_job
+from rag.store.jobs import (
+    FINISHED_JOB_STATUSES,
+    JOB_STATUSES,
+    cancel_job,
+    count_queued_jobs,
+    create_job,
+    fail_unfinished_jobs,
+    get_job,
+    list_jobs,
+    recent_job_seconds,
+    update_job,
+)
 from rag.store.keys import find_key, get_key, has_active_admin, insert_key, list_keys, revoke_key
 from rag.store.migrations import migrate
 from rag.store.records import (
@@ -87,10 +98,10 @@ __all__ = [
     "AddedDocument", "CachedTerms", "CallSource", "ChunkContext", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
     "DeletedCollection", "DeletedDocument", "DocumentRecord", "IndexState", "InvalidName", "JobRecord", "KeyRecord", "NewDocument",
     "ThreadConnections", "VectorBatch",
-    "add_document", "change_seq", "chunk_context", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
+    "add_document", "cancel_job", "change_seq", "count_queued_jobs", "chunk_context", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
     "delete_document", "fail_unfinished_jobs", "find_document_by_sha", "find_key", "get_key", "has_active_admin",
     "insert_key", "list_keys", "revoke_key", "get_chunks", "get_collection",
     "get_document", "get_job", "index_state", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
-    "list_documents", "list_jobs", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
+    "list_documents", "list_jobs", "recent_job_seconds", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
     "update_job", "utcnow", "validate_collection_name", "window_vectors",
 ]

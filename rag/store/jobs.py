@@ -1,4 +1,4 @@
-"""The ingestion jobs table: one row per accepted upload, from `queued` to `done` or `failed`.
+"""The ingestion jobs table: one row per accepted upload, from `queued` to `done`, `failed` or `cancelled`.
 
 A finished job never changes again. Successful completion normally happens inside
 `documents.add_document`, in the same transaction as the document (`finish_job`).
@@ -16,13 +16,13 @@ from rag.store.collections import get_collection
 from rag.store.db import transaction, utcnow
 from rag.store.records import JobRecord
 
-JobStatus = Literal["queued", "running", "done", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
-JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed")
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
 
 
-FINISHED_JOB_STATUSES: tuple[str, ...] = ("done", "failed")
+FINISHED_JOB_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
 
 
 
@@ -141,6 +141,28 @@ def update_job(
             args.append(int(document_id))
         conn.execute(f"UPDATE ingestion_jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
         return get_job(conn, job_id)
+
+
+def count_queued_jobs(conn: sqlite3.Connection) -> int:
+    """Jobs waiting for a worker (the partial index `ingestion_jobs_unfinished` answers this)."""
+    return int(conn.execute("SELECT count(*) FROM ingestion_jobs WHERE status = 'queued'").fetchone()[0])
+
+
+def recent_job_seconds(conn: sqlite3.Connection, n: int = 20) -> float | None:
+    """Mean run time of the last `n` jobs that ran to an end (None before the first): how long a
+    place in the queue takes to free up."""
+    row = conn.execute(
+        "SELECT avg((julianday(finished_at) - julianday(started_at)) * 86400.0) FROM (SELECT started_at, finished_at"
+        " FROM ingestion_jobs WHERE status IN ('done', 'failed') AND started_at IS NOT NULL"
+        " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?)", (n,)).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+def cancel_job(conn: sqlite3.Connection, job_id: str, *, code: str, message: str) -> JobRecord:
+    """Ends a queued or running job as `cancelled`. A job that finished first raises `Conflict`
+    (`job_finished`); a worker that finishes after this cannot store its document, because
+    `add_document` refuses a finished job in the same transaction that would store it."""
+    return update_job(conn, job_id, status="cancelled", error_code=code, error_message=message)
 
 
 def fail_unfinished_jobs(

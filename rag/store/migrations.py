@@ -221,6 +221,34 @@ ALTER TABLE documents ADD COLUMN language TEXT;
 """
 
 
+M007_JOB_CANCELLED = """
+-- A job a client cancelled (DELETE /v1/jobs/{id}) finishes as `cancelled`. SQLite cannot change a
+-- CHECK constraint in place: the table is rebuilt with the same columns, rows and indexes.
+CREATE TABLE ingestion_jobs_new (
+    id            TEXT PRIMARY KEY NOT NULL,
+    collection    TEXT NOT NULL,
+    filename      TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    document_id   INTEGER,
+    progress      TEXT NOT NULL DEFAULT '{}',
+    error_code    TEXT,
+    error_message TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    started_at    TEXT,
+    finished_at   TEXT
+);
+INSERT INTO ingestion_jobs_new (id, collection, filename, status, document_id, progress, error_code, error_message,
+                                created_at, updated_at, started_at, finished_at)
+    SELECT id, collection, filename, status, document_id, progress, error_code, error_message,
+           created_at, updated_at, started_at, finished_at FROM ingestion_jobs ORDER BY rowid;
+DROP TABLE ingestion_jobs;
+ALTER TABLE ingestion_jobs_new RENAME TO ingestion_jobs;
+CREATE INDEX ingestion_jobs_by_collection ON ingestion_jobs (collection, created_at);
+CREATE INDEX ingestion_jobs_unfinished ON ingestion_jobs (status) WHERE status IN ('queued', 'running');
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
@@ -228,6 +256,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "m004_call_runtime", M004_CALL_RUNTIME),
     Migration(5, "m005_api_keys", M005_API_KEYS),
     Migration(6, "m006_document_language", M006_DOCUMENT_LANGUAGE),
+    Migration(7, "m007_job_cancelled", M007_JOB_CANCELLED),
 ]
 
 
