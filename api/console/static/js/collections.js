@@ -101,17 +101,24 @@ export async function documentsView(name) {
   async function uploadOne(file) {
     const bar = h("progress", { max: 1, value: 0 });
     const state = h("span", { class: "state" }, "uploading");
-    const item = h("li", { class: "upload", dataset: { filename: file.name } }, h("span", { class: "name" }, file.name), bar, state);
+    const stop = h("button", { type: "button", class: "quiet cancel", hidden: true, onclick: async () => {
+      stop.disabled = true;
+      try { await api.cancelJob(item.dataset.job); } catch (err) { state.replaceChildren(errorBox(err)); }
+    } }, "Cancel");
+    const item = h("li", { class: "upload", dataset: { filename: file.name } },
+      h("span", { class: "name" }, file.name), bar, h("span", {}, state, " ", stop));
     uploads.prepend(item);
     try {
       const job = await api.upload(name, file, (f) => { bar.value = f * 0.2; });
       item.dataset.job = job.id;
+      stop.hidden = false;
       const final = await follow(job.id, (j) => {
         const p = j.progress || {};
         bar.value = 0.2 + 0.8 * (p.fraction || 0);
         state.textContent = j.status === "running" ? `${p.stage || "running"}${p.chunks ? ` · ${p.chunks} chunks` : ""}` : j.status;
       });
       item.dataset.status = final.status;
+      stop.hidden = true;
       if (final.status === "done") {
         bar.value = 1;
         state.textContent = final.progress && final.progress.duplicate ? "done (already in the collection)" : "done";
