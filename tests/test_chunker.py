@@ -261,3 +261,49 @@ def test_real_en_reference_pdf_chunking_speed():
     total = sum(c.token_count for c in chunks)
     assert 500 <= len(chunks) <= 2500
     assert elapsed < 0.1 * total / 4300
+
+
+# --------------------------------------------------------------------------- degenerate input
+
+_WORDS = "alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega".split()
+
+
+def _one_line(n: int) -> str:
+    words, size, i = [], 0, 0
+    while size < n:
+        w = _WORDS[i % len(_WORDS)] + str(i % 97)
+        words.append(w)
+        size += len(w) + 1
+        i += 1
+    return " ".join(words)[:n]
+
+
+DEGENERATE = {
+    "one huge word": lambda n: "x" * n,
+    "one huge line": _one_line,
+    "Chinese without punctuation": lambda n: ("长城" * n)[:n],
+    "one sentence of entities": lambda n: ("& " * n)[:n],
+    "backtick soup": lambda n: ("`a` " * n)[:n],
+}
+
+
+@pytest.mark.parametrize("make", DEGENERATE.values(), ids=DEGENERATE.keys())
+def test_chunking_degenerate_text_is_linear(make):
+    """The work is the characters handed to the tokenizer: at most a small constant per character
+    of text, the same constant at 40k and 80k characters (no quadratic step), and every chunk
+    within the cap."""
+    work = {}
+    for n in (40_000, 80_000):
+        text = make(n)
+        fed = [0]
+
+        def counting(s: str) -> int:
+            fed[0] += len(s)
+            return count_tokens(s)
+
+        doc = ParsedDocument(text, "text")
+        chunks = chunk_document(doc, counting, 128)
+        check_chunks(doc, chunks, 128)
+        work[n] = fed[0] / len(text)
+    assert work[80_000] <= 12, work
+    assert work[80_000] <= work[40_000] * 1.15, work
