@@ -16,7 +16,6 @@ The walk is iterative, so deeply nested markup cannot exhaust the Python stack.
 
 from __future__ import annotations
 
-import codecs
 import re
 import warnings
 
@@ -43,24 +42,21 @@ _CJK_WRAP = re.compile(f"(?<=[{NO_SPACE}])[ \\t\\r\\f]*\\n[ \\t\\r\\n\\f]*(?=[{N
 _WS = re.compile(r"[ \t\n\r\f\v]+")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9_.:-]+)["']""")
-_CODEC_ALIASES = {"gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "big5": "cp950", "iso-8859-1": "cp1252", "latin1": "cp1252", "ascii": "utf-8", "us-ascii": "utf-8"}
+
+
+def declared_charset(data: bytes) -> str | None:
+    """The charset the page declares about itself (XML declaration, else the first <meta> charset)."""
+    head = data[:4096]
+    m = _XML_ENCODING.match(head) or _META_CHARSET.search(head)
+    return m.group(1).decode("ascii", "ignore").lower() if m else None
 
 
 def decode_html(data: bytes) -> tuple[str, str]:
-    """BOM, then a declared charset (<meta> or XML declaration) if the bytes decode strictly with it,
-    else the generic text detection of `ingest.decode`."""
-    if not data.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        head = data[:4096]
-        m = _XML_ENCODING.match(head) or _META_CHARSET.search(head)
-        if m:
-            declared = m.group(1).decode("ascii", "ignore").lower()
-            codec = _CODEC_ALIASES.get(declared, declared)
-            try:
-                codecs.lookup(codec)
-                return data.decode(codec), declared
-            except (LookupError, UnicodeDecodeError):
-                pass
-    return decode_text(data)
+    """Decode an HTML upload: `ingest.decode.decode_text` with the page's declared charset as a
+    candidate. The declaration is checked against the bytes, not trusted: UTF-8 bytes under a wrong
+    ``<meta charset="gb18030">`` are read as UTF-8, and a declared charset loses to a reading that is
+    clearly more plausible."""
+    return decode_text(data, declared=declared_charset(data))
 
 
 def _collapse(text: str) -> str:
