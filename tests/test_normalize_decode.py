@@ -245,6 +245,10 @@ def test_every_code_has_a_factory_with_its_status():
         errors.file_too_large(10, 5): 413,
         errors.bad_filename("x"): 400,
         errors.no_text(): 422,
+        errors.document_too_long(2_000_000, 1_000_000): 422,
+        errors.too_many_chunks(20_000, 10_000): 422,
+        errors.embed_time_limit(600.0, 10, 20): 422,
+        errors.job_cancelled(): 409,
         # Job-only codes (never an HTTP response): the service's fault, not the input's.
         errors.interrupted(): 500,
         errors.internal("boom"): 500,
