@@ -9,8 +9,7 @@ Order:
 
 1. Empty -> `empty_file`.
 2. A byte-order mark: UTF-8 (``utf-8-sig``), UTF-32 LE/BE, UTF-16 LE/BE. The rest must decode
-   strictly and not be garbage (private-use, unassigned, control characters), else
-   `undecodable_text`.
+   strictly and not be mostly controls or replacement characters, else `undecodable_text`.
 3. ISO-2022-JP / ISO-2022-KR: 7-bit text with their escape sequences (``ESC $ B`` ...), decoded
    strictly. The escapes are structural proof; plain strict UTF-8 would keep them as ESC bytes.
 4. Strict UTF-8 (ASCII included) without NUL bytes. Valid UTF-8 with non-ASCII characters is
@@ -29,18 +28,30 @@ Order:
      half Hanja) from the KS X 1001 repertoire (the 2,350 syllables in everyday use);
    * Chinese must have neither kana nor Hangul, and Han characters separated by spaces (how
      Korean words are written, never Chinese prose) count against it;
+   * a single CJK character glued inside a Latin word ("l誕ppareil") is how an accented Western
+     letter reads in a two-byte encoding, and counts against every CJK reading;
    * private-use, unassigned and control characters count as garbage in every reading.
 
-   The best reading wins if it reaches `MIN_SCORE`. When the best two readings are of different
-   languages and score within `AMBIGUITY_MARGIN` of each other, the bytes are refused rather
-   than guessed (a two-character Big5 string can be two frequent GB18030 characters too) unless
-   the tie is between Simplified and Traditional Chinese, where GB18030 is taken.
+   The best reading wins if it reaches `MIN_SCORE`. When readings of other languages come within
+   `AMBIGUITY_MARGIN` of it, frequency sets cannot decide (EUC-KR Hangul are GB2312 level-1 bytes;
+   EUC-JP kana read as Big5 are frequent characters), so chardet's byte-bigram models, trained
+   on real text, do (`bigram_scores`): Chinese wins a tie when the other language scores under
+   `ZH_BIGRAM_RATIO` of it, Japanese or Korean only under `OTHER_BIGRAM_RATIO` and with at least
+   `MIN_OTHER_LETTERS` characters of evidence (Chinese is the product's language, so the prior
+   favours it). Otherwise the bytes are refused, not guessed ("失敗" in Big5 is also ア英 in
+   EUC-JP). Simplified against Traditional goes to the bigram winner, else to the frequency score.
    NUL bytes that no UTF-16 reading explains mean binary content -> `undecodable_text`.
-6. cp1252 when the text is mostly ASCII and every other character is a Latin-1 letter or common
-   punctuation (accented Western European text).
-7. charset-normalizer as a last resort for other single-byte encodings (KOI8-R, cp1251, ...); its
-   answer is taken only if it is not a CJK encoding (those were all judged in step 5) and the
-   text is not garbage.
+   Every CJK winner must also beat the single-byte code pages on chardet's bigram models (see 6):
+   Cyrillic letter pairs in cp1251 are valid GB18030 too.
+   UTF-16 without a BOM is not considered for NUL-free bytes that look like ASCII text (spaces,
+   letter pairs: "Bush hid the facts"); legacy readings are not considered when there are NULs.
+6. Single-byte code pages (`_SINGLE_BYTE`: Windows-1252 first, then Cyrillic, Central European,
+   Greek, Turkish), each only if its reading is alphabetic in the shape of real words
+   (`_alphabetic`); a later one replaces an earlier one only when chardet's bigram model fits it
+   twice as well. A declared code page of another kind (``windows-1251``) is used before that if
+   it decodes into letters.
+7. chardet as a last resort for other code pages (Hebrew, Arabic, Thai ...); its answer is taken
+   only if it is not a CJK or Unicode encoding (all judged above) and reads as letters.
 
 Japanese and Korean are not languages the product answers in, but their legacy encodings
 (EUC-JP, Shift_JIS, ISO-2022-JP, EUC-KR/CP949) are *decoded as what they are* rather than refused:
@@ -53,7 +64,7 @@ Japanese or Korean from Chinese), with a message naming the encodings that were 
 Harmless control characters (form feed, vertical tab, ESC, backspace, DOS end-of-file) are kept
 for `ingest.normalize.normalize_text`, which turns form feed and vertical tab into line breaks and
 drops the others. A text is refused as binary only when more than 2% of it is NUL, replacement,
-private-use, unassigned or other control characters.
+C1 or other C0 control characters.
 """
 
 from __future__ import annotations
@@ -383,25 +394,34 @@ def _utf16_ascii_pattern(data: bytes) -> str | None:
     return None
 
 
-_PRINTABLE = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+_ALNUM = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
-def _printable_share(data: bytes) -> float:
+def _looks_ascii(data: bytes) -> bool:
+    """Whether NUL-free bytes are ASCII-like text rather than UTF-16: spaces and line breaks (about
+    one byte in six of ASCII text; UTF-16's own would bring NUL bytes), or two-letter pairs (how
+    "biélorusse" in cp1252 reads as UTF-16: 楢泩牯獵敳; Chinese UTF-16 has few such code units)."""
     sample = data[:65536]
-    return sum(1 for b in sample if b in _PRINTABLE) / len(sample)
+    spaces = sum(sample.count(b) for b in (b" ", b"\n", b"\r", b"\t"))
+    if spaces > 0.03 * len(sample):
+        return True
+    units = len(sample) // 2
+    pairs = sum(1 for i in range(0, 2 * units, 2) if sample[i] in _ALNUM and sample[i + 1] in _ALNUM)
+    return pairs > 0.5 * units
 
 
 def _readings(data: bytes) -> list[Reading]:
     """Every strict decoding of `data` in `_CANDIDATES` and UTF-16 LE/BE, with its plausibility."""
     out: list[Reading] = []
-    if len(data) % 2 == 0 and (b"\x00" in data or _printable_share(data) < 0.6):
+    has_nul = b"\x00" in data
+    if len(data) % 2 == 0 and (has_nul or not _looks_ascii(data)):
         # Without NUL bytes a UTF-16 reading has no ASCII at all; mostly-ASCII bytes read as UTF-16
         # give CJK-looking pairs ("Bush hid the facts"), so such bytes are not UTF-16.
         for codec in ("utf-16-le", "utf-16-be"):
             text = _strict(data, codec)
             if text is not None:
                 out.append(Reading(codec, "any", text, plausibility(text, "any")))
-    for codecs_, names, lang in _CANDIDATES:
+    for codecs_, names, lang in () if has_nul else _CANDIDATES:  # NUL bytes are no legacy text
         for codec, name in zip(codecs_, names):
             text = _strict(data, codec)
             if text is not None:
