@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     embedder_passage_prefix: str = Field("", description="Passage prefix for an embedder given by path or hub id.")
     verify_models_on_load: bool = Field(True, description="Re-check prepared model files' sha256 before loading them.")
     embed_batch_size: int = Field(32, description="Texts per embedder batch.")
+    ingest_embed_process: bool = Field(True, description="Embed ingested documents in a child process at a lower CPU priority (`RAG_INGEST_NICENESS`), so searches and questions are served first while documents are ingested (costs one more copy of the embedder in memory); off: the server's own embedder, shared with searches.")
+    ingest_niceness: int = Field(10, ge=0, le=19, description="`nice` increment of the ingestion embedding process (0-19; higher yields the CPU to searches more readily).")
     threads: int = Field(0, description="Torch intra-op threads; 0 means one per CPU core.")
     load_generator: bool = Field(True, description="Load the generator at server start (off for ingestion-only deployments).")
 

@@ -60,8 +60,13 @@ def wait_job(client, job_id: str, timeout: float = 120) -> dict:
     return job
 
 
+def passages(client):
+    """What ingestion embeds with (the child process by default, see rag.models.embed_process)."""
+    return client.app.state.runtime.ingest.pipeline.passages
+
+
 def gated(client) -> Gate:
-    return Gate(client.app.state.runtime.embedder)
+    return Gate(passages(client))
 
 
 def chunk_count(client) -> int:
@@ -165,7 +170,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_writes_nothing(small_sett
                                          ({"max_embed_seconds": 1.0, "embed_batch_size": 2}, "embed_time_limit")])
 def test_a_document_over_a_limit_fails_with_its_code_and_stores_nothing(small_settings, limit, code):
     with app_client(small_settings.model_copy(update=limit)) as client:
-        embedder = client.app.state.runtime.embedder
+        embedder = passages(client)
         real = embedder.embed_passages
 
         def slow(texts):  # 0.4 s a batch: the big document needs more batches than 1 s allows, the small one 1

@@ -26,7 +26,7 @@ from rag import store
 from rag.errors import RagError
 from rag.index.manager import IndexManager
 from rag.models.embedder import Embedder
-from rag.service.pipeline import Cancel, Outcome, Pipeline, ProgressFn
+from rag.service.pipeline import Cancel, Outcome, PassageEmbedder, Pipeline, ProgressFn
 from rag.service.quotas import RateLimited
 from rag.settings import Settings
 from rag.store import ThreadConnections
@@ -39,11 +39,12 @@ MAX_ATTEMPTS = 3  # runs a job may start before a crash during it means it is no
 
 
 class IngestService:
-    def __init__(self, settings: Settings, db: ThreadConnections, index: IndexManager, embedder: Embedder):
+    def __init__(self, settings: Settings, db: ThreadConnections, index: IndexManager, embedder: Embedder,
+                 passages: PassageEmbedder | None = None):
         self.settings = settings
         self.db = db
         self.index = index
-        self.pipeline = Pipeline(settings, embedder, index)
+        self.pipeline = Pipeline(settings, embedder, index, passages)
         self.uploads_dir = settings.data_dir / "uploads"
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -31,6 +32,12 @@ from rag.settings import Settings
 from rag.text.lang import Language, detect_language
 
 ProgressFn = Callable[[dict], None]
+
+
+class PassageEmbedder(Protocol):
+    """What ingestion embeds with: the server's `Embedder`, or an `EmbedProcess` child."""
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray: ...
 
 
 @dataclass
@@ -84,9 +91,11 @@ def effective_chunk_cap(settings: Settings, embedder: Embedder) -> int:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, embedder: Embedder, index: IndexManager):
+    def __init__(self, settings: Settings, embedder: Embedder, index: IndexManager,
+                 passages: PassageEmbedder | None = None):
         self.settings = settings
-        self.embedder = embedder
+        self.embedder = embedder  # tokens, dimension, model id; and passages unless `passages` is given
+        self.passages = passages or embedder
         self.index = index
 
     def run(self, conn, collection: str, filename: str, data: bytes, job_id: str | None,
@@ -162,7 +171,7 @@ class Pipeline:
             if time.monotonic() > deadline:
                 raise errors.embed_time_limit(time.monotonic() - t0, start, len(order))
             idx = order[start:start + batch]
-            out[idx] = self.embedder.embed_passages([chunks[pieces[j][0]].text[pieces[j][1]:pieces[j][2]] for j in idx])
+            out[idx] = self.passages.embed_passages([chunks[pieces[j][0]].text[pieces[j][1]:pieces[j][2]] for j in idx])
             now = time.monotonic()
             if now - last > 0.5:
                 last = now

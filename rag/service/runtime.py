@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from rag import __version__
 from rag.ask import LLM
 from rag.index.manager import IndexManager, OpenReport
+from rag.models.embed_process import ChildSpec, EmbedProcess
 from rag.models.embedder import Embedder
 from rag.models.loader import ModelStatus, load_embedder, load_generator
 from rag.service.answering import QuestionService
@@ -30,6 +31,7 @@ from rag.store import ThreadConnections, open_db
 class Runtime:
     settings: Settings
     embedder: Embedder | None = None
+    embed_process: EmbedProcess | None = None  # ingestion's embedder, when it runs in a child process
     generator: LLM | None = None
     models: dict[str, ModelStatus] = field(default_factory=dict)
     db: ThreadConnections | None = None
@@ -59,7 +61,12 @@ class Runtime:
         self.index_reports = self.index.open()
         self.searcher = Searcher(self.db, self.index, self.embedder)
         self.collections = CollectionService(self.db, self.index)
-        self.ingest = IngestService(self.settings, self.db, self.index, self.embedder)
+        if self.settings.ingest_embed_process:
+            self.embed_process = EmbedProcess(ChildSpec(
+                folder=self.models["embedder"].path, model_id=self.embedder.model_id,
+                passage_prefix=self.embedder.passage_prefix, batch_size=self.embedder.batch_size,
+                threads=self.settings.threads, niceness=self.settings.ingest_niceness), self.embedder.dim)
+        self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
         self.questions.recover()
         self.keys = KeyService(self.settings, self.db)
@@ -84,6 +91,8 @@ class Runtime:
     def close(self) -> None:
         if self.ingest is not None:
             self.ingest.stop()
+        if self.embed_process is not None:
+            self.embed_process.close()
         if self.index is not None:
             self.index.close()
         if self.db is not None:
