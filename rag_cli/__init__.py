@@ -456,5 +456,28 @@ def bench_injection_cmd(
     typer.echo(f"report: {md}\ndata: {js}")
 
 
+@bench_app.command("soak")
+def bench_soak_cmd(
+    minutes: float = typer.Option(10.0, help="Minutes of writers and readers together."),
+    writers: int = typer.Option(8, help="Clients uploading distinct documents, one at a time each."),
+    readers: int = typer.Option(32, help="Clients searching, one request at a time each."),
+    url: Optional[str] = typer.Option(None, help="A running server (default: start one with a fresh data folder and the configured models)."),
+    key: Optional[str] = typer.Option(None, help="Its admin key (with --url)."),
+    seed_docs: int = typer.Option(20, help="Documents ingested before the idle baseline."),
+    interval: float = typer.Option(30.0, help="Seconds per printed row."),
+    out: Optional[Path] = typer.Option(None, help="Write the report as JSON here."),
+) -> None:
+    """Writers upload and readers search one server at once: search p50/p99 per interval against the
+    idle baseline, uploads accepted and pushed back, errors, RSS; every acknowledged upload must end `done`."""
+    from rag.bench import soak
+
+    report = soak.run(minutes, writers, readers, url, key, seed_docs, interval, echo=typer.echo)
+    typer.echo(soak.summary(report))
+    if out is not None:
+        soak.write(report, out)
+    if report.errors or report.jobs_done != report.uploads_acknowledged:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
