@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -90,3 +91,95 @@ def test_the_runtime_ingests_through_the_child_and_stops_it(small_settings):
         time.sleep(0.1)
     else:
         pytest.fail("the embedding child outlived the runtime")
+
+
+def test_concurrent_queries_are_embedded_together_with_the_same_vectors(embedder):
+    """Many request threads asking at once: fewer model calls than queries, each query gets its own
+    vector (as embedded alone), and a failure reaches every waiting thread."""
+    queries = [f"question number {i} about the great wall" for i in range(24)]
+    alone = {q: embedder.embed_queries([q])[0] for q in queries}
+    calls = []
+    real = embedder.model.encode
+
+    def counting(texts, **kw):
+        calls.append(len(texts))
+        time.sleep(0.05)  # a slow model call, so that the others queue up behind it
+        return real(texts, **kw)
+
+    embedder.model.encode = counting
+    try:
+        barrier = threading.Barrier(len(queries))
+        got = {}
+
+        def ask(q):
+            barrier.wait()
+            got[q] = embedder.embed_queries([q])[0]
+
+        threads = [threading.Thread(target=ask, args=(q,)) for q in queries]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert set(got) == set(queries)
+        assert all(float(np.dot(got[q], alone[q])) > 0.9999 for q in queries)
+        assert sum(calls) == len(queries) and len(calls) < len(queries) / 2, calls
+
+        def broken(texts, **kw):
+            time.sleep(0.05)
+            raise RuntimeError("model failed")
+
+        embedder.model.encode = broken
+        errors = []
+
+        def ask_failing(q):
+            try:
+                embedder.embed_queries([q])
+            except RuntimeError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=ask_failing, args=(q,)) for q in queries[:6]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == ["model failed"] * 6
+    finally:
+        embedder.model.encode = real
+
+
+def test_counting_tokens_while_queries_are_embedded_is_safe(embedder):
+    """The chunker counts tokens in the ingestion thread while searches embed queries: a count must
+    never change how a batch is padded (it once came back ragged: 'expected sequence of length')."""
+    stop = threading.Event()
+    failures = []
+
+    def embed(seed):
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                embedder.embed_queries(["short", "a much longer query about the great wall " * (1 + (seed + i) % 5)])
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                failures.append(repr(exc))
+
+    def count():
+        while not stop.is_set():
+            try:
+                assert embedder.count_tokens("长城是中国古代的军事防御工程。" * 3) > 0
+                embedder.count_tokens_batch(["one", "two words", "three more words"])
+            except Exception as exc:  # noqa: BLE001
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=embed, args=(s,)) for s in range(4)] + [threading.Thread(target=count) for _ in range(2)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the old shared tokenizer failed in 3 s
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        sys.setswitchinterval(interval)
+    assert failures == []
