@@ -465,13 +465,14 @@ def bench_soak_cmd(
     key: Optional[str] = typer.Option(None, help="Its admin key (with --url)."),
     seed_docs: int = typer.Option(20, help="Documents ingested before the idle baseline."),
     interval: float = typer.Option(30.0, help="Seconds per printed row."),
+    max_queued: int = typer.Option(64, help="RAG_MAX_QUEUED_JOBS of the server it starts: writers outpace ingestion, and every acknowledged upload must be ingested before the run ends."),
     out: Optional[Path] = typer.Option(None, help="Write the report as JSON here."),
 ) -> None:
     """Writers upload and readers search one server at once: search p50/p99 per interval against the
     idle baseline, uploads accepted and pushed back, errors, RSS; every acknowledged upload must end `done`."""
     from rag.bench import soak
 
-    report = soak.run(minutes, writers, readers, url, key, seed_docs, interval, echo=typer.echo)
+    report = soak.run(minutes, writers, readers, url, key, seed_docs, interval, max_queued, echo=typer.echo)
     typer.echo(soak.summary(report))
     if out is not None:
         soak.write(report, out)
