@@ -10,12 +10,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from api import openapi
+from api.schemas import COLLECTION_NAME_PATTERN, NOT_BLANK_PATTERN
 from api.security import Guards
 from rag import __version__
 from rag.errors import RagError
 from rag.service.runtime import Runtime
 from rag.settings import Settings
+from rag.store import InvalidName, validate_collection_name
 
 log = logging.getLogger("rag.api")
 
@@ -37,6 +41,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # /docs and /redoc are the console's (served from local assets, api/console), not FastAPI's CDN pages.
     app = FastAPI(title="rag", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     _install_error_handlers(app)
+    openapi.install(app, settings)
     if settings.cors_origin_list():
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origin_list(), allow_credentials=False,
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
@@ -62,17 +67,54 @@ def _install_error_handlers(app: FastAPI) -> None:
         headers = {}
         if exc.status == 401:
             headers["WWW-Authenticate"] = "Bearer"
-        if getattr(exc, "retry_after", None):
-            headers["Retry-After"] = str(exc.retry_after)
+        if exc.status == 429:
+            headers["Retry-After"] = str(max(1, int(getattr(exc, "retry_after", None) or 1)))
         return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
+        if named := _named_error(exc.errors()):
+            return JSONResponse(error_body(named.code, named.message), status_code=named.status)
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         return JSONResponse(error_body("invalid_request", "request body or parameters are invalid", details=details),
                             status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and not getattr(exc, "code", None):
+            # A body FastAPI cannot even decode: as invalid as one that fails validation.
+            return JSONResponse(error_body("invalid_request", str(exc.detail)), status_code=422)
         code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
+
+
+def _named_error(errors) -> RagError | None:
+    """A failure that has its own code where the service checks it too: a collection name failing its
+    pattern (wherever it was: path, query, body) is the store's 400 `invalid_collection_name`, a blank
+    question the 422 `empty_question`. Only when nothing else failed; otherwise `invalid_request`."""
+    patterns = {(e.get("ctx") or {}).get("pattern") for e in errors if e.get("type") == "string_pattern_mismatch"}
+    if not errors or len(patterns) != 1 or any(e.get("type") != "string_pattern_mismatch" for e in errors):
+        return None
+    if patterns == {NOT_BLANK_PATTERN}:
+        return RagError("the question is empty", code="empty_question", status=422)
+    if patterns != {COLLECTION_NAME_PATTERN}:
+        return None
+    name = errors[0].get("input")
+    try:
+        validate_collection_name(name)
+    except InvalidName as exc:
+        return exc
+    return InvalidName(f"invalid collection name {name!r}")  # what Python's `$` lets through (a final newline)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers: Starlette's 405 names only the first route that matched the path."""
+    methods: set[str] = set()
+    for route in openapi.flat_routes(request.app.routes):
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))

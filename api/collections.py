@@ -2,14 +2,16 @@
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from api.schemas import CollectionIn, CollectionOut, CollectionsOut
+from api.openapi import errors
+from api.schemas import CollectionIn, CollectionOut, CollectionPath, CollectionsOut
 from api.security import principal
 from rag.service.auth import Principal
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
-@router.post("", status_code=201, response_model=CollectionOut)
+@router.post("", status_code=201, response_model=CollectionOut,
+             responses=errors({403: ["forbidden"], 409: ["collection_exists"]}))
 def create_collection(body: CollectionIn, request: Request, who: Principal = Depends(principal)) -> CollectionOut:
     who.require_admin()
     return CollectionOut.model_validate(request.app.state.runtime.collections.create(body.name, body.description))
@@ -21,8 +23,9 @@ def list_collections(request: Request, who: Principal = Depends(principal)) -> C
     return CollectionsOut(collections=[CollectionOut.model_validate(c) for c in found])
 
 
-@router.delete("/{name}", status_code=204)
-def delete_collection(name: str, request: Request, who: Principal = Depends(principal)) -> Response:
+@router.delete("/{name}", status_code=204, responses=errors({
+    403: ["forbidden"], 404: ["collection_not_found"], 409: ["collection_protected"]}))
+def delete_collection(name: CollectionPath, request: Request, who: Principal = Depends(principal)) -> Response:
     who.require(name, "admin")
     request.app.state.runtime.collections.delete(name)
     return Response(status_code=204)

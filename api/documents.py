@@ -1,13 +1,15 @@
 """Uploads, documents and chunks. Upload checks that need no parsing happen here, before a job exists."""
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from starlette.exceptions import HTTPException
 
-from api.security import principal
-from api.schemas import ChunkContextOut, ChunkOut, ChunksOut, DocumentDetailOut, DocumentOut, DocumentsOut, JobsOut, SearchIn, SearchOut
+from api.openapi import errors as error_responses
+from api.security import BodyTooLarge, principal
+from api.schemas import (ChunkContextOut, ChunkId, ChunkOut, ChunksOut, CollectionPath, DocumentDetailOut, DocumentId,
+                         DocumentOut, DocumentsOut, JobsOut, SearchIn, SearchOut)
 from ingest import errors
 from ingest.uploads import Upload
-from rag.errors import IngestError
+from rag.errors import IngestError, RagError
 from rag.service.auth import Principal
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["documents"])
@@ -36,8 +38,24 @@ def _header_too_long(exc: BaseException) -> bool:
     return False
 
 
-@router.post("/documents", status_code=202, response_model=JobsOut)
-async def upload_documents(name: str, request: Request, who: Principal = Depends(principal)) -> dict:
+# The route reads the form itself (within its limits), so FastAPI cannot see the body: declared here.
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["files"],
+    "properties": {"files": {
+        "type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
+        "description": "One or more files (.pdf .txt .md .markdown .html .htm), each a part named `files` with its "
+                       "file name; more than RAG_MAX_FILES_PER_REQUEST is 413 `too_many_files`, a file over "
+                       "RAG_MAX_UPLOAD_BYTES 413 `file_too_large`."}},
+}}}}}
+_READ_404 = error_responses({404: ["collection_not_found"]})
+
+
+@router.post("/documents", status_code=202, response_model=JobsOut, openapi_extra=_UPLOAD_BODY, responses=error_responses({
+    400: ["bad_filename"], 403: ["forbidden"], 404: ["collection_not_found"],
+    413: ["file_too_large", "too_many_files"], 415: ["unsupported_type"],
+    422: ["no_files", "empty_file", "pdf_malformed"], 429: ["queue_full"]}))
+async def upload_documents(name: CollectionPath, request: Request, who: Principal = Depends(principal)) -> dict:
+    """Queues one job per file (202); parsing and indexing happen in the job (poll `/v1/jobs/{id}`)."""
     who.require(name, "write")
     runtime = request.app.state.runtime
     limit = runtime.settings.max_upload_bytes
@@ -51,7 +69,9 @@ async def upload_documents(name: str, request: Request, who: Principal = Depends
         if exc.status_code == 400 and "Too many files" in str(exc.detail):
             raise IngestError(f"at most {runtime.settings.max_files_per_request} files per request (RAG_MAX_FILES_PER_REQUEST)",
                               code="too_many_files", status=413) from None
-        raise
+        if isinstance(exc, BodyTooLarge) or exc.status_code != 400:
+            raise
+        raise RagError(f"the multipart body cannot be read: {exc.detail}", code="invalid_request", status=422) from None
     files = [f for f in form.getlist("files") if not isinstance(f, str)]
     if not files:
         raise IngestError("send one or more files in the multipart field 'files'", code="no_files")
@@ -61,29 +81,32 @@ async def upload_documents(name: str, request: Request, who: Principal = Depends
     return {"jobs": [{"id": j.id, "filename": j.filename} for j in jobs]}
 
 
-@router.get("/documents", response_model=DocumentsOut)
-def list_documents(name: str, request: Request, who: Principal = Depends(principal)) -> DocumentsOut:
+@router.get("/documents", response_model=DocumentsOut, responses=_READ_404)
+def list_documents(name: CollectionPath, request: Request, who: Principal = Depends(principal)) -> DocumentsOut:
     who.require(name)
     docs = request.app.state.runtime.collections.list_documents(name)
     return DocumentsOut(documents=[DocumentOut.model_validate(d) for d in docs])
 
 
-@router.get("/documents/{document_id}", response_model=DocumentDetailOut)
-def get_document(name: str, document_id: int, request: Request, who: Principal = Depends(principal)) -> DocumentDetailOut:
+@router.get("/documents/{document_id}", response_model=DocumentDetailOut,
+            responses=error_responses({404: ["collection_not_found", "document_not_found"]}))
+def get_document(name: CollectionPath, document_id: DocumentId, request: Request, who: Principal = Depends(principal)) -> DocumentDetailOut:
     who.require(name)
     found = request.app.state.runtime.collections.get_document(name, document_id)
     return DocumentDetailOut(**DocumentOut.model_validate(found.document).model_dump(), pages=found.pages)
 
 
-@router.get("/documents/{document_id}/chunks", response_model=ChunksOut)
-def list_chunks(name: str, document_id: int, request: Request, who: Principal = Depends(principal)) -> ChunksOut:
+@router.get("/documents/{document_id}/chunks", response_model=ChunksOut,
+            responses=error_responses({404: ["collection_not_found", "document_not_found"]}))
+def list_chunks(name: CollectionPath, document_id: DocumentId, request: Request, who: Principal = Depends(principal)) -> ChunksOut:
     who.require(name)
     chunks = request.app.state.runtime.collections.list_chunks(name, document_id)
     return ChunksOut(chunks=[ChunkOut.model_validate(c) for c in chunks])
 
 
-@router.get("/chunks/{chunk_id}", response_model=ChunkContextOut)
-def get_chunk(name: str, request: Request, chunk_id: int = Path(..., ge=1, le=2**63 - 1),
+@router.get("/chunks/{chunk_id}", response_model=ChunkContextOut,
+            responses=error_responses({404: ["collection_not_found", "chunk_not_found"]}))
+def get_chunk(name: CollectionPath, chunk_id: ChunkId, request: Request,
               neighbours: int = Query(1, ge=0, le=5, description="Chunks of the same document on each side."),
               who: Principal = Depends(principal)) -> ChunkContextOut:
     """A chunk with its neighbours in its document, and the document: a citation shown in context."""
@@ -91,15 +114,16 @@ def get_chunk(name: str, request: Request, chunk_id: int = Path(..., ge=1, le=2*
     return ChunkContextOut.model_validate(request.app.state.runtime.collections.chunk_context(name, chunk_id, neighbours))
 
 
-@router.delete("/documents/{document_id}", status_code=204)
-def delete_document(name: str, document_id: int, request: Request, who: Principal = Depends(principal)) -> Response:
+@router.delete("/documents/{document_id}", status_code=204,
+               responses=error_responses({403: ["forbidden"], 404: ["collection_not_found", "document_not_found"]}))
+def delete_document(name: CollectionPath, document_id: DocumentId, request: Request, who: Principal = Depends(principal)) -> Response:
     who.require(name, "write")
     request.app.state.runtime.collections.delete_document(name, document_id)
     return Response(status_code=204)
 
 
-@router.post("/search", response_model=SearchOut)
-def search(name: str, body: SearchIn, request: Request, who: Principal = Depends(principal)) -> SearchOut:
+@router.post("/search", response_model=SearchOut, responses=_READ_404)
+def search(name: CollectionPath, body: SearchIn, request: Request, who: Principal = Depends(principal)) -> SearchOut:
     """Hybrid retrieval only (no model call): each retriever's score and rank, and the fused score."""
     who.require(name)
     return SearchOut.of(request.app.state.runtime.searcher.search_found(name, body.query, body.k))

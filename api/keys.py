@@ -2,11 +2,12 @@
 
 from fastapi import APIRouter, Depends, Request
 
-from api.schemas import KeyIn, KeyOut, KeysOut, NewKeyOut
+from api.openapi import errors
+from api.schemas import KeyId, KeyIn, KeyOut, KeysOut, NewKeyOut
 from api.security import principal
 from rag.service.auth import Principal
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=errors({403: ["forbidden"]}))
 
 
 @router.post("", status_code=201, response_model=NewKeyOut)
@@ -23,7 +24,7 @@ def list_keys(request: Request, who: Principal = Depends(principal)) -> KeysOut:
     return KeysOut(keys=[KeyOut.model_validate(k) for k in request.app.state.runtime.keys.list()])
 
 
-@router.delete("/{key_id}", response_model=KeyOut)
-def revoke_key(key_id: str, request: Request, who: Principal = Depends(principal)) -> KeyOut:
+@router.delete("/{key_id}", response_model=KeyOut, responses=errors({404: ["key_not_found"]}))
+def revoke_key(key_id: KeyId, request: Request, who: Principal = Depends(principal)) -> KeyOut:
     who.require_admin()
     return KeyOut.model_validate(request.app.state.runtime.keys.revoke(key_id))

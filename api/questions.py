@@ -12,7 +12,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.schemas import ChangeOut, QuestionIn, ReplayOut
+from api.openapi import errors
+from api.schemas import ChangeOut, CollectionPath, CollectionQuery, QuestionId, QuestionIn, ReplayOut
 from api.security import principal
 from rag.errors import NotFound, RagError
 from rag.service.answering import AskRequest, PreparedQuestion, QuestionService
@@ -31,8 +32,22 @@ def _sse(event: str, data) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-@router.post("/v1/collections/{name}/questions")
-def ask_question(name: str, body: QuestionIn, request: Request, who: Principal = Depends(principal)):
+# The questions a run can refuse before it starts (a stream starts only once these passed).
+_ASKING = {422: ["empty_question", "budget_above_limit"], 429: ["too_many_questions"],
+           503: ["generator_unavailable"]}
+_ANSWER = {200: {"description": "The answer (`stream: false`), or Server-Sent Events (`stream: true`): `question` "
+                                "(its id), `step` events as the loop runs, `token` events, then `final` (the same "
+                                "object as the JSON answer) or `error`.",
+                 "content": {"application/json": {"schema": {"type": "object"}},
+                             "text/event-stream": {"schema": {  # one event
+                                 "type": "object", "required": ["event", "data"],
+                                 "properties": {"event": {"enum": ["question", "step", "token", "final", "error"]},
+                                                "data": {"type": "string", "contentMediaType": "application/json"}}}}}}}
+_QUESTION_404 = errors({404: ["question_not_found"]})
+
+
+@router.post("/v1/collections/{name}/questions", responses={**_ANSWER, **errors({404: ["collection_not_found"], **_ASKING})})
+def ask_question(name: CollectionPath, body: QuestionIn, request: Request, who: Principal = Depends(principal)):
     who.require(name)
     runtime = request.app.state.runtime
     service, quotas = runtime.questions, runtime.quotas
@@ -100,18 +115,19 @@ def _readable_question(request: Request, who: Principal, qid: str) -> QuestionSe
     return service
 
 
-@router.get("/v1/questions/{qid}")
-def get_question(qid: str, request: Request, who: Principal = Depends(principal)) -> dict:
+@router.get("/v1/questions/{qid}", responses=_QUESTION_404)
+def get_question(qid: QuestionId, request: Request, who: Principal = Depends(principal)) -> dict:
     return _readable_question(request, who, qid).get(qid)
 
 
-@router.get("/v1/questions/{qid}/trace")
-def get_trace(qid: str, request: Request, who: Principal = Depends(principal)) -> dict:
+@router.get("/v1/questions/{qid}/trace", responses=_QUESTION_404)
+def get_trace(qid: QuestionId, request: Request, who: Principal = Depends(principal)) -> dict:
     return _readable_question(request, who, qid).trace(qid)
 
 
-@router.post("/v1/questions/{qid}/replay", response_model=ReplayOut)
-def replay_question(qid: str, request: Request, who: Principal = Depends(principal)) -> ReplayOut:
+@router.post("/v1/questions/{qid}/replay", response_model=ReplayOut,
+             responses=errors({404: ["question_not_found", "collection_not_found"], **_ASKING}))
+def replay_question(qid: QuestionId, request: Request, who: Principal = Depends(principal)) -> ReplayOut:
     """Re-runs a recorded question with its recorded budget and options (as `rag replay` does) and
     compares the outcome, queries, candidates, context and cost with the recording."""
     service = _readable_question(request, who, qid)
@@ -128,8 +144,10 @@ def replay_question(qid: str, request: Request, who: Principal = Depends(princip
                               for c in done.changes])
 
 
-@router.get("/v1/questions")
-def list_questions(request: Request, collection: str | None = None, since: str | None = None,
+@router.get("/v1/questions", responses=errors({404: ["collection_not_found"]}))
+def list_questions(request: Request, collection: CollectionQuery = None,
+                   since: str | None = Query(None, max_length=64, description="Only questions asked at or after "
+                                             "this UTC time (ISO 8601, e.g. 2026-11-01 or 2026-11-01T12:00:00)."),
                    limit: int = Query(50, ge=1, le=1000),
                    order: Literal["recent", "tokens"] = Query("recent", description="recent: newest first; tokens: "
                                                               "prompt + completion tokens, most first (ties newest first)."),
@@ -140,9 +158,11 @@ def list_questions(request: Request, collection: str | None = None, since: str |
                                                                   scope=who.scope())}
 
 
-@router.get("/v1/usage")
-def usage(request: Request, collection: str | None = None,
-          group_by: str = Query("day", description="day (UTC, newest first) or collection (by name)."),
+@router.get("/v1/usage", responses=errors({400: ["invalid_group_by"], 404: ["collection_not_found"]}))
+def usage(request: Request, collection: CollectionQuery = None,
+          # Checked by the ledger (400 `invalid_group_by`, naming the choices); the schema lists them.
+          group_by: str = Query("day", description="day (UTC, newest first) or collection (by name).",
+                                json_schema_extra={"enum": ["day", "collection"]}),
           who: Principal = Depends(principal)) -> dict:
     if collection:
         who.require(collection)

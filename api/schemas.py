@@ -6,20 +6,100 @@ these models, so what a client sees is declared here and in the OpenAPI, nowhere
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path, Query
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
+
+from rag.store import COLLECTION_NAME_RE
 
 
 class _FromRecord(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+# ------------------------------------------------------------------ shared formats
+
+#: The one definition of a collection name (`rag.store.collections`), as a JSON-Schema pattern.
+COLLECTION_NAME_PATTERN = COLLECTION_NAME_RE.pattern
+CollectionName = Annotated[str, StringConstraints(pattern=COLLECTION_NAME_PATTERN)]
+#: Job, question and key ids: opaque, at most 64 letters, digits, '_' or '-' (the service makes 32 or
+#: 12 hex digits; anything else cannot exist and is refused before a lookup).
+ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+#: Row ids are SQLite integers: 1 .. 2**63-1.
+MAX_ROW_ID = 2**63 - 1
+
+
+def _not_blank() -> str:
+    """A pattern that needs one character Python's `str.strip()` keeps (so `'\\u3000'` is blank too)."""
+    blank = [c for c in map(chr, range(0x110000)) if c.isspace()]
+    ranges, start = [], blank[0]
+    for prev, cur in zip(blank, blank[1:] + [None]):
+        if cur is None or ord(cur) != ord(prev) + 1:
+            ranges.append(f"\\u{ord(start):04x}" + (f"-\\u{ord(prev):04x}" if prev != start else ""))
+            start = cur
+    return "[^" + "".join(ranges) + "]"
+
+
+NOT_BLANK_PATTERN = _not_blank()
+
+
+def _json_integer(value: Any) -> Any:
+    if isinstance(value, (str, bool)):
+        raise ValueError("a JSON integer, not a string or a boolean")
+    return value
+
+
+def JsonInt(ge: int, le: int) -> Any:  # noqa: N802 - a type
+    """An integer as JSON Schema reads one: 4 and 4.0, not "4" or true; bounds inside (before the check,
+    so the schema shows them as minimum/maximum)."""
+    return Annotated[int, Field(ge=ge, le=le), Strict(False), BeforeValidator(_json_integer)]
+
+
+class _In(BaseModel):
+    """A request body: JSON types as the schema says them (no `"5"` for 5, no `0` for false)."""
+
+    model_config = ConfigDict(strict=True)
+
+
+# Path and query parameters, with the bounds validation enforces (and the OpenAPI shows).
+CollectionPath = Annotated[str, Path(pattern=COLLECTION_NAME_PATTERN, description="A collection's name.")]
+CollectionQuery = Annotated[CollectionName | None, Query(description="Only this collection.")]
+DocumentId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A document's id.")]
+ChunkId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A chunk's id.")]
+JobId = Annotated[str, Path(pattern=ID_PATTERN, description="A job's id (from the upload's answer).")]
+QuestionId = Annotated[str, Path(pattern=ID_PATTERN, description="A question's id.")]
+KeyId = Annotated[str, Path(pattern=ID_PATTERN, description="A key's id (the `<id>` of `rag_<id>_<secret>`).")]
+
+
+# ------------------------------------------------------------------ errors
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="Where: `body`, `path`, `query` or `header`, then the field.")
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Machine-readable; the README's error table lists every code.")
+    message: str = Field(description="For people; wording may change.")
+    details: list[ErrorDetail] | SkipJsonSchema[None] = Field(None, description="`invalid_request` only: each "
+                                                               "field that failed validation.")
+
+
+class ErrorOut(BaseModel):
+    """Every error the API answers, whatever its status."""
+
+    error: ErrorBody
+
+
 # ------------------------------------------------------------------ collections
 
 
-class CollectionIn(BaseModel):
-    name: str = Field(..., description="1-64 characters: letters, digits, '_', '-', '.'; starts with a letter or digit.")
+class CollectionIn(_In):
+    name: CollectionName = Field(..., description="1-64 characters: letters, digits, '_', '-', '.'; starts with a "
+                                                  "letter or digit.")
     description: str = ""
 
 
@@ -137,9 +217,9 @@ class JobOut(BaseModel):
 # ------------------------------------------------------------------ search
 
 
-class SearchIn(BaseModel):
+class SearchIn(_In):
     query: str = Field(..., min_length=1, max_length=4000)
-    k: int = Field(10, ge=1, le=100)
+    k: JsonInt(1, 100) = 10
 
 
 class SearchScores(BaseModel):
@@ -190,10 +270,10 @@ class SearchOut(BaseModel):
 # ------------------------------------------------------------------ questions
 
 
-class BudgetIn(BaseModel):
-    max_model_calls: int | None = Field(None, ge=0, le=50)
-    max_prompt_tokens: int | None = Field(None, ge=0, le=1_000_000)
-    max_rounds: int | None = Field(None, ge=1, le=10)
+class BudgetIn(_In):
+    max_model_calls: JsonInt(0, 50) | None = None
+    max_prompt_tokens: JsonInt(0, 1_000_000) | None = None
+    max_rounds: JsonInt(1, 10) | None = None
     timeout_s: float | None = Field(None, gt=0, le=3600)
 
 
@@ -203,12 +283,12 @@ class OptionsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    k: int | None = Field(None, ge=1, le=50, description="Candidates per search.")
-    max_passages: int | None = Field(None, ge=1, le=10, description="Fused candidates taken into the context.")
-    max_neighbours: int | None = Field(None, ge=0, le=4, description="Chunks added on each side of a cut passage.")
-    max_rewrite_queries: int | None = Field(None, ge=1, le=5, description="Search phrases per rewrite.")
-    max_cross_queries: int | None = Field(None, ge=0, le=4, description="Phrases in the collection's other language.")
-    max_answer_tokens: int | None = Field(None, ge=1, le=4096, description="Most answer tokens (at most RAG_MAX_ANSWER_TOKENS).")
+    k: JsonInt(1, 50) | None = Field(None, description="Candidates per search.")
+    max_passages: JsonInt(1, 10) | None = Field(None, description="Fused candidates taken into the context.")
+    max_neighbours: JsonInt(0, 4) | None = Field(None, description="Chunks added on each side of a cut passage.")
+    max_rewrite_queries: JsonInt(1, 5) | None = Field(None, description="Search phrases per rewrite.")
+    max_cross_queries: JsonInt(0, 4) | None = Field(None, description="Phrases in the collection's other language.")
+    max_answer_tokens: JsonInt(1, 4096) | None = Field(None, description="Most answer tokens (at most RAG_MAX_ANSWER_TOKENS).")
     rewrite: bool | None = Field(None, description="Allow query rewriting when evidence is weak.")
     force_rewrite: bool | None = Field(None, description="Always run one rewrite round.")
     expand: bool | None = Field(None, description="Add neighbours of cut-off passages.")
@@ -216,8 +296,9 @@ class OptionsIn(BaseModel):
     inline_citations: bool | None = Field(None, description="Put [n] markers after supported sentences.")
 
 
-class QuestionIn(BaseModel):
-    question: str = Field(..., min_length=1, max_length=4000)
+class QuestionIn(_In):
+    question: str = Field(..., min_length=1, max_length=4000, pattern=NOT_BLANK_PATTERN,
+                          description="Anything but blank (spaces alone: 422 `empty_question`).")
     budget: BudgetIn | None = None
     stream: bool = False
     options: OptionsIn | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")
@@ -226,14 +307,21 @@ class QuestionIn(BaseModel):
 # ------------------------------------------------------------------ keys
 
 
-class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# JSON Schema states a dict's key pattern as `propertyNames` (pydantic's `patternProperties` would
+# let other keys through as additional properties).
+Grants = Annotated[dict[CollectionName, Literal["read", "write"]], Field(max_length=1000), WithJsonSchema({
+    "type": "object", "propertyNames": {"pattern": COLLECTION_NAME_PATTERN},
+    "additionalProperties": {"type": "string", "enum": ["read", "write"]}, "maxProperties": 1000})]
+
+
+class KeyIn(_In):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: str = Field(..., pattern="^(read|write|admin)$")
-    collections: list[str] | None = Field(None, max_length=1000, description="Collections the role applies to; "
-                                          "omitted: every collection (ignored for admin).")
-    grants: dict[str, Literal["read", "write"]] | None = Field(None, max_length=1000, description="A role per "
-                                                              "collection instead of `collections`, e.g. {\"manuals\": \"write\", \"faq\": \"read\"}.")
+    collections: list[CollectionName] | None = Field(None, max_length=1000, description="Collections the role "
+                                                     "applies to; omitted: every collection (ignored for admin).")
+    grants: Grants | None = Field(None, description="A role per collection instead of `collections`, e.g. "
+                                  "{\"manuals\": \"write\", \"faq\": \"read\"}.")
     name: str = Field("", max_length=200)
 
 

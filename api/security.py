@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,7 +17,12 @@ from rag.settings import Settings
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def principal(request: Request) -> Principal:
+# Declares the key in the OpenAPI (`security` on every operation that depends on `principal`); the
+# check itself is `bearer` below, so a missing or malformed header is our 401, not FastAPI's 403.
+_scheme = HTTPBearer(auto_error=False, scheme_name="apiKey")
+
+
+def principal(request: Request, _: HTTPAuthorizationCredentials | None = Depends(_scheme)) -> Principal:
     """The caller's key (401 without a valid one), counted against its request rate."""
     runtime = request.app.state.runtime
     who = OPEN if runtime.settings.auth == "off" else bearer(request)
