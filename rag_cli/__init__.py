@@ -46,8 +46,10 @@ def serve(
     import uvicorn
 
     from api.app import create_app
+    from rag.malloc import pin_mmap_threshold
     from rag.service.runtime import Runtime
 
+    pin_mmap_threshold()  # before the models load: see rag.malloc
     settings = _settings(data_dir, host=host, port=port)
     runtime = Runtime(settings)
     try:

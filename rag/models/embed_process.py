@@ -126,6 +126,9 @@ class EmbedProcess:
 def _serve(inp, out) -> None:
     spec: ChildSpec = pickle.load(inp)
     try:
+        from rag.malloc import pin_mmap_threshold
+
+        pin_mmap_threshold()
         os.nice(spec.niceness)
         import torch
 
