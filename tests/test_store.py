@@ -198,6 +198,11 @@ def test_v6_database_upgrades_to_cancellable_jobs(db_path, monkeypatch):
 # ---------------------------------------------------------------- collections
 
 
+def test_a_collection_name_with_a_trailing_newline_is_invalid(conn):
+    with pytest.raises(store.InvalidName):
+        store.create_collection(conn, "manuals\n")
+
+
 def test_collections_crud(conn):
     a = store.create_collection(conn, "manuals", "product manuals")
     assert a.change_seq == 0 and a.document_count == 0 and len(a.uid) == 32

@@ -58,7 +58,7 @@ def bump_seq(conn: sqlite3.Connection, collection: str) -> int:
 
 
 def validate_collection_name(name: str) -> str:
-    if not isinstance(name, str) or not COLLECTION_NAME_RE.match(name):
+    if not isinstance(name, str) or not COLLECTION_NAME_RE.fullmatch(name):
         raise InvalidName(
             f"invalid collection name {name!r}: 1-64 characters, letters, digits, '_', '-', '.', "
             "starting with a letter or digit"
