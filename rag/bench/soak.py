@@ -4,7 +4,8 @@ What it answers: does the service keep serving readers while it ingests, does it
 anything acknowledged, and does its memory settle. It starts its own `rag serve` (fresh data
 folder, the configured models) unless given `--url`, then
 
-1. seeds the collection and measures search latency with readers alone (the idle baseline),
+1. seeds the collection and measures search latency with one reader, then with the readers
+   alone (the idle baseline at the same concurrency),
 2. runs `writers` uploading distinct documents and `readers` searching, for `minutes`,
 3. waits for every acknowledged upload to finish, and reports per interval search p50/p99,
    uploads accepted and refused (429 `queue_full` is push-back, not an error), errors, and the
@@ -75,6 +76,7 @@ class Report:
     writers: int
     readers: int
     minutes: float
+    single_p50_ms: float  # one reader, nothing else running
     idle_p50_ms: float
     idle_p99_ms: float
     load_p50_ms: float
@@ -284,6 +286,8 @@ def run(minutes: float, writers: int, readers: int, url: str | None, key: str | 
             soak.stats.accepted.extend(ids)
         soak.wait_jobs(600)
         rss_start = soak.rss_mb()
+        single = soak.run_threads(0, 1, 10, interval_s, [], lambda row: None)
+        echo(f"one reader: search p50 {_pct(single, 0.5):.1f} ms over {len(single)} searches")
         echo(f"idle: {readers} readers, no writers, 30 s")
         idle = soak.run_threads(0, readers, 30, interval_s, [], lambda row: None)
         echo(f"idle search p50 {_pct(idle, 0.5):.1f} ms, p99 {_pct(idle, 0.99):.1f} ms over {len(idle)} searches")
@@ -301,7 +305,7 @@ def run(minutes: float, writers: int, readers: int, url: str | None, key: str | 
         done, failed, samples = soak.wait_jobs(3600)
         idle_p50, load_p50 = _pct(idle, 0.5) or 0.0, _pct(loaded, 0.5) or 0.0
         rss = [r.rss_mb for r in intervals if r.rss_mb is not None]
-        return Report(writers, readers, minutes, round(idle_p50, 1), round(_pct(idle, 0.99) or 0, 1),
+        return Report(writers, readers, minutes, round(_pct(single, 0.5) or 0, 1), round(idle_p50, 1), round(_pct(idle, 0.99) or 0, 1),
                       round(load_p50, 1), round(_pct(loaded, 0.99) or 0, 1),
                       round(load_p50 / idle_p50, 1) if idle_p50 else 0.0,
                       len(soak.stats.accepted), done, failed, len(soak.stats.errors), soak.stats.errors[:10] + samples,
@@ -323,7 +327,8 @@ def write(report: Report, path: Path) -> None:
 def summary(r: Report) -> str:
     ok = r.jobs_done == r.uploads_acknowledged and r.errors == 0
     return (f"{r.writers} writers + {r.readers} readers, {r.minutes} min: search p50 {r.load_p50_ms} ms "
-            f"(idle {r.idle_p50_ms} ms, {r.ratio_p50}x), p99 {r.load_p99_ms} ms (idle {r.idle_p99_ms} ms); "
+            f"({r.readers} readers alone {r.idle_p50_ms} ms, {r.ratio_p50}x; one reader alone {r.single_p50_ms} ms), "
+            f"p99 {r.load_p99_ms} ms (alone {r.idle_p99_ms} ms); "
             f"{r.uploads_acknowledged} uploads acknowledged, {r.jobs_done} done, {r.jobs_failed} failed; "
             f"{r.errors} errors; RSS {r.rss_start_mb} -> {r.rss_end_mb} MB (max {r.rss_max_mb}); "
             f"{'OK' if ok else 'NOT OK'}")
