@@ -66,10 +66,32 @@ def _collapse(text: str) -> str:
     return text.strip()
 
 
-def _is_hidden(tag) -> bool:
+def _in_article(tag, memo: dict[int, bool]) -> bool:
+    """Whether `tag` has an <article> or <main> ancestor. `memo` (one per parse) maps each tag
+    already walked through to the answer for itself, so a whole page costs O(tags): asking each of
+    100,000 nested <header>s afresh walked 100,000 ancestors each (hours of the worker's time)."""
+    path: list[int] = []
+    node = tag.parent
+    found = False
+    while node is not None:
+        known = memo.get(id(node))
+        if known is not None:
+            found = known
+            break
+        if node.name in ("article", "main"):
+            found = True
+            break
+        path.append(id(node))
+        node = node.parent
+    for key in path:
+        memo[key] = found
+    return found
+
+
+def _is_hidden(tag, memo: dict[int, bool] | None = None) -> bool:
     if tag.name in ("header", "footer"):
         # The page's banner and footer go; an article's own header (often its h1) stays.
-        return tag.find_parent(["article", "main"]) is None
+        return not _in_article(tag, {} if memo is None else memo)
     attrs = tag.attrs or {}
     if "hidden" in attrs or str(attrs.get("aria-hidden", "")).lower() == "true":
         return True
@@ -84,8 +106,8 @@ def _is_hidden(tag) -> bool:
     return any(c in _DROP_CLASSES for c in classes)
 
 
-def _text_of(tag, *, keep_breaks: bool = True) -> str:
-    """Visible text of a subtree (dropped elements skipped), iteratively."""
+def _text_of(tag, *, keep_breaks: bool = True, memo: dict[int, bool] | None = None) -> str:
+    """Visible text of a subtree (dropped elements skipped), iteratively; `memo` as for `_in_article`."""
     from bs4 import NavigableString, Tag
     from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
@@ -100,7 +122,7 @@ def _text_of(tag, *, keep_breaks: bool = True) -> str:
             continue
         if not isinstance(node, Tag):
             continue
-        if node is not tag and (node.name in _DROP_TAGS or _is_hidden(node)):
+        if node is not tag and (node.name in _DROP_TAGS or _is_hidden(node, memo)):
             continue
         if node.name == "br":
             out.append(_BR if keep_breaks else " ")
@@ -139,6 +161,7 @@ def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument
     buf: list[str] = []
     kinds: list[str] = ["paragraph"]
     skip_types = (Comment, Declaration, Doctype, ProcessingInstruction)
+    memo: dict[int, bool] = {}  # tag -> has an <article>/<main> ancestor (see `_in_article`)
 
     def path() -> tuple[str, ...]:
         return tuple(t for _, t in stack_sections)
@@ -163,7 +186,7 @@ def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument
         if not isinstance(node, Tag):
             continue
         name = node.name
-        if node is not root and (name in _DROP_TAGS or _is_hidden(node)):
+        if node is not root and (name in _DROP_TAGS or _is_hidden(node, memo)):
             continue
         if name == "br":
             buf.append(_BR)
@@ -171,7 +194,7 @@ def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument
         if name in _HEADINGS:
             flush()
             level = _HEADINGS[name]
-            htext = " ".join(normalize_text(_text_of(node, keep_breaks=False)).split())
+            htext = " ".join(normalize_text(_text_of(node, keep_breaks=False, memo=memo)).split())
             if htext:
                 while stack_sections and stack_sections[-1][0] >= level:
                     stack_sections.pop()
@@ -182,12 +205,12 @@ def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument
             continue
         if name == "pre":
             flush()
-            b.add(_text_of(node).replace(_BR, "\n"), "code", path())
+            b.add(_text_of(node, memo=memo).replace(_BR, "\n"), "code", path())
             continue
         if name == "tr":
             flush()
             cells = [
-                _collapse(_text_of(c, keep_breaks=False))
+                _collapse(_text_of(c, keep_breaks=False, memo=memo))
                 for c in node.find_all(["td", "th"], recursive=False)
             ]
             b.add(" | ".join(c for c in cells if c), "table", path())
