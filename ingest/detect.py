@@ -52,6 +52,10 @@ _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 MAX_FILENAME_CHARS = 255
+#: Unicode categories refused in a file name: controls (C0, DEL and C1: a multipart header that is
+#: not UTF-8 is read as Latin-1, so bytes 0x80-0x9F arrive as C1 controls), format characters
+#: (zero-width, bidi overrides, tags) and the line and paragraph separators U+2028/U+2029.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def clean_filename(filename: str | None) -> str:
@@ -69,7 +73,7 @@ def clean_filename(filename: str | None) -> str:
         raise errors.bad_filename("the name contains a NUL character")
     if len(filename) > MAX_FILENAME_CHARS:
         raise errors.bad_filename(f"the name is {len(filename):,} characters long; the limit is {MAX_FILENAME_CHARS}")
-    if any(ord(c) < 32 or ord(c) == 127 or unicodedata.category(c) == "Cf" for c in filename):
+    if any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in filename):
         raise errors.bad_filename("control or invisible characters in the name")
     if "/" in filename or "\\" in filename:
         raise errors.bad_filename("the name contains a path separator (/ or \\); send the bare file name")
