@@ -166,6 +166,8 @@ def test_sigkill_during_ingestion_loses_nothing_acknowledged(kill_point, tmp_pat
         "RAG_MODEL_CACHE_DIR": str(models_dir),
         "RAG_LOAD_GENERATOR": "false",
         "RAG_EMBEDDER": "all-minilm-l6-v2",
+        # the test polls every job every 50 ms to hit its kill point; the per-key limit is not under test
+        "RAG_REQUESTS_PER_MINUTE": "1000000",
     })
     server.start()
     try:
