@@ -55,7 +55,7 @@ MAX_RSS_BYTES = 2_560 * 1024 * 1024
 #: Documented codes an upload may be refused with (README's error table, `ingest.errors`).
 UPLOAD_CODES = frozenset({
     "bad_filename", "file_too_large", "unsupported_type", "empty_file", "pdf_malformed",
-    "too_many_files", "body_too_large", "invalid_request",
+    "too_many_files", "body_too_large", "invalid_request", "no_files",
 })
 #: Documented codes a job may fail with. Never `internal_error`.
 JOB_CODES = frozenset({
@@ -77,8 +77,6 @@ KNOWN_BUGS = {
                     "'C:\\Windows\\x.txt' to 'x.txt' before ingest.detect.clean_filename sees it: the path "
                     "is stored under its last part instead of being refused with bad_filename"),
 }
-_NO_FILES = ("api/documents.py answers 422 `no_files`, a code missing from README's error table and "
-             "ingest.errors.ERROR_STATUS")
 
 
 # --------------------------------------------------------------------------- sending
@@ -301,9 +299,6 @@ def test_case_ends_in_its_documented_outcome(corpus_run, case):
     assert out.rss <= MAX_RSS_BYTES, f"RSS {out.rss >> 20} MB over the {MAX_RSS_BYTES >> 20} MB bound"
     assert out.status is None or out.status < 500, out.body
     if out.status is not None and out.status != 202:
-        if out.code == "no_files":
-            assert "no_files" in case.expect, out.body
-            pytest.xfail(_NO_FILES)
         assert out.code in UPLOAD_CODES, f"undocumented refusal {out.status} {out.body}"
         assert ERROR_STATUS.get(out.code, out.status) == out.status, out.body
         assert out.body["error"]["message"], out.body
