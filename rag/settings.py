@@ -23,6 +23,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(PROJECT_ROOT / "data" / "state", description="Runtime state: SQLite database, indexes, uploads.")
     model_cache_dir: Path | None = Field(None, description="Prepared models; defaults to `<data_dir>/models`.")
 
+    # Store and deployment
+    database_url: str = Field("", description="Empty: the embedded store (SQLite + FAISS + BM25 under `RAG_DATA_DIR`). `postgresql://user:pass@host/db`: PostgreSQL with pgvector is the source of truth for everything and serves dense and lexical search, so several `rag serve` and `rag worker` processes can share it.")
+    serve_worker: bool = Field(True, description="`rag serve` also runs an ingestion worker in process; off: only `rag worker` processes ingest (Postgres deployments).")
+    job_lease_s: float = Field(60.0, gt=0, description="Seconds a worker's claim on a job lasts without a heartbeat; a job whose worker died is claimed again after it (Postgres).")
+    faiss_index: Literal["auto", "flat", "ivf", "hnsw"] = Field("auto", description="FAISS index type of the embedded store: `auto` (exact `flat` below `RAG_FAISS_APPROX_FROM` chunks in a collection, approximate above), `flat`, `ivf`, `hnsw`.")
+    faiss_approx_from: int = Field(200_000, ge=1, description="Chunks in a collection from which `RAG_FAISS_INDEX=auto` uses the approximate index.")
+
     # Server
     host: str = Field("127.0.0.1", description="Address `rag serve` binds to.")
     port: int = Field(8000, description="Port `rag serve` listens on.")
@@ -31,7 +38,14 @@ class Settings(BaseSettings):
     embedder: str = Field("multilingual-e5-small", description="Embedder: a registry name (`rag models list`), a local folder, or a hub id already in the local HF cache.")
     generator: str = Field("qwen2.5-coder-1.5b-instruct", description="Generator: a registry name (`qwen2.5-coder-1.5b-instruct`, default; `qwen2.5-coder-0.5b-instruct` for small or non-bf16 CPUs), a local HF folder, or a hub id already in the local HF cache.")
     generator_mode: Literal["auto", "fp32", "bf16", "int8-dynamic"] = Field("auto", description="Generator execution mode: `auto` (`bf16` on CPUs with native bf16, AVX512-BF16 or AMX, else `fp32`), `fp32` (exact dequantized weights), `bf16` (same answers on our checks, ~1.9x prefill), `int8-dynamic` (Linear layers quantized at load: fastest, answers change).")
-    generator_runtime: Literal["transformers", "llamacpp"] = Field("transformers", description="Generator runtime: `transformers` (the GGUF dequantized into a torch folder, run in `RAG_GENERATOR_MODE`) or `llamacpp` (the packaged Q4 GGUF run as shipped by llama.cpp through xllamacpp; `RAG_GENERATOR_MODE` does not apply, threads follow `RAG_THREADS`).")
+    generator_runtime: Literal["transformers", "llamacpp", "openai"] = Field("transformers", description="Generator runtime: `transformers` (the GGUF dequantized into a torch folder, run in `RAG_GENERATOR_MODE`), `llamacpp` (the packaged Q4 GGUF run as shipped by llama.cpp through xllamacpp; `RAG_GENERATOR_MODE` does not apply, threads follow `RAG_THREADS`) or `openai` (any OpenAI-compatible server at `RAG_GENERATOR_URL`: vLLM, llama.cpp's server, Ollama, TGI).")
+    generator_url: str = Field("", description="Base URL of the OpenAI-compatible server for `RAG_GENERATOR_RUNTIME=openai`, e.g. `http://gpu-box:8080/v1`.")
+    generator_api_key: str = Field("", description="Bearer key sent to `RAG_GENERATOR_URL` (empty: none).")
+    generator_model: str = Field("", description="Model name sent to `RAG_GENERATOR_URL` (empty: the server's first listed model).")
+    generator_timeout_s: float = Field(120.0, gt=0, description="Seconds without a byte from the generator server before a call fails with `generator_unavailable`.")
+    embedder_url: str = Field("", description="Base URL of an OpenAI-compatible `/v1/embeddings` server; empty: embed in process. The model name sent is `RAG_EMBEDDER`.")
+    embedder_api_key: str = Field("", description="Bearer key sent to `RAG_EMBEDDER_URL` (empty: none).")
+    max_concurrent_questions: int = Field(4, ge=1, description="Questions answered at the same time with a server runtime (`openai`); the in-process runtimes answer one at a time.")
     embedder_query_prefix: str = Field("", description="Query prefix for an embedder given by path or hub id (registry models know theirs).")
     embedder_passage_prefix: str = Field("", description="Passage prefix for an embedder given by path or hub id.")
     verify_models_on_load: bool = Field(True, description="Re-check prepared model files' sha256 before loading them.")
