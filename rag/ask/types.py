@@ -150,7 +150,9 @@ class ModelCall:
     model_id: str
     stopped_by: str | None
     max_new_tokens: int
-    runtime: str = ""  # transformers | llamacpp: what computed the call
+    runtime: str = ""  # transformers | llamacpp | openai: what computed the call
+    server: str = ""  # the model server's base URL (openai runtime); '' in process
+    failed: bool = False  # the call did not complete: the server went away (its cost so far is kept)
 
     def to_dict(self) -> dict:
         return asdict(self)

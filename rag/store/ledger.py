@@ -40,9 +40,10 @@ def start_question(conn: sqlite3.Connection, qid: str, collection: str, question
 def record_call(conn: sqlite3.Connection, qid: str, call: CallSource) -> None:
     with transaction(conn):
         conn.execute(
-            "INSERT INTO model_calls (question_id, n, purpose, model_id, runtime, prompt_tokens, completion_tokens,"
-            " cached_prompt_tokens, wall_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (qid, call.n, call.purpose, call.model_id, call.runtime or "", call.prompt_tokens,
+            "INSERT INTO model_calls (question_id, n, purpose, model_id, runtime, server, status, prompt_tokens,"
+            " completion_tokens, cached_prompt_tokens, wall_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (qid, call.n, call.purpose, call.model_id, call.runtime or "", getattr(call, "server", "") or "",
+             "failed" if getattr(call, "failed", False) else "ok", call.prompt_tokens,
              call.completion_tokens, call.cached_prompt_tokens, call.wall_ms, utcnow()),
         )
 
@@ -90,7 +91,8 @@ def _row(conn: sqlite3.Connection, qid: str) -> sqlite3.Row:
 
 def calls(conn: sqlite3.Connection, qid: str) -> list[dict]:
     rows = conn.execute(
-        "SELECT n, purpose, model_id, runtime, prompt_tokens, completion_tokens, cached_prompt_tokens, wall_ms, created_at"
+        "SELECT n, purpose, model_id, runtime, server, status, prompt_tokens, completion_tokens, cached_prompt_tokens,"
+        " wall_ms, created_at"
         " FROM model_calls WHERE question_id = ? ORDER BY n", (qid,)
     ).fetchall()
     return [dict(r) for r in rows]

@@ -249,6 +249,15 @@ CREATE INDEX ingestion_jobs_unfinished ON ingestion_jobs (status) WHERE status I
 """
 
 
+M008_CALL_SERVER = """
+-- Which server answered each model call (the base URL of an OpenAI-compatible server; '' for an
+-- in-process runtime), and whether the call failed (a server that went away mid-answer): a failed
+-- call is recorded with what it had cost when it failed.
+ALTER TABLE model_calls ADD COLUMN server TEXT NOT NULL DEFAULT '';
+ALTER TABLE model_calls ADD COLUMN status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'failed'));
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
@@ -257,6 +266,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "m005_api_keys", M005_API_KEYS),
     Migration(6, "m006_document_language", M006_DOCUMENT_LANGUAGE),
     Migration(7, "m007_job_cancelled", M007_JOB_CANCELLED),
+    Migration(8, "m008_call_server", M008_CALL_SERVER),
 ]
 
 

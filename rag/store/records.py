@@ -36,6 +36,8 @@ class CallSource(Protocol):
     completion_tokens: int
     cached_prompt_tokens: int
     wall_ms: float
+    server: str  # base URL of the model server; '' in process
+    failed: bool  # the call did not complete (its cost so far is recorded)
 
 
 @dataclass(frozen=True)
