@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T", bound=Hashable)
@@ -52,3 +53,35 @@ def fuse_rrf(
                 best[item] = rank
             first.setdefault(item, len(first))
     return sorted(score.items(), key=lambda t: (-round(t[1], 12), -relative.get(t[0], 0.0), best[t[0]], first[t[0]]))
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked chunk. `score` is the fused RRF score for a hybrid search, and the dense or BM25
+    score itself for a dense-only / lexical-only search. Ranks are 1-based; None when the chunk
+    was not in that list."""
+
+    chunk_id: int
+    document_id: int
+    score: float
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    bm25_score: float | None = None
+    bm25_rank: int | None = None
+
+
+def hybrid_hits(dense: list[tuple[int, float]], lexical: list[tuple[int, float]], k: int, rrf_k: float,
+                document_of: Callable[[list[int]], Sequence[int]]) -> list[Hit]:
+    """The best `k` of two ranked (chunk id, score) lists fused by RRF, each hit with both lists'
+    rank and score. Both stores (FAISS + bm25s, Postgres) rank through this one function."""
+    fused = fuse_rrf([[c for c, _ in dense], [c for c, _ in lexical]], k=rrf_k,
+                     scores=[[x for _, x in dense], [x for _, x in lexical]])[:k]
+    d_info = {c: (s, r) for r, (c, s) in enumerate(dense, start=1)}
+    l_info = {c: (s, r) for r, (c, s) in enumerate(lexical, start=1)}
+    docs = document_of([c for c, _ in fused])
+    hits = []
+    for (c, score), doc in zip(fused, docs):
+        ds, dr = d_info.get(c, (None, None))
+        ls, lr = l_info.get(c, (None, None))
+        hits.append(Hit(c, int(doc), score, ds, dr, ls, lr))
+    return hits

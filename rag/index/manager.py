@@ -44,7 +44,7 @@ import numpy as np
 from rag import store
 from rag.errors import RagError
 from rag.index.dense import CorruptIndex, DenseIndex, configure_threads, remove_temp_files, saved_files
-from rag.index.fusion import RRF_K, fuse_rrf
+from rag.index.fusion import RRF_K, Hit, hybrid_hits
 from rag.index.lexical import Analyzer, LexicalIndex, TermCounts, Vocabulary, get_analyzer
 from rag.index.saver import DebouncedSaver
 from rag.index.snapshot import Snapshot, sync_snapshot
@@ -53,21 +53,6 @@ from rag.store.db import ConnectionFactory, connect
 log = logging.getLogger("rag.index")
 
 _UID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One ranked chunk. `score` is the fused RRF score for `search`, and the dense or BM25
-    score itself for `dense_search` / `lexical_search`. Ranks are 1-based; None when the chunk
-    was not in that list."""
-
-    chunk_id: int
-    document_id: int
-    score: float
-    dense_score: float | None = None
-    dense_rank: int | None = None
-    bm25_score: float | None = None
-    bm25_rank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -445,17 +430,7 @@ class IndexManager:
         if rescore is not None and dense:
             dense = rescore(dense)
         lexical = snap.lexical.search(query_text, n) if query_text else []
-        fused = fuse_rrf([[c for c, _ in dense], [c for c, _ in lexical]], k=rrf_k,
-                         scores=[[x for _, x in dense], [x for _, x in lexical]])[:k]
-        d_info = {c: (s, r) for r, (c, s) in enumerate(dense, start=1)}
-        l_info = {c: (s, r) for r, (c, s) in enumerate(lexical, start=1)}
-        docs = snap.document_of([c for c, _ in fused])
-        hits = []
-        for (c, score), doc in zip(fused, docs):
-            ds, dr = d_info.get(c, (None, None))
-            ls, lr = l_info.get(c, (None, None))
-            hits.append(Hit(c, int(doc), score, ds, dr, ls, lr))
-        return hits
+        return hybrid_hits(dense, lexical, k, rrf_k, snap.document_of)
 
     def stats(self, collection: str) -> dict[str, Any]:
         col = self._collection(collection)

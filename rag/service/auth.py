@@ -25,6 +25,7 @@ from rag import store
 from rag.errors import NotFound, RagError
 from rag.settings import Settings
 from rag.store import ThreadConnections
+from rag.store.dialect import dialect
 from rag.store.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class KeyService:
     def __init__(self, settings: Settings, db: ThreadConnections):
         self.settings = settings
         self.db = db
-        self._pepper = _load_or_create_secret(settings)
+        self._pepper = _load_or_create_secret(settings, db)
 
     def _hash(self, secret: str) -> bytes:
         return hmac.new(self._pepper, secret.encode(), hashlib.sha256).digest()
@@ -163,14 +164,20 @@ class KeyService:
 
 def open_keys(settings: Settings) -> KeyService:
     """The key service over the configured database, without loading any model (`rag keys`)."""
-    from rag.store import open_db
+    from rag.store import open_store
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    open_db(settings.db_path).close()  # migrations
-    return KeyService(settings, ThreadConnections(settings.db_path))
+    return KeyService(settings, open_store(settings))
 
 
-def _load_or_create_secret(settings: Settings) -> bytes:
+def _load_or_create_secret(settings: Settings, db: ThreadConnections) -> bytes:
+    """The install's key-hashing secret: a 0600 file under `data_dir`, or, with Postgres, a row every
+    process shares (the first one to start writes it)."""
+    conn = db.get()
+    if dialect(conn) == "postgres":
+        with store.transaction(conn):
+            conn.execute("INSERT INTO install_secrets (name, value) VALUES ('auth', ?) ON CONFLICT DO NOTHING",
+                         (secrets.token_bytes(32),))
+            return bytes(conn.execute("SELECT value FROM install_secrets WHERE name = 'auth'").fetchone()[0])
     path = settings.data_dir / "auth.secret"
     try:
         data = path.read_bytes()

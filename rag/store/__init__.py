@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+from rag.errors import RagError
 
 from rag.store.collections import (
     COLLECTION_NAME_RE,
@@ -93,6 +96,43 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def check_database_url(url: str) -> str:
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise RagError("RAG_DATABASE_URL must be empty (the embedded SQLite store) or a postgresql:// URL",
+                       code="invalid_setting", status=500)
+    return url
+
+
+def open_store(settings: Any) -> ThreadConnections | Any:
+    """Per-thread connections to the configured store (`RAG_DATABASE_URL`: empty for SQLite under
+    `data_dir`, or PostgreSQL), after applying its pending migrations once."""
+    url = check_database_url(settings.database_url)
+    if url:
+        from rag.store import pg_schema
+        from rag.store.pg import PgConnections
+
+        conns = PgConnections(url)
+        pg_schema.migrate(conns.get())
+        return conns
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    open_db(settings.db_path).close()
+    return ThreadConnections(settings.db_path)
+
+
+def open_configured(settings: Any) -> Any:
+    """One migrated connection to the configured store, for a command that needs no models; close it."""
+    url = check_database_url(settings.database_url)
+    if url:
+        from rag.store import pg_schema
+        from rag.store.pg import PgConnection
+
+        conn = PgConnection(url)
+        pg_schema.migrate(conn)
+        return conn
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return open_db(settings.db_path)
+
+
 __all__ = [
     "COLLECTION_NAME_RE", "DEFAULT_COLLECTION", "FINISHED_JOB_STATUSES", "JOB_STATUSES",
     "AddedDocument", "CachedTerms", "CallSource", "ChunkContext", "ChunkRecord", "ChunkSource", "ChunkWindows", "CollectionRecord",
@@ -102,6 +142,6 @@ __all__ = [
     "delete_document", "fail_unfinished_jobs", "find_document_by_sha", "find_key", "get_key", "has_active_admin",
     "insert_key", "list_keys", "revoke_key", "get_chunks", "get_collection",
     "get_document", "get_job", "index_state", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
-    "list_documents", "list_jobs", "recent_job_seconds", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
+    "list_documents", "list_jobs", "open_configured", "open_store", "recent_job_seconds", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
     "update_job", "utcnow", "validate_collection_name", "window_vectors",
 ]

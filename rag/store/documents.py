@@ -164,7 +164,7 @@ def add_document(
         now = utcnow()
         cur = conn.execute(
             "INSERT INTO documents (collection, filename, format, sha256, size_bytes, page_count, title,"
-            " encoding, language, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " encoding, language, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 collection,
                 meta.filename,
@@ -179,7 +179,7 @@ def add_document(
                 now,
             ),
         )
-        doc_id = int(cur.lastrowid)
+        doc_id = int(cur.fetchone()[0])
         chunk_ids = _insert_chunks(conn, collection, doc_id, drafts)
         insert_vectors(conn, chunk_ids, vecs, embed_model)
         if windows is not None:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from rag.errors import Conflict, NotFound
 from rag.store.collections import get_collection
 from rag.store.db import transaction, utcnow
+from rag.store.dialect import dialect
 from rag.store.records import JobRecord
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -151,10 +152,12 @@ def count_queued_jobs(conn: sqlite3.Connection) -> int:
 def recent_job_seconds(conn: sqlite3.Connection, n: int = 20) -> float | None:
     """Mean run time of the last `n` jobs that ran to an end (None before the first): how long a
     place in the queue takes to free up."""
+    seconds = ("extract(epoch FROM finished_at::timestamptz - started_at::timestamptz)" if dialect(conn) == "postgres"
+               else "(julianday(finished_at) - julianday(started_at)) * 86400.0")
     row = conn.execute(
-        "SELECT avg((julianday(finished_at) - julianday(started_at)) * 86400.0) FROM (SELECT started_at, finished_at"
+        f"SELECT avg({seconds}) FROM (SELECT started_at, finished_at"
         " FROM ingestion_jobs WHERE status IN ('done', 'failed') AND started_at IS NOT NULL"
-        " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?)", (n,)).fetchone()
+        " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?) AS recent", (n,)).fetchone()
     return float(row[0]) if row and row[0] is not None else None
 
 

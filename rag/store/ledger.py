@@ -177,7 +177,7 @@ def usage(conn: sqlite3.Connection, *, collection: str | None = None, group_by: 
     sql = (f"SELECT {key} AS {group_by}, count(*) AS questions, sum(model_calls) AS model_calls,"
            " sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,"
            " sum(cached_prompt_tokens) AS cached_prompt_tokens, sum(abstained) AS abstained,"
-           " sum(status = 'failed') AS failed FROM questions WHERE 1=1")
+           " sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed FROM questions WHERE 1=1")
     sql, args = _scope(sql, [], collections)
     if collection:
         sql, args = sql + " AND collection = ?", [*args, collection]

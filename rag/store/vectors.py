@@ -10,6 +10,7 @@ import numpy as np
 
 from rag.errors import IngestError, RagError
 from rag.store.db import in_batches, transaction
+from rag.store.dialect import dialect
 from rag.store.records import CachedTerms, ChunkWindows, VectorBatch
 
 def validated_vectors(vectors: np.ndarray, n: int) -> np.ndarray:
@@ -28,6 +29,15 @@ def insert_vectors(conn: sqlite3.Connection, chunk_ids: Sequence[int], vecs: np.
     if not len(chunk_ids):
         return
     dim = int(vecs.shape[1])
+    if dialect(conn) == "postgres":  # pgvector column beside the collection it is searched in
+        from rag.store.pg import vector_literal
+
+        conn.executemany(
+            "INSERT INTO chunk_vectors (chunk_id, collection, model, dim, embedding)"
+            " SELECT id, collection, ?, ?, ? FROM chunks WHERE id = ?",
+            ((model, dim, vector_literal(vecs[i]), cid) for i, cid in enumerate(chunk_ids)),
+        )
+        return
     conn.executemany(
         "INSERT INTO chunk_vectors (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
         ((cid, model, dim, vecs[i].tobytes()) for i, cid in enumerate(chunk_ids)),
@@ -152,6 +162,8 @@ def save_chunk_terms(
             raise ValueError("terms and counts differ in length")
         return (int(cid), analyzer, " ".join(terms), counts_arr.tobytes(), int(cid))
 
+    if dialect(conn) == "postgres":
+        return _save_postings(conn, rows)
     with transaction(conn):
         return conn.executemany(
             "INSERT OR REPLACE INTO chunk_terms (chunk_id, analyzer, terms, tfs)"
@@ -159,3 +171,18 @@ def save_chunk_terms(
             (encode(r) for r in rows),
         ).rowcount
 
+
+
+def _save_postings(conn, rows: Iterable[tuple[int, Sequence[str], Sequence[int]]]) -> int:
+    """Postgres keeps BM25's statistics instead of a cache: one posting (term, chunk, count) per
+    distinct term and the chunk's length in terms (`rag.index.pgsearch` scores from them)."""
+    rows = [(int(c), list(t), [int(x) for x in n]) for c, t, n in rows]
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO chunk_postings (collection, term, chunk_id, tf)"
+            " SELECT collection, ?, id, ? FROM chunks WHERE id = ? ON CONFLICT DO NOTHING",
+            ((term, min(tf, 65535), cid) for cid, terms, tfs in rows for term, tf in zip(terms, tfs) if tf > 0),
+        )
+        conn.executemany("UPDATE chunks SET term_total = ? WHERE id = ?",
+                         ((int(sum(min(x, 65535) for x in tfs)), cid) for cid, _, tfs in rows))
+    return len(rows)

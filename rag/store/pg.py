@@ -1,0 +1,187 @@
+"""PostgreSQL as the store: a connection that speaks the store's SQL, per-thread connections, migrations.
+
+The store's modules are written once, in the SQL both engines share (`?` placeholders, standard
+functions, `RETURNING`). `PgConnection` gives a psycopg 3 connection the face of `sqlite3`'s that
+the store uses: `execute`/`executemany` with `?` placeholders, rows indexable by position and by
+name, `in_transaction`, and the DB-API error classes of `sqlite3` (`IntegrityError`,
+`OperationalError`), so the store catches one set of errors. The few statements that differ are
+chosen by `dialect(conn)`; the schema is its own numbered set (`rag.store.pg_schema`).
+
+Transactions are the store's own (`rag.store.db.transaction`): the connection runs in autocommit
+and `BEGIN`/`COMMIT`/`SAVEPOINT` are sent as SQL, READ COMMITTED like every Postgres client.
+Concurrency that SQLite's single writer gave for free is explicit here: job claims use
+`FOR UPDATE SKIP LOCKED`, schema changes and index creation an advisory lock.
+
+Imported only when `RAG_DATABASE_URL` names Postgres (psycopg is not needed otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.types.numeric import FloatLoader
+
+# The store's SQL uses `?`; psycopg wants `%s` and a literal `%` doubled.
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def translate(sql: str, *, with_params: bool = True) -> str:
+    if with_params:
+        sql = _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+    if sql.strip().upper() == "BEGIN IMMEDIATE":  # SQLite's write lock up front; rows are locked as written here
+        return "BEGIN"
+    return sql
+
+
+class Row(tuple):
+    """A result row like `sqlite3.Row`: by position, by column name, `keys()`, `dict(row)`."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]):
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key):  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: psycopg.Cursor):
+    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+
+    def make(values: Sequence[Any]) -> Row:
+        return Row(values, names)
+
+    return make
+
+
+def _as_sqlite_error(exc: psycopg.Error) -> Exception:
+    """The matching `sqlite3` DB-API class, so the store's `except sqlite3.IntegrityError` serves both."""
+    cls = sqlite3.IntegrityError if isinstance(exc, psycopg.IntegrityError) else sqlite3.OperationalError
+    err = cls(str(exc).strip())
+    err.sqlstate = exc.sqlstate  # type: ignore[attr-defined]
+    return err
+
+
+class Cursor:
+    def __init__(self, cur: psycopg.Cursor):
+        self._cur = cur
+
+    def fetchone(self):
+        return self._cur.fetchone() if self._cur.description else None
+
+    def fetchall(self) -> list:
+        return self._cur.fetchall() if self._cur.description else []
+
+    def __iter__(self) -> Iterator:
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
+
+
+class PgConnection:
+    """A psycopg connection with the `sqlite3.Connection` surface the store uses. One thread at a time."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str):
+        self.url = url
+        self.raw = psycopg.connect(url, autocommit=True)
+        self.raw.adapters.register_loader("numeric", FloatLoader)  # sums and averages come back as float
+        register_vector(self.raw)
+        self.raw.execute("SET hnsw.ef_search = 200")  # >= the candidates one search asks for (max(50, 4k))
+        self.raw.execute("SET hnsw.iterative_scan = strict_order")  # filtered by collection, still exact order
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        cur = self.raw.cursor(row_factory=_row_factory)
+        try:
+            if params is None:
+                cur.execute(translate(sql, with_params=False))
+            else:
+                cur.execute(translate(sql), tuple(params))
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc) from exc
+        return Cursor(cur)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        rows = [tuple(r) for r in rows]
+        cur = self.raw.cursor()
+        if rows:
+            try:
+                cur.executemany(translate(sql), rows)
+            except psycopg.Error as exc:
+                raise _as_sqlite_error(exc) from exc
+        return Cursor(cur)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and health output."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+class PgConnections:
+    """One Postgres connection per thread, opened lazily; the same face as `ThreadConnections`.
+
+    Each request thread keeps its connection for the life of the process, as with SQLite: a server
+    holds at most (request threads + workers) connections, so size Postgres' `max_connections` for
+    that times the number of processes."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[PgConnection] = []
+
+    def get(self) -> PgConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.raw.closed:
+            conn = None
+        if conn is None:
+            conn = PgConnection(self.url)
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+        self._local = threading.local()
+
+
+def vector_literal(vec: np.ndarray) -> Any:
+    """A float32 vector as pgvector's `vector` parameter."""
+    from pgvector import Vector
+
+    return Vector(np.asarray(vec, dtype=np.float32).reshape(-1))
