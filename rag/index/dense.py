@@ -1,14 +1,23 @@
-"""Dense retrieval: exact inner product over L2-normalised vectors, FAISS `IndexIDMap2(IndexFlatIP)`.
+"""Dense retrieval: inner product over L2-normalised vectors in a FAISS index keyed by chunk id.
 
 Ids are SQLite chunk ids, so `remove_ids` makes deletes real. A `DenseIndex` is never mutated
 once searches can see it: `added`/`removed` clone the FAISS index and return a new object, and
 the caller swaps the reference (copy-on-write). Searches therefore need no lock, and saving to
 disk reads an object nobody changes.
 
-Why exact Flat and not HNSW: measured on this project's 2-core reference machine, a single
-query over 100k x 384 takes ~9 ms with FAISS limited to one OpenMP thread (the default set by
-`configure_threads`), versus ~50-60 ms with two threads (OpenMP overhead for a single query),
-and HNSW takes ~1 minute to build at 100k and cannot delete. See `rag.bench.search` for numbers.
+Which FAISS index a collection gets follows its size (`rag.index.faiss_kinds`, settings
+`RAG_FAISS_INDEX`, `RAG_FAISS_APPROX_FROM`): exact `flat` below the threshold, approximate `ivf`
+from it. On one OpenMP thread (the default set by `configure_threads`; two threads cost more than
+they give for a single query on few cores) flat scans everything: ~20 ms at 200k x 384, ~100 ms
+at 1M; IVF scans a few cells. The kind changes:
+
+* growing: the `added` call after which the index no longer fits (a flat index reaching the
+  threshold, or an IVF index whose collection grew 4x since its cells were trained) rebuilds it
+  (k-means training, under the collection's write lock: seconds at 200k);
+* at start-up (`conformed`): a loaded or rebuilt index whose kind (or IVF cell count, beyond 2x)
+  does not fit the current size and setting is rebuilt from its own vectors. That is how a
+  collection that shrank below the threshold returns to flat, and how a changed setting applies;
+* deletes never change the kind (no flapping at the threshold).
 
 On disk (derived data, rebuildable from SQLite): `<dir>/dense-<seq:012d>-<crc32:08x>.faiss`.
 `seq` is the collection change_seq the index includes and `crc32` the checksum of the file's
@@ -29,6 +38,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from rag.index.faiss_kinds import (
+    EXACT, HNSW_M, IndexPolicy, Kind, apply_search_defaults, contents, fits, kind_of, new_index, stored_ids,
+)
 from rag.store.files import atomic_writer
 
 _FILE_RE = re.compile(r"^dense-(\d{12})-([0-9a-f]{8})\.faiss$")
@@ -53,32 +65,38 @@ def normalized(vectors: np.ndarray) -> np.ndarray:
 
 
 class DenseIndex:
-    """Immutable wrapper of one collection's FAISS index."""
+    """Immutable wrapper of one collection's FAISS index (`policy` decides its kind by size)."""
 
-    def __init__(self, index: faiss.IndexIDMap2):
+    def __init__(self, index: faiss.Index, policy: IndexPolicy = EXACT):
         self.index = index
         self.dim = int(index.d)
+        self.kind: Kind = kind_of(index)
+        self.policy = policy
 
     @classmethod
-    def empty(cls, dim: int) -> DenseIndex:
-        return cls(faiss.IndexIDMap2(faiss.IndexFlatIP(int(dim))))
+    def empty(cls, dim: int, policy: IndexPolicy = EXACT) -> DenseIndex:
+        return cls(new_index("flat", int(dim)), policy)
 
     @classmethod
-    def build(cls, dim: int, ids: Iterable[int] | np.ndarray, vectors: np.ndarray) -> DenseIndex:
-        out = cls.empty(dim)
+    def build(cls, dim: int, ids: Iterable[int] | np.ndarray, vectors: np.ndarray,
+              policy: IndexPolicy = EXACT) -> DenseIndex:
+        """An index of the kind `policy` gives for this many vectors."""
         ids = np.asarray(ids, dtype=np.int64)
-        if len(ids):
-            out._add_in_place(ids, vectors)
+        if not len(ids):
+            return cls.empty(dim, policy)
+        return cls._of_kind(policy.kind_for(len(ids)), int(dim), ids, normalized(vectors), policy)
+
+    @classmethod
+    def _of_kind(cls, kind: Kind, dim: int, ids: np.ndarray, vecs: np.ndarray, policy: IndexPolicy) -> DenseIndex:
+        if vecs.shape != (len(ids), dim):
+            raise ValueError(f"expected vectors of shape ({len(ids)}, {dim}), got {vecs.shape}")
+        out = cls(new_index(kind, dim, vecs if kind == "ivf" else None), policy)
+        out.index.add_with_ids(vecs, np.ascontiguousarray(ids, dtype=np.int64))
         return out
 
-    def _add_in_place(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        vecs = normalized(vectors)
-        if vecs.shape != (len(ids), self.dim):
-            raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vecs.shape}")
-        self.index.add_with_ids(vecs, np.ascontiguousarray(ids, dtype=np.int64))
-
     def added(self, ids: Iterable[int] | np.ndarray, vectors: np.ndarray) -> DenseIndex:
-        """A new index with these vectors added (ids already present are skipped)."""
+        """A new index with these vectors added (ids already present are skipped), rebuilt as
+        another kind when the grown collection no longer fits this one."""
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1) if len(ids) else vectors
         if self.ntotal and len(ids):
@@ -86,21 +104,47 @@ class DenseIndex:
             ids, vectors = ids[fresh], vectors[fresh]
         if not len(ids):
             return self
-        out = DenseIndex(faiss.clone_index(self.index)) if self.ntotal else DenseIndex.empty(self.dim)
-        out._add_in_place(ids, vectors)
+        vecs = normalized(vectors)
+        if vecs.shape != (len(ids), self.dim):
+            raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vecs.shape}")
+        n = self.ntotal + len(ids)
+        kind = self.policy.kind_for(n)
+        if not fits(self.index, kind, n):
+            old_ids, old_vecs = contents(self.index)
+            return DenseIndex._of_kind(kind, self.dim, np.concatenate([old_ids, ids]),
+                                       np.concatenate([old_vecs, vecs]), self.policy)
+        out = DenseIndex(faiss.clone_index(self.index), self.policy)
+        out.index.add_with_ids(vecs, ids)
         return out
 
     def removed(self, ids: Iterable[int]) -> DenseIndex:
-        """A new index without these ids (absent ids are ignored)."""
+        """A new index without these ids (absent ids are ignored). The kind stays: a collection
+        shrinking below the threshold returns to flat at the next start (`conformed`)."""
         gone = np.fromiter((int(i) for i in ids), np.int64)
         if not len(gone) or not self.ntotal:
             return self
         gone = gone[np.isin(gone, self.ids())]
         if not len(gone):
             return self
-        out = DenseIndex(faiss.clone_index(self.index))
+        if self.kind == "hnsw":  # FAISS cannot remove graph nodes: rebuild from what remains
+            old_ids, old_vecs = contents(self.index)
+            keep = ~np.isin(old_ids, gone)
+            return DenseIndex._of_kind("hnsw", self.dim, old_ids[keep], old_vecs[keep], self.policy)
+        out = DenseIndex(faiss.clone_index(self.index), self.policy)
         out.index.remove_ids(faiss.IDSelectorBatch(gone))
         return out
+
+    def conformed(self, policy: IndexPolicy | None = None) -> DenseIndex:
+        """This index under `policy` (default its own), rebuilt from its own vectors if its kind or
+        IVF cell count does not fit its size; itself when it fits. Called at start-up."""
+        policy = policy or self.policy
+        kind = policy.kind_for(self.ntotal)
+        if fits(self.index, kind, self.ntotal):
+            return self if policy == self.policy else DenseIndex(self.index, policy)
+        ids, vecs = contents(self.index)
+        if not len(ids):
+            return DenseIndex.empty(self.dim, policy)
+        return DenseIndex._of_kind(kind, self.dim, ids, vecs, policy)
 
     @property
     def ntotal(self) -> int:
@@ -113,10 +157,11 @@ class DenseIndex:
         """Chunk ids in the index, ascending (int64)."""
         if not self.ntotal:
             return np.zeros(0, np.int64)
-        return np.sort(faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False))
+        return np.sort(stored_ids(self.index))
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """Top `k` (chunk id, cosine similarity), best first."""
+        """Top `k` (chunk id, cosine similarity), best first. Exact for flat; IVF and HNSW may
+        miss some true neighbours (and IVF may return fewer than `k` on a tiny collection)."""
         if k <= 0 or not self.ntotal:
             return []
         q = normalized(np.asarray(vector, dtype=np.float32).reshape(1, -1))
@@ -127,7 +172,13 @@ class DenseIndex:
 
     @property
     def nbytes(self) -> int:
-        return self.ntotal * (self.dim * 4 + 8)
+        """Approximate memory: vectors and ids, plus IVF centroids or HNSW links."""
+        extra = 0
+        if self.kind == "ivf":
+            extra = int(self.index.nlist) * self.dim * 4
+        elif self.kind == "hnsw":
+            extra = self.ntotal * HNSW_M * 2 * 4
+        return self.ntotal * (self.dim * 4 + 8) + extra
 
     # ---- persistence
 
@@ -152,8 +203,9 @@ class DenseIndex:
         return final
 
     @classmethod
-    def load(cls, path: Path) -> DenseIndex:
-        """Loads a saved file, verifying its checksum; raises `CorruptIndex`."""
+    def load(cls, path: Path, policy: IndexPolicy = EXACT) -> DenseIndex:
+        """Loads a saved file of any kind, verifying its checksum; raises `CorruptIndex`. The kind
+        is the file's: `conformed` converts it when it does not fit the policy."""
         m = _FILE_RE.match(Path(path).name)
         if not m:
             raise CorruptIndex(f"{path}: not a dense index file name")
@@ -174,9 +226,12 @@ class DenseIndex:
             raise CorruptIndex(f"{path}: {str(e).splitlines()[0][:200]}") from e
         if rest or crc & 0xFFFFFFFF != expected:
             raise CorruptIndex(f"{path}: checksum mismatch")
-        if not isinstance(index, faiss.IndexIDMap2):
-            raise CorruptIndex(f"{path}: unexpected index type {type(index).__name__}")
-        return cls(index)
+        try:
+            kind_of(index)
+        except ValueError as e:
+            raise CorruptIndex(f"{path}: {e}") from e
+        apply_search_defaults(index)
+        return cls(index, policy)
 
 
 def saved_files(directory: Path) -> list[tuple[int, Path]]:

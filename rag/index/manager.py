@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,7 @@ import numpy as np
 from rag import store
 from rag.errors import RagError
 from rag.index.dense import CorruptIndex, DenseIndex, configure_threads, remove_temp_files, saved_files
+from rag.index.faiss_kinds import IndexPolicy
 from rag.index.fusion import RRF_K, Hit, hybrid_hits
 from rag.index.lexical import Analyzer, LexicalIndex, TermCounts, Vocabulary, get_analyzer
 from rag.index.saver import DebouncedSaver
@@ -95,11 +96,13 @@ class IndexManager:
         analyzer: Analyzer | None = None,
         autosave_delay_s: float = 2.0,
         faiss_threads: int | None = 1,
+        dense_policy: IndexPolicy = IndexPolicy("auto", 200_000),
     ):
         self.index_dir = Path(index_dir)
         self._connect = connect
         self.analyzer = analyzer or get_analyzer()
         self.autosave_delay_s = float(autosave_delay_s)
+        self.dense_policy = dense_policy  # FAISS index kind by collection size (rag.index.faiss_kinds)
         configure_threads(faiss_threads)
         self._collections: dict[str, _Collection] = {}
         self._lock = threading.RLock()  # guards _collections (loading/removing holders)
@@ -108,6 +111,7 @@ class IndexManager:
     @classmethod
     def from_settings(cls, settings: Any, connect_factory: ConnectionFactory | None = None, **kwargs: Any) -> IndexManager:
         factory = connect_factory or (lambda: connect(settings.db_path))
+        kwargs.setdefault("dense_policy", IndexPolicy(settings.faiss_index, settings.faiss_approx_from))
         return cls(settings.index_dir, factory, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
@@ -170,7 +174,7 @@ class IndexManager:
         dense_seq = -1
         for seq, path in saved_files(directory):
             try:
-                dense = DenseIndex.load(path)
+                dense = DenseIndex.load(path, self.dense_policy)
                 dense_seq = seq
                 break
             except CorruptIndex as e:
@@ -178,7 +182,13 @@ class IndexManager:
         vocab = Vocabulary()
         empty = Snapshot(-1, dense, LexicalIndex.empty(vocab, self.analyzer), np.zeros(0, np.int64), np.zeros(0, np.int64))
         col = _Collection(name, uid, directory, empty, vocab)
-        snap, info = sync_snapshot(self._connect, col.name, col.uid, empty, self.analyzer, dense_ids=dense.ids() if dense is not None else None)
+        snap, info = sync_snapshot(self._connect, col.name, col.uid, empty, self.analyzer,
+                                   dense_ids=dense.ids() if dense is not None else None, policy=self.dense_policy)
+        if snap.dense is not None:
+            conformed = snap.dense.conformed()  # another kind when the size or the setting changed
+            if conformed is not snap.dense:
+                log.info("collection %s: FAISS index %s -> %s (%d vectors)", name, snap.dense.kind, conformed.kind, len(conformed))
+                snap, info["dense_rebuilt"], dense_seq = replace(snap, dense=conformed), True, -1  # save it
         col.snapshot = snap
         if dense is None:
             state = "empty" if snap.dense is None or not len(snap.dense) else "rebuilt"
@@ -316,7 +326,7 @@ class IndexManager:
     # ------------------------------------------------------------------ snapshot updates
 
     def _resync_locked(self, col: _Collection) -> None:
-        snap, _ = sync_snapshot(self._connect, col.name, col.uid, col.snapshot, self.analyzer)
+        snap, _ = sync_snapshot(self._connect, col.name, col.uid, col.snapshot, self.analyzer, policy=self.dense_policy)
         col.snapshot = snap
         self._schedule_save(col)
 
@@ -340,7 +350,7 @@ class IndexManager:
         if len(ids):
             dim = int(np.asarray(vectors).shape[1])
             if dense is None or (dense.dim != dim and not len(dense)):
-                dense = DenseIndex.empty(dim)
+                dense = DenseIndex.empty(dim, self.dense_policy)
             dense = dense.added(ids, vectors)
         lexical = snap.lexical.added(ids, terms)
         all_ids = np.concatenate([snap.ids, ids])

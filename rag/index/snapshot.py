@@ -21,6 +21,7 @@ import numpy as np
 from rag import store
 from rag.errors import NotFound, RagError
 from rag.index.dense import DenseIndex
+from rag.index.faiss_kinds import EXACT, IndexPolicy
 from rag.index.lexical import Analyzer, LexicalIndex
 from rag.store.db import ConnectionFactory, read_view
 
@@ -49,13 +50,14 @@ class Snapshot:
 
 def sync_snapshot(
 connect: ConnectionFactory, name: str, uid: str, base: Snapshot, analyzer: Analyzer, *,
-dense_ids: np.ndarray | None = None,
+dense_ids: np.ndarray | None = None, policy: IndexPolicy = EXACT,
 ) -> tuple[Snapshot, dict[str, Any]]:
     """A snapshot equal to SQLite's current state, reusing what `base` already holds.
 
     Reads SQLite in one read transaction (a consistent view), diffs the id sets and applies
     the difference: deleted ids are removed, missing ones added from stored vectors and
-    cached terms (analysing the text where the cache lacks them)."""
+    cached terms (analysing the text where the cache lacks them). A dense index built from
+    scratch gets the kind `policy` gives for its size."""
     info: dict[str, Any] = {"dense_rebuilt": False, "dense_changed": False, "terms_cached": 0, "terms_analyzed": 0}
     dense = base.dense
     lexical = base.lexical
@@ -79,7 +81,7 @@ dense_ids: np.ndarray | None = None,
                 dim = int(dim)
                 if dense is None or dense.dim != dim:
                     vecs = [b for b in store.iter_vectors(conn, name)]
-                    dense = dense_from_batches(dim, vecs)
+                    dense = dense_from_batches(dim, vecs, policy)
                     info["dense_rebuilt"] = True
                 else:
                     stale = np.setdiff1d(dense_ids, ids, assume_unique=True)
@@ -132,9 +134,9 @@ def concat(dim: int, batches: list[store.VectorBatch]) -> tuple[np.ndarray, np.n
     return ids, vecs
 
 
-def dense_from_batches(dim: int, batches: list[store.VectorBatch]) -> DenseIndex:
+def dense_from_batches(dim: int, batches: list[store.VectorBatch], policy: IndexPolicy = EXACT) -> DenseIndex:
     ids, vecs = concat(dim, batches)
-    return DenseIndex.build(dim, ids, vecs)
+    return DenseIndex.build(dim, ids, vecs, policy)
 
 
 def verify(name: str, snap: Snapshot) -> None:
