@@ -61,7 +61,7 @@ class Runtime:
         self.index_reports = self.index.open()
         self.searcher = Searcher(self.db, self.index, self.embedder)
         self.collections = CollectionService(self.db, self.index)
-        if self.settings.ingest_embed_process:
+        if self.settings.ingest_embed_process and not self.settings.embedder_url:  # a server embeds: no child
             self.embed_process = EmbedProcess(ChildSpec(
                 folder=self.models["embedder"].path, model_id=self.embedder.model_id,
                 passage_prefix=self.embedder.passage_prefix, batch_size=self.embedder.batch_size,
