@@ -307,10 +307,20 @@ class _Run:
         try:
             c = self.llm.generate(messages, max_new_tokens=max_new_tokens, on_token=relay, deadline=deadline)
         except BaseException as exc:
-            if streamed:  # the model ran (prefill and decoding) before the call ended: its cost goes on record
+            partial = getattr(exc, "partial", None)  # a server that went away: the call as far as it went
+            if partial is not None:
+                self.record_failed(self.model_call(n, purpose, partial, max_new_tokens, failed=True),
+                                   messages, rendered, partial.text, exc)
+            elif streamed:  # the model ran (prefill and decoding) before the call ended: its cost goes on record
                 self.record_interrupted(n, purpose, messages, rendered, "".join(streamed), max_new_tokens, t0, exc)
             raise
-        call = ModelCall(
+        call = self.model_call(n, purpose, c, max_new_tokens)
+        self.add_call(call)
+        self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=c.text)
+        return c
+
+    def model_call(self, n: int, purpose: str, c, max_new_tokens: int, *, failed: bool = False) -> ModelCall:
+        return ModelCall(
             n=n,
             purpose=purpose,
             round=self.rounds,
@@ -320,13 +330,12 @@ class _Run:
             wall_ms=float(c.wall_ms),
             prefill_ms=None if c.prefill_ms is None else float(c.prefill_ms),
             model_id=str(c.model_id or self.llm.model_id),
-            stopped_by=c.stopped_by,
+            stopped_by="failed" if failed else c.stopped_by,
             max_new_tokens=max_new_tokens,
             runtime=c.runtime or self.llm.runtime,
+            server=str(getattr(c, "server", "") or ""),
+            failed=failed,
         )
-        self.add_call(call)
-        self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=c.text)
-        return c
 
     def record_interrupted(self, n, purpose, messages, rendered, text, max_new_tokens, t0, exc) -> None:
         """A call that raised after producing output (a client that went away, a generator error): its
@@ -336,7 +345,11 @@ class _Run:
             completion_tokens=int(self.llm.count_tokens(text)), cached_prompt_tokens=0,
             wall_ms=(self.clock() - t0) * 1000.0, prefill_ms=None, model_id=self.llm.model_id,
             stopped_by="interrupted", max_new_tokens=max_new_tokens, runtime=self.llm.runtime,
+            server=str(getattr(self.llm, "base_url", "") or ""),
         )
+        self.record_failed(call, messages, rendered, text, exc)
+
+    def record_failed(self, call: ModelCall, messages, rendered, text, exc) -> None:
         self.add_call(call)
         try:
             self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=text,

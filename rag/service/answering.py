@@ -5,7 +5,9 @@ collection, the text, the budget and options, a loaded generator), so the API ca
 a 4xx before a stream starts. `QuestionService.ask` then opens a ledger row, runs `rag.ask.ask`
 with a retriever scoped to one collection, commits every model call as it returns, and closes the
 row with the result and the full trace before returning, whether the loop answered, abstained, was
-stopped by a budget or failed. Questions run one at a time (the generator is not re-entrant).
+stopped by a budget or failed. In-process generators answer one question at a time (they are not
+re-entrant, and one generation already uses every core); a server runtime answers up to
+`RAG_MAX_CONCURRENT_QUESTIONS` at once (the server batches them), the rest wait their turn.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class QuestionService:
         self.searcher = searcher
         self.generator = generator
         self.embedder = embedder
-        self._lock = threading.Lock()
+        self.slots = question_slots(settings, generator)
+        self._slots = threading.BoundedSemaphore(self.slots)
 
     def recover(self) -> None:
         ledger.fail_running(self.db.get())
@@ -97,7 +100,7 @@ class QuestionService:
         retriever = CollectionRetriever(self.searcher, q.collection)
         t0 = time.monotonic()
         try:
-            with self._lock:
+            with self._slots:
                 result = run_loop(q.question, retriever, generator, q.budget, q.options, record, on_token,
                                   on_call=on_call)
         except BaseException as exc:
@@ -135,6 +138,11 @@ class QuestionService:
     def collection_of(self, qid: str) -> str:
         """The collection a question was asked of (404 `question_not_found` when there is none)."""
         return ledger.collection_of(self.db.get(), qid)
+
+
+def question_slots(settings: Settings, generator: LLM | None) -> int:
+    """Questions answered at once: `max_concurrent_questions` with a server runtime, else one."""
+    return settings.max_concurrent_questions if getattr(generator, "runtime", None) == "openai" else 1
 
 
 def _refuse_above(asked: dict, ceilings: dict) -> None:
