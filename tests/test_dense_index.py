@@ -122,14 +122,16 @@ def test_growing_past_the_threshold_converts_and_shrinking_waits_for_start_up():
     assert back.conformed() is back
 
 
-def test_ivf_retrains_when_the_collection_outgrows_its_cells():
+def test_ivf_cells_are_retrained_at_start_up_once_the_collection_outgrew_them():
     policy = IndexPolicy("ivf")
     base = clustered(20_000, 10)
     ids = np.arange(20_000, dtype=np.int64)
     index = DenseIndex.build(DIM, ids[:1000], base[:1000], policy)
     assert index.index.nlist == ivf_nlist(1000)
-    grown = index.added(ids[1000:], base[1000:])
-    assert grown.kind == "ivf" and grown.index.nlist == ivf_nlist(20_000) and len(grown) == 20_000
+    grown = index.added(ids[1000:], base[1000:])  # no retraining in the write path
+    assert grown.kind == "ivf" and grown.index.nlist == ivf_nlist(1000) and len(grown) == 20_000
+    opened = grown.conformed()
+    assert opened.kind == "ivf" and opened.index.nlist == ivf_nlist(20_000) and np.array_equal(opened.ids(), ids)
 
 
 def test_a_setting_change_converts_a_loaded_file(tmp_path):

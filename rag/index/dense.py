@@ -11,12 +11,14 @@ from it. On one OpenMP thread (the default set by `configure_threads`; two threa
 they give for a single query on few cores) flat scans everything: ~20 ms at 200k x 384, ~100 ms
 at 1M; IVF scans a few cells. The kind changes:
 
-* growing: the `added` call after which the index no longer fits (a flat index reaching the
-  threshold, or an IVF index whose collection grew 4x since its cells were trained) rebuilds it
-  (k-means training, under the collection's write lock: seconds at 200k);
-* at start-up (`conformed`): a loaded or rebuilt index whose kind (or IVF cell count, beyond 2x)
-  does not fit the current size and setting is rebuilt from its own vectors. That is how a
-  collection that shrank below the threshold returns to flat, and how a changed setting applies;
+* growing: the `added` call that brings a flat index to the threshold rebuilds it as IVF
+  (k-means training and assigning every vector to a cell, under the collection's write lock, on
+  one thread: a one-off pause of that upload, measured by `rag.bench.ann` as ivf_train_s +
+  ivf_add_s);
+* at start-up (`conformed`): a loaded or rebuilt index whose kind (or IVF cell count, beyond 2x:
+  the collection grew or shrank 4x since training) does not fit the current size and setting is
+  rebuilt from its own vectors. That is how a collection that shrank below the threshold returns
+  to flat, how IVF cells follow growth, and how a changed setting applies;
 * deletes never change the kind (no flapping at the threshold).
 
 On disk (derived data, rebuildable from SQLite): `<dir>/dense-<seq:012d>-<crc32:08x>.faiss`.
@@ -96,7 +98,7 @@ class DenseIndex:
 
     def added(self, ids: Iterable[int] | np.ndarray, vectors: np.ndarray) -> DenseIndex:
         """A new index with these vectors added (ids already present are skipped), rebuilt as
-        another kind when the grown collection no longer fits this one."""
+        another kind when the grown collection reaches the policy's threshold."""
         ids = np.asarray(ids, dtype=np.int64)
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1) if len(ids) else vectors
         if self.ntotal and len(ids):
@@ -107,9 +109,8 @@ class DenseIndex:
         vecs = normalized(vectors)
         if vecs.shape != (len(ids), self.dim):
             raise ValueError(f"expected vectors of shape ({len(ids)}, {self.dim}), got {vecs.shape}")
-        n = self.ntotal + len(ids)
-        kind = self.policy.kind_for(n)
-        if not fits(self.index, kind, n):
+        kind = self.policy.kind_for(self.ntotal + len(ids))
+        if kind != self.kind:  # crossing the threshold; IVF cells are retrained only at start-up
             old_ids, old_vecs = contents(self.index)
             return DenseIndex._of_kind(kind, self.dim, np.concatenate([old_ids, ids]),
                                        np.concatenate([old_vecs, vecs]), self.policy)
