@@ -61,6 +61,41 @@ def serve(
 
 
 @app.command()
+def worker(
+    data_dir: Optional[Path] = typer.Option(None, help="State folder (default from RAG_DATA_DIR): only the model cache is used."),
+) -> None:
+    """Run an ingestion worker on the shared PostgreSQL store (RAG_DATABASE_URL) until stopped (SIGTERM/Ctrl-C).
+
+    Any number of workers on any machines claim jobs from the same queue; a killed worker's job is
+    claimed again by another when its lease (RAG_JOB_LEASE_S) runs out."""
+    import signal
+    import threading
+
+    from rag.malloc import pin_mmap_threshold
+    from rag.service.runtime import Runtime
+
+    # A worker has no API (no keys to check) and is itself the process to lower in priority.
+    settings = _settings(data_dir, load_generator=False, ingest_embed_process=False, auth="off")
+    if not settings.database_url:
+        _fail(RagError("`rag worker` needs RAG_DATABASE_URL=postgresql://...; with the embedded store, "
+                       "`rag serve` runs the ingestion worker itself", code="invalid_setting"))
+    pin_mmap_threshold()
+    runtime = Runtime(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        runtime.start(worker=False)
+        runtime.ingest.start()
+        typer.echo(f"worker {runtime.ingest.worker_id} claiming jobs", err=True)
+        stop.wait()
+    except RagError as exc:
+        _fail(exc)
+    finally:
+        runtime.close()
+
+
+@app.command()
 def ingest(
     paths: list[Path] = typer.Argument(..., exists=True, help="Files or folders (folders are walked for supported files)."),
     collection: str = typer.Option("default", "--collection", "-c", help="Target collection (created if missing)."),

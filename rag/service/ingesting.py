@@ -6,6 +6,12 @@ queued or running are queued again from their stored bytes, so nothing acknowled
 except a job that was running when the process died `MAX_ATTEMPTS` times (it is what kills it).
 Writes are serialised by the single worker (and by the index's per-collection write lock).
 
+With PostgreSQL (`RAG_DATABASE_URL`) the queue is the database's: an upload's bytes are stored
+with its job row in one transaction, and any number of workers (`rag worker`, or this server's
+own with `RAG_SERVE_WORKER`) on any machine claim jobs with a lease (`rag.store.pg_jobs`); a
+worker's lease is renewed by a heartbeat while it runs a job, and a killed worker's job is
+claimed again when its lease runs out. Nothing is recovered at start-up: the leases do it.
+
 The queue is bounded (`max_queued_jobs`: an upload beyond it is refused with 429 before any byte
 is written) and any queued or running job can be cancelled.
 """
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -30,6 +38,7 @@ from rag.service.pipeline import Cancel, Outcome, PassageEmbedder, Pipeline, Pro
 from rag.service.quotas import RateLimited
 from rag.settings import Settings
 from rag.store import ThreadConnections
+from rag.store.dialect import dialect
 from rag.store.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -50,28 +59,48 @@ class IngestService:
         self._worker: threading.Thread | None = None
         self._running: dict[str, Cancel] = {}  # job id -> its cancel request, while it runs here
         self._submit_lock = threading.Lock()  # the queue-length check and the new rows, as one step
+        self.shared = dialect(db.get()) == "postgres"  # the queue is the database's, shared by workers
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._claiming: threading.Thread | None = None
+        self.poll_s = 0.25
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        if self.shared:
+            self._stop.clear()
+            self._claiming = threading.Thread(target=self._claim_loop, name="ingest-worker", daemon=True)
+            self._claiming.start()
+            return
         self._recover()
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
         self._worker.start()
 
     def stop(self, timeout: float = 30) -> None:
+        if self._claiming is not None:
+            self._stop.set()
+            for cancel in list(self._running.values()):
+                cancel.requested.set()
+            self._claiming.join(timeout)
+            self._claiming = None
         if self._worker is not None:
             self._queue.put(_STOP)
             self._worker.join(timeout)
             self._worker = None
 
     def pending(self) -> int:
-        """Jobs queued or running in this process."""
+        """Jobs queued or running (in this process; with Postgres, on every worker)."""
+        if self.shared:
+            from rag.store import pg_jobs
+
+            return pg_jobs.unfinished_jobs(self.db.get())
         return self._queue.unfinished_tasks
 
     def wait_idle(self, timeout: float = 600) -> None:
         """Blocks until every queued job has finished (for the CLI and tests)."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+        while self.pending() and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def _recover(self) -> None:
@@ -119,6 +148,8 @@ class IngestService:
         checked = [self.validate(u) for u in uploads]
         with self._submit_lock:
             self._check_room(conn, len(checked))
+            if self.shared:
+                return self._submit_shared(conn, collection, checked)
             jobs = []
             for upload in checked:
                 job_id = uuid.uuid4().hex
@@ -127,6 +158,19 @@ class IngestService:
                                             progress={"stage": "queued", "bytes": len(upload.data)}))
         for job in jobs:
             self._queue.put(job.id)
+        return jobs
+
+    def _submit_shared(self, conn, collection: str, uploads: list[Upload]) -> list[store.JobRecord]:
+        """Every job row with its bytes, in one transaction: all of the request is queued, or none."""
+        from rag.store import pg_jobs
+
+        with store.transaction(conn):
+            jobs = []
+            for upload in uploads:
+                job = store.create_job(conn, collection, upload.filename, job_id=uuid.uuid4().hex,
+                                       progress={"stage": "queued", "bytes": len(upload.data)})
+                pg_jobs.save_payload(conn, job.id, upload.data)
+                jobs.append(job)
         return jobs
 
     def _check_room(self, conn, adding: int) -> None:
@@ -152,7 +196,7 @@ class IngestService:
         running = self._running.get(job_id)
         if running is not None:
             running.requested.set()
-        else:
+        elif not self.shared:  # Postgres drops the bytes with the job's end; a worker elsewhere sees the status
             (self.uploads_dir / job_id).unlink(missing_ok=True)
         return job
 
@@ -171,7 +215,10 @@ class IngestService:
                 self._queue.task_done()
 
     def run_job(self, job_id: str, progress: ProgressFn | None = None) -> Outcome | None:
+        """Runs one queued job here (the CLI); with Postgres a job another worker took is waited for."""
         conn = self.db.get()
+        if self.shared:
+            return self._run_shared(conn, job_id, progress)
         job = store.get_job(conn, job_id)
         if job.status != "queued":
             return None
@@ -183,6 +230,78 @@ class IngestService:
         except RagError:  # cancelled between the check above and now
             self._running.pop(job_id, None)
             return None
+        try:
+            return self._execute(conn, job, lambda: path.read_bytes(), attempt, cancel, progress)
+        finally:
+            path.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- running (Postgres: claimed jobs)
+
+    def _claim_loop(self) -> None:
+        from rag.store import pg_jobs
+
+        conn = self.db.get()
+        err = errors.interrupted()
+        message = (f"Workers stopped during this job {MAX_ATTEMPTS} times; it is not run again "
+                   "(the document may be what stops them). Check the workers' logs.")
+        while not self._stop.is_set():
+            try:
+                pg_jobs.fail_abandoned(conn, max_attempts=MAX_ATTEMPTS, code=err.code, message=message)
+                job = pg_jobs.claim_job(conn, self.worker_id, self.settings.job_lease_s)
+            except Exception:  # the database restarting: try again shortly
+                log.exception("claiming a job failed")
+                job = None
+            if job is None:
+                self._stop.wait(self.poll_s)
+                continue
+            try:
+                self.run_claimed(job)
+            except Exception:  # the worker must survive anything one document does
+                log.exception("ingestion worker error on job %s", job.id)
+
+    def _run_shared(self, conn, job_id: str, progress: ProgressFn | None) -> Outcome | None:
+        from rag.store import pg_jobs
+
+        job = pg_jobs.claim_job(conn, self.worker_id, self.settings.job_lease_s, job_id=job_id)
+        if job is not None:
+            return self.run_claimed(job, progress)
+        while store.get_job(conn, job_id).status not in store.FINISHED_JOB_STATUSES:
+            time.sleep(self.poll_s)
+        return None
+
+    def run_claimed(self, job: store.JobRecord, progress: ProgressFn | None = None) -> Outcome | None:
+        """Runs a job this worker claimed, renewing its lease until it ends."""
+        from rag.store import pg_jobs
+
+        conn = self.db.get()
+        cancel = self._running[job.id] = Cancel()
+        ended = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.id, cancel, ended), name="ingest-lease", daemon=True)
+        beat.start()
+        try:
+            return self._execute(conn, job, lambda: pg_jobs.load_payload(conn, job.id) or b"",
+                                 pg_jobs.attempts(conn, job.id), cancel, progress)
+        finally:
+            ended.set()
+            beat.join()
+
+    def _heartbeat(self, job_id: str, cancel: Cancel, ended: threading.Event) -> None:
+        """Renews the lease every third of it; a job that stopped being ours (cancelled anywhere, or
+        claimed by another worker after a lapse) is cancelled here, at its next safe point."""
+        from rag.store import pg_jobs
+
+        conn = self.db.get()
+        while not ended.wait(max(0.05, self.settings.job_lease_s / 3)):
+            try:
+                if not pg_jobs.renew_lease(conn, job_id, self.worker_id, self.settings.job_lease_s):
+                    cancel.requested.set()
+                    return
+            except Exception:
+                log.exception("renewing the lease of job %s failed", job_id)
+
+    def _execute(self, conn, job: store.JobRecord, data, attempt: int, cancel: Cancel,
+                 progress: ProgressFn | None) -> Outcome | None:
+        job_id = job.id
 
         def report(p: dict) -> None:
             cancel.check()
@@ -191,7 +310,7 @@ class IngestService:
                 progress(p)
 
         try:
-            outcome = self.pipeline.run(conn, job.collection, job.filename, path.read_bytes(), job_id, report, cancel)
+            outcome = self.pipeline.run(conn, job.collection, job.filename, data(), job_id, report, cancel)
         except RagError as exc:
             self._fail(conn, job_id, exc.code, exc.message)
             return None
@@ -202,10 +321,14 @@ class IngestService:
             return None
         finally:
             self._running.pop(job_id, None)
-            path.unlink(missing_ok=True)
         return outcome
 
     def _fail(self, conn, job_id: str, code: str, message: str) -> None:
+        if self.shared:
+            from rag.store import pg_jobs
+
+            if not pg_jobs.owned(conn, job_id, self.worker_id):  # another worker runs it now: its outcome counts
+                return
         try:
             store.update_job(conn, job_id, status="failed", error_code=code, error_message=message)
         except RagError:  # job already finished (e.g. its collection was deleted meanwhile)

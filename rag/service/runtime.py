@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field
+from typing import Any
 
 from rag import __version__
 from rag.ask import LLM
@@ -24,7 +25,7 @@ from rag.service.ingesting import IngestService
 from rag.service.quotas import Quotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
-from rag.store import ThreadConnections, open_db
+from rag.store import ThreadConnections, open_store
 
 
 @dataclass
@@ -34,8 +35,8 @@ class Runtime:
     embed_process: EmbedProcess | None = None  # ingestion's embedder, when it runs in a child process
     generator: LLM | None = None
     models: dict[str, ModelStatus] = field(default_factory=dict)
-    db: ThreadConnections | None = None
-    index: IndexManager | None = None
+    db: ThreadConnections | Any | None = None  # or rag.store.pg.PgConnections
+    index: IndexManager | Any | None = None  # or rag.index.pgsearch.PgIndex
     index_reports: list[OpenReport] = field(default_factory=list)
     ingest: IngestService | None = None
     collections: CollectionService | None = None
@@ -51,13 +52,22 @@ class Runtime:
             self.generator, status = load_generator(self.settings, progress=progress)
             self.models["generator"] = status
 
+    @property
+    def shared_store(self) -> bool:
+        """PostgreSQL (`RAG_DATABASE_URL`): state shared with other processes, nothing to recover here."""
+        return bool(self.settings.database_url)
+
     def start(self, *, progress: bool = False, worker: bool = True) -> None:
         """Everything the service needs before it answers: models, database, indexes, ingestion."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_models(progress=progress)
-        open_db(self.settings.db_path).close()  # migrations, once, before any other connection
-        self.db = ThreadConnections(self.settings.db_path)
-        self.index = IndexManager.from_settings(self.settings)
+        self.db = open_store(self.settings)  # migrations, once, before any other connection
+        if self.shared_store:
+            from rag.index.pgsearch import PgIndex
+
+            self.index = PgIndex(self.db, dim=self.embedder.dim)
+        else:
+            self.index = IndexManager.from_settings(self.settings)
         self.index_reports = self.index.open()
         self.searcher = Searcher(self.db, self.index, self.embedder)
         self.collections = CollectionService(self.db, self.index)
@@ -68,12 +78,13 @@ class Runtime:
                 threads=self.settings.threads, niceness=self.settings.ingest_niceness), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
-        self.questions.recover()
+        if not self.shared_store:  # other servers' questions may be running in a shared store
+            self.questions.recover()
         self.keys = KeyService(self.settings, self.db)
         if self.settings.auth == "on":
             self.keys.bootstrap()
         self.quotas = Quotas(self.settings)
-        if worker:
+        if worker and (self.settings.serve_worker or not self.shared_store):
             self.ingest.start()
 
     def health(self, *, detail: bool = True) -> dict:

@@ -21,6 +21,7 @@ Schema changes only through `rag.store.migrations.MIGRATIONS`.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -109,11 +110,11 @@ def open_store(settings: Any) -> ThreadConnections | Any:
     url = check_database_url(settings.database_url)
     if url:
         from rag.store import pg_schema
-        from rag.store.pg import PgConnections
+        from rag.store.pg import PgConnection, PgConnections
 
-        conns = PgConnections(url)
-        pg_schema.migrate(conns.get())
-        return conns
+        with closing(PgConnection(url)) as conn:  # a connection made before the extension cannot use vectors
+            pg_schema.migrate(conn)
+        return PgConnections(url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     open_db(settings.db_path).close()
     return ThreadConnections(settings.db_path)
@@ -126,9 +127,9 @@ def open_configured(settings: Any) -> Any:
         from rag.store import pg_schema
         from rag.store.pg import PgConnection
 
-        conn = PgConnection(url)
-        pg_schema.migrate(conn)
-        return conn
+        with closing(PgConnection(url)) as conn:
+            pg_schema.migrate(conn)
+        return PgConnection(url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return open_db(settings.db_path)
 

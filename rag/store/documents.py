@@ -18,6 +18,7 @@ import numpy as np
 
 from rag.errors import Conflict, IngestError, NotFound
 from rag.store.collections import bump_seq, change_seq
+from rag.store.dialect import dialect
 from rag.store.db import in_batches, transaction, utcnow
 from rag.store.jobs import FINISHED_JOB_STATUSES, finish_job, get_job
 from rag.store.records import AddedDocument, ChunkContext, ChunkRecord, ChunkSource, ChunkWindows, DeletedDocument, DocumentRecord, NewDocument
@@ -81,8 +82,14 @@ def list_documents(
     conn: sqlite3.Connection, collection: str, *, limit: int | None = None, offset: int = 0
 ) -> list[DocumentRecord]:
     """Oldest first (by id)."""
-    sql = "SELECT * FROM documents WHERE collection = ? ORDER BY id LIMIT ? OFFSET ?"
-    return [_document(r) for r in conn.execute(sql, (collection, -1 if limit is None else int(limit), int(offset)))]
+    sql = "SELECT * FROM documents WHERE collection = ? ORDER BY id"
+    args: list = [collection]
+    if limit is not None:
+        sql, args = sql + " LIMIT ?", [*args, int(limit)]
+    if offset:
+        sql, args = sql + (" OFFSET ?" if limit is not None else " LIMIT -1 OFFSET ?" if dialect(conn) == "sqlite"
+                           else " OFFSET ?"), [*args, int(offset)]
+    return [_document(r) for r in conn.execute(sql, args)]
 
 
 def add_document(
@@ -142,7 +149,7 @@ def add_document(
             raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
         job = None
         if job_id is not None:
-            job = get_job(conn, job_id)
+            job = get_job(conn, job_id, lock=True)
             if job.collection != collection:
                 raise Conflict(f"job {job_id} belongs to collection {job.collection!r}", code="job_collection_mismatch")
             if job.status in FINISHED_JOB_STATUSES:

@@ -68,8 +68,13 @@ def create_job(
         return get_job(conn, job_id)
 
 
-def get_job(conn: sqlite3.Connection, job_id: str) -> JobRecord:
-    row = conn.execute("SELECT * FROM ingestion_jobs WHERE id = ?", (job_id,)).fetchone()
+def get_job(conn: sqlite3.Connection, job_id: str, *, lock: bool = False) -> JobRecord:
+    """`lock`: inside a transaction, hold the row until it ends (Postgres `FOR UPDATE`; SQLite's
+    transactions already hold the write lock), so a check of its status stays true until the write."""
+    sql = "SELECT * FROM ingestion_jobs WHERE id = ?"
+    if lock and dialect(conn) == "postgres":
+        sql += " FOR UPDATE"
+    row = conn.execute(sql, (job_id,)).fetchone()
     if row is None:
         raise NotFound(f"job {job_id!r} does not exist", code="job_not_found")
     return _job(row)
@@ -114,7 +119,7 @@ def update_job(
     if status is not None and status not in JOB_STATUSES:
         raise ValueError(f"invalid job status {status!r}")
     with transaction(conn):
-        job = get_job(conn, job_id)
+        job = get_job(conn, job_id, lock=True)
         if job.status in FINISHED_JOB_STATUSES:
             raise Conflict(f"job {job_id} is already {job.status}", code="job_finished")
         now = utcnow()
@@ -141,6 +146,8 @@ def update_job(
             sets.append("document_id = ?")
             args.append(int(document_id))
         conn.execute(f"UPDATE ingestion_jobs SET {', '.join(sets)} WHERE id = ?", (*args, job_id))
+        if status in FINISHED_JOB_STATUSES:
+            _drop_payload(conn, job_id)
         return get_job(conn, job_id)
 
 
@@ -196,4 +203,11 @@ def finish_job(conn: sqlite3.Connection, job: JobRecord, document_id: int, *, du
         " finished_at = ?, started_at = coalesce(started_at, ?) WHERE id = ?",
         (document_id, json.dumps(progress), now, now, now, job.id),
     )
+    _drop_payload(conn, job.id)
+
+
+def _drop_payload(conn, job_id: str) -> None:
+    """Postgres keeps an upload's bytes with its job until the job ends (`rag.store.pg_jobs`)."""
+    if dialect(conn) == "postgres":
+        conn.execute("DELETE FROM job_payloads WHERE job_id = ?", (job_id,))
 

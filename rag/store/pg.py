@@ -103,7 +103,8 @@ class PgConnection:
         self.url = url
         self.raw = psycopg.connect(url, autocommit=True)
         self.raw.adapters.register_loader("numeric", FloatLoader)  # sums and averages come back as float
-        register_vector(self.raw)
+        if self.raw.execute("SELECT to_regtype('vector') IS NOT NULL").fetchone()[0]:  # not before migration 1
+            register_vector(self.raw)
         self.raw.execute("SET hnsw.ef_search = 200")  # >= the candidates one search asks for (max(50, 4k))
         self.raw.execute("SET hnsw.iterative_scan = strict_order")  # filtered by collection, still exact order
 

