@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or Runtime(settings)
         if runtime is None:
             rt.start()
+        if rt.settings.database_url:  # one Postgres connection per request thread: bound them together
+            anyio.to_thread.current_default_thread_limiter().total_tokens = rt.settings.database_pool_size
         app.state.runtime = rt
         try:
             yield

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     # Store and deployment
     database_url: str = Field("", description="Empty: the embedded store (SQLite + FAISS + BM25 under `RAG_DATA_DIR`). `postgresql://user:pass@host/db`: PostgreSQL with pgvector is the source of truth for everything and serves dense and lexical search, so several `rag serve` and `rag worker` processes can share it.")
     serve_worker: bool = Field(True, description="`rag serve` also runs an ingestion worker in process; off: only `rag worker` processes ingest (Postgres deployments).")
+    database_pool_size: int = Field(20, ge=2, le=1000, description="With Postgres: request threads of one `rag serve`, each holding one connection (plus ~4 for ingestion and leases); Postgres' `max_connections` must cover this for every process.")
     job_lease_s: float = Field(60.0, gt=0, description="Seconds a worker's claim on a job lasts without a heartbeat; a job whose worker died is claimed again after it (Postgres).")
     faiss_index: Literal["auto", "flat", "ivf", "hnsw"] = Field("auto", description="FAISS index type of the embedded store: `auto` (exact `flat` below `RAG_FAISS_APPROX_FROM` chunks in a collection, approximate above), `flat`, `ivf`, `hnsw`.")
     faiss_approx_from: int = Field(200_000, ge=1, description="Chunks in a collection from which `RAG_FAISS_INDEX=auto` uses the approximate index.")

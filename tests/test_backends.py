@@ -185,3 +185,30 @@ def test_a_failed_job_stores_nothing(api):
     job = wait_job(client, r.json()["jobs"][0]["id"])
     assert job["status"] == "failed" and job["error"]["code"] == "pdf_malformed", job
     assert client.get("/v1/collections/bad/documents").json()["documents"] == []
+
+
+def test_postgres_connections_dropped_under_the_server_are_503_then_recovered(tmp_path, models_dir, pg_url, pg_server):
+    """The database restarting (every connection terminated) costs each open connection one 503
+    `store_unavailable`, never a 500; the next request on that thread reconnects."""
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    from api.app import create_app
+    from tests.server import local_client
+
+    settings = en_settings(tmp_path / "state", models_dir, database_url=pg_url, load_generator=False)
+    with local_client(create_app(settings), settings.data_dir, raise_server_exceptions=False) as client:
+        for _ in range(5):
+            assert client.get("/v1/collections").status_code == 200
+        opened = client.app.state.runtime.db.open_count
+        database = urlsplit(pg_url).path.lstrip("/")
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+                                   (database,)).fetchone()[0]
+        assert killed >= 1
+        codes = [client.get("/v1/collections") for _ in range(opened + 12)]
+        failures = [r for r in codes if r.status_code != 200]
+        assert all(r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable" for r in failures), \
+            [(r.status_code, r.text) for r in failures]
+        assert 1 <= len(failures) <= opened and codes[-1].status_code == 200

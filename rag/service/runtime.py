@@ -96,8 +96,18 @@ class Runtime:
             "version": __version__,
             "versions": versions(),
             "models": {kind: vars(status) for kind, status in self.models.items()},
+            "store": self.store_info(),
             "ingestion": {"pending_jobs": self.ingest.pending() if self.ingest else 0},
         }
+
+    def store_info(self) -> dict:
+        """Which store this process uses; the Postgres URL without its password."""
+        if self.shared_store:
+            from rag.store.pg import redact
+
+            return {"backend": "postgres", "url": redact(self.settings.database_url),
+                    "worker": bool(self.ingest and self.ingest.worker_id and self.settings.serve_worker)}
+        return {"backend": "sqlite", "path": str(self.settings.db_path), "worker": True}
 
     def close(self) -> None:
         if self.ingest is not None:
@@ -114,7 +124,8 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"service": __version__, "python": platform.python_version()}
-    for dist in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "pypdf", "fastapi", "bm25s"):
+    for dist in ("torch", "transformers", "sentence-transformers", "faiss-cpu", "pypdf", "fastapi", "bm25s", "psycopg",
+                 "pgvector", "openai"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:

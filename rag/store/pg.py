@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.types.numeric import FloatLoader
+
+from rag.errors import RagError
 
 # The store's SQL uses `?`; psycopg wants `%s` and a literal `%` doubled.
 _PLACEHOLDER = re.compile(r"\?")
@@ -68,8 +71,24 @@ def _row_factory(cursor: psycopg.Cursor):
     return make
 
 
-def _as_sqlite_error(exc: psycopg.Error) -> Exception:
-    """The matching `sqlite3` DB-API class, so the store's `except sqlite3.IntegrityError` serves both."""
+class StoreUnavailable(RagError):
+    """Postgres cannot be reached (down, restarting, the connection dropped): 503, try again. The
+    connection is discarded; the thread's next `PgConnections.get()` opens a new one."""
+
+    code = "store_unavailable"
+    status = 503
+
+
+def _unreachable(exc: psycopg.Error, conn: psycopg.Connection | None) -> bool:
+    state = exc.sqlstate or ""
+    return (conn is not None and conn.closed) or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+def _as_sqlite_error(exc: psycopg.Error, conn: psycopg.Connection | None = None) -> Exception:
+    """The matching `sqlite3` DB-API class, so the store's `except sqlite3.IntegrityError` serves both;
+    a lost server is `StoreUnavailable`."""
+    if _unreachable(exc, conn):
+        return StoreUnavailable(f"the database is unreachable: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
     cls = sqlite3.IntegrityError if isinstance(exc, psycopg.IntegrityError) else sqlite3.OperationalError
     err = cls(str(exc).strip())
     err.sqlstate = exc.sqlstate  # type: ignore[attr-defined]
@@ -101,7 +120,11 @@ class PgConnection:
 
     def __init__(self, url: str):
         self.url = url
-        self.raw = psycopg.connect(url, autocommit=True)
+        try:
+            self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to the database at {redact(url)}: "
+                                   f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else 'no answer'}") from exc
         self.raw.adapters.register_loader("numeric", FloatLoader)  # sums and averages come back as float
         if self.raw.execute("SELECT to_regtype('vector') IS NOT NULL").fetchone()[0]:  # not before migration 1
             register_vector(self.raw)
@@ -116,7 +139,7 @@ class PgConnection:
             else:
                 cur.execute(translate(sql), tuple(params))
         except psycopg.Error as exc:
-            raise _as_sqlite_error(exc) from exc
+            raise _as_sqlite_error(exc, self.raw) from exc
         return Cursor(cur)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
@@ -126,7 +149,7 @@ class PgConnection:
             try:
                 cur.executemany(translate(sql), rows)
             except psycopg.Error as exc:
-                raise _as_sqlite_error(exc) from exc
+                raise _as_sqlite_error(exc, self.raw) from exc
         return Cursor(cur)
 
     @property
@@ -143,36 +166,55 @@ def is_postgres_url(url: str) -> bool:
 
 def redact(url: str) -> str:
     """The URL without its password, for logs and health output."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    url = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return re.sub(r"(?i)([?&]password=)[^&]*", r"\1***", url)
+
+
+class _Holder:
+    """A thread's connection; when the thread ends (its locals are dropped) the connection is closed,
+    so threads that come and go (a request thread pool) do not leave connections behind."""
+
+    def __init__(self, conn: PgConnection, owner: "PgConnections"):
+        self.conn = conn
+        weakref.finalize(self, owner._release, conn)
 
 
 class PgConnections:
-    """One Postgres connection per thread, opened lazily; the same face as `ThreadConnections`.
-
-    Each request thread keeps its connection for the life of the process, as with SQLite: a server
-    holds at most (request threads + workers) connections, so size Postgres' `max_connections` for
-    that times the number of processes."""
+    """One Postgres connection per thread, opened lazily, closed when its thread ends; the same face
+    as `ThreadConnections`. A process holds at most (live threads that touched the store)
+    connections: `rag serve` bounds its request threads by `RAG_DATABASE_POOL_SIZE`."""
 
     def __init__(self, url: str):
         self.url = url
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[PgConnection] = []
+        self._open: set[PgConnection] = set()
 
     def get(self) -> PgConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and conn.raw.closed:
-            conn = None
-        if conn is None:
-            conn = PgConnection(self.url)
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+        holder = getattr(self._local, "holder", None)
+        if holder is not None and not holder.conn.raw.closed:
+            return holder.conn
+        conn = PgConnection(self.url)
+        with self._lock:
+            self._open.add(conn)
+        self._local.holder = _Holder(conn, self)
         return conn
+
+    def _release(self, conn: PgConnection) -> None:
+        with self._lock:
+            self._open.discard(conn)
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
 
     def close_all(self) -> None:
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._open = list(self._open), set()
         for conn in conns:
             try:
                 conn.close()
