@@ -8,13 +8,14 @@ disk reads an object nobody changes.
 Which FAISS index a collection gets follows its size (`rag.index.faiss_kinds`, settings
 `RAG_FAISS_INDEX`, `RAG_FAISS_APPROX_FROM`): exact `flat` below the threshold, approximate `ivf`
 from it. On one OpenMP thread (the default set by `configure_threads`; two threads cost more than
-they give for a single query on few cores) flat scans everything: ~20 ms at 200k x 384, ~100 ms
-at 1M; IVF scans a few cells. The kind changes:
+they give for a single query on few cores) flat scans everything: ~46 ms at 200k x 384, ~235 ms
+at 1M on the shared 2-core machine; IVF scans 256 cells: ~13 ms and ~24 ms, recall@10 0.94 and
+0.92 (`rag.index.faiss_kinds` has the measurements). The kind changes:
 
 * growing: the `added` call that brings a flat index to the threshold rebuilds it as IVF
   (k-means training and assigning every vector to a cell, under the collection's write lock, on
-  one thread: a one-off pause of that upload, measured by `rag.bench.ann` as ivf_train_s +
-  ivf_add_s);
+  one thread: a one-off pause of that upload, ~30 s at 200k, measured by `rag.bench.ann` as
+  ivf_train_s + ivf_add_s);
 * at start-up (`conformed`): a loaded or rebuilt index whose kind (or IVF cell count, beyond 2x:
   the collection grew or shrank 4x since training) does not fit the current size and setting is
   rebuilt from its own vectors. That is how a collection that shrank below the threshold returns
