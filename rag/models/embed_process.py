@@ -41,6 +41,7 @@ class ChildSpec:
     batch_size: int
     threads: int
     niceness: int
+    precision: str = "auto"  # the parent's `Embedder.precision`, so both embed alike (see rag.models.embedder)
 
 
 class EmbedProcess:
@@ -136,7 +137,7 @@ def _serve(inp, out) -> None:
 
         torch.set_num_threads(spec.threads if spec.threads > 0 else (os.cpu_count() or 1))
         embedder = Embedder.load(Path(spec.folder), model_id=spec.model_id, passage_prefix=spec.passage_prefix,
-                                 batch_size=spec.batch_size)
+                                 batch_size=spec.batch_size, precision=spec.precision)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         pickle.dump(("error", f"{type(exc).__name__}: {exc}"), out)
         out.flush()
