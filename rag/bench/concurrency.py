@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 _CHILD = r"""
-import sys, time
+import os, sys, time
 import xllamacpp as xlc
 gguf, port, slots, ctx, threads, alias = sys.argv[1:7]
 p = xlc.CommonParams()
@@ -52,8 +52,9 @@ p.warmup = False
 p.verbosity = -1
 server = xlc.Server(p)
 print("ready", flush=True)
-while True:
-    time.sleep(3600)
+parent = os.getppid()
+while os.getppid() == parent:  # no orphan server when the process that started it dies
+    time.sleep(0.5)
 """
 
 
@@ -145,6 +146,8 @@ class RunResult:
     seconds: float
     latencies: list[float]
     errors: int
+    model_calls: int = 0
+    completion_tokens: int = 0
 
     @property
     def per_minute(self) -> float:
@@ -164,6 +167,7 @@ def _ask_all(rt, questions: list[str], clients: int, label: str) -> RunResult:
         todo.put(q)
     latencies: list[float] = []
     errors = [0]
+    usage = {"model_calls": 0, "completion_tokens": 0}
     lock = threading.Lock()
 
     def client() -> None:
@@ -174,9 +178,11 @@ def _ask_all(rt, questions: list[str], clients: int, label: str) -> RunResult:
                 return
             t = time.monotonic()
             try:
-                rt.questions.ask(AskRequest("bench", q))
+                out = rt.questions.ask(AskRequest("bench", q))
                 with lock:
                     latencies.append(time.monotonic() - t)
+                    for key in usage:
+                        usage[key] += out["usage"][key]
             except Exception as exc:  # counted and shown; the run goes on
                 print(f"  {label}: {q!r} failed: {exc}", file=sys.stderr)
                 with lock:
@@ -189,7 +195,32 @@ def _ask_all(rt, questions: list[str], clients: int, label: str) -> RunResult:
         th.start()
     for th in threads:
         th.join()
-    return RunResult(label, rt.questions.slots, len(latencies), time.monotonic() - t0, latencies, errors[0])
+    return RunResult(label, rt.questions.slots, len(latencies), time.monotonic() - t0, latencies, errors[0],
+                     usage["model_calls"], usage["completion_tokens"])
+
+
+def _in_process(settings, data, common, questions, clients, slots, gguf_dir, name) -> RunResult:
+    rt = _runtime(settings, data, generator_runtime="llamacpp", **common)
+    try:
+        return _ask_all(rt, questions, clients, "in-process llamacpp")
+    finally:
+        rt.generator.close()
+        rt.close()
+
+
+def _on_server(settings, data, common, questions, clients, slots, gguf_dir, name) -> RunResult:
+    server = LlamaServer.start(gguf_dir / "model.gguf", slots=slots, ctx_per_slot=max(2048, settings.context_window),
+                               threads=common["threads"], alias=name)
+    try:
+        rt = _runtime(settings, data, generator_runtime="openai", generator_url=server.url, generator_model=name,
+                      max_concurrent_questions=slots, **common)
+        try:
+            return _ask_all(rt, questions, clients, f"llama.cpp server, {slots} slots (openai)")
+        finally:
+            rt.generator.close()
+            rt.close()
+    finally:
+        server.stop()
 
 
 def _runtime(settings, data_dir: Path, **over):
@@ -198,6 +229,8 @@ def _runtime(settings, data_dir: Path, **over):
     rt = Runtime(settings.model_copy(update={"data_dir": data_dir, "model_cache_dir": settings.models_dir,
                                              "ingest_embed_process": False, **over}))
     rt.start(worker=False)
+    if not any(c.name == "bench" for c in rt.collections.list()):
+        _ingest(rt)
     return rt
 
 
@@ -222,9 +255,9 @@ def pick_generator(settings) -> str:
 
 
 def main(settings=None, *, clients: int = 4, slots: int = 4, rounds: int = 2, max_answer_tokens: int = 64,
-         generator: str | None = None, threads: int = 0) -> dict:
-    """Runs both configurations and prints a table; returns the figures. `rounds`: passes over the
-    questions (8 each). `threads` 0: one per core, for both runtimes."""
+         generator: str | None = None, threads: int = 0, repeats: int = 2) -> dict:
+    """Runs both configurations `repeats` times (alternating which goes first) and prints a table;
+    returns the figures. `rounds`: passes over the questions (8 each). `threads` 0: one per core."""
     from rag.models import cache
     from rag.models.registry import REGISTRY
     from rag.settings import Settings
@@ -239,30 +272,19 @@ def main(settings=None, *, clients: int = 4, slots: int = 4, rounds: int = 2, ma
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="rag-bench-concurrency-") as tmp:
-        rt = _runtime(settings, Path(tmp), generator_runtime="llamacpp", **common)
-        try:
-            _ingest(rt)
-            results.append(_ask_all(rt, questions, clients, "in-process llamacpp"))
-        finally:
-            rt.generator.close()
-            rt.close()
-        server = LlamaServer.start(gguf_dir / "model.gguf", slots=slots, ctx_per_slot=max(2048, settings.context_window),
-                                   threads=n_threads, alias=name)
-        try:
-            rt = _runtime(settings, Path(tmp), generator_runtime="openai", generator_url=server.url,
-                          generator_model=name, max_concurrent_questions=slots, **common)
-            try:
-                results.append(_ask_all(rt, questions, clients, f"llama.cpp server, {slots} slots (openai)"))
-            finally:
-                rt.generator.close()
-                rt.close()
-        finally:
-            server.stop()
+        data = Path(tmp)
+        for r in range(repeats):  # alternate the order, so a drift in the machine's other load hits both
+            runs = [_in_process, _on_server] if r % 2 == 0 else [_on_server, _in_process]
+            for run in runs:
+                results.append(run(settings, data, common, questions, clients, slots, gguf_dir, name))
+                print(f"  {results[-1].label}: {results[-1].per_minute:.2f} questions/min, load average "
+                      f"{os.getloadavg()[0]:.1f}", flush=True)
     print(report(results))
     return {"generator": name, "clients": clients, "results": [
         {"label": r.label, "slots": r.slots, "questions": r.questions, "seconds": round(r.seconds, 2),
          "per_minute": round(r.per_minute, 2), "p50_s": round(r.pct(0.5), 2), "p90_s": round(r.pct(0.9), 2),
-         "errors": r.errors} for r in results]}
+         "model_calls": r.model_calls, "completion_tokens": r.completion_tokens, "errors": r.errors}
+        for r in results]}
 
 
 def report(results: list[RunResult]) -> str:
@@ -271,9 +293,10 @@ def report(results: list[RunResult]) -> str:
     base = results[0]
     rows = [[r.label, str(r.slots), str(r.questions), f"{r.seconds:.1f}", f"{r.per_minute:.2f}",
              f"{r.pct(0.5):.2f}", f"{r.pct(0.9):.2f}", f"{statistics.mean(r.latencies):.2f}" if r.latencies else "—",
-             str(r.errors), f"{r.per_minute / base.per_minute:.2f}x" if base.per_minute else "—"] for r in results]
+             str(r.model_calls), str(r.completion_tokens), str(r.errors),
+             f"{r.per_minute / base.per_minute:.2f}x" if base.per_minute else "—"] for r in results]
     return "\n".join(table(["runtime", "slots", "questions", "wall s", "questions/min", "p50 s", "p90 s", "mean s",
-                            "errors", "throughput vs first"], rows))
+                            "model calls", "completion tokens", "errors", "throughput vs first"], rows))
 
 
 if __name__ == "__main__":
