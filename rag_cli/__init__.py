@@ -517,5 +517,64 @@ def bench_soak_cmd(
         raise typer.Exit(1)
 
 
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+@bench_app.command("ann", context_settings=_PASS_THROUGH)
+def bench_ann_cmd(ctx: typer.Context) -> None:
+    """Vector search p50/p99 and recall@10 against exact search at 100k and 1M vectors: FAISS flat, IVF,
+    HNSW and pgvector HNSW (`--help` for its options)."""
+    from rag.bench import ann
+
+    ann.main(list(ctx.args))
+
+
+@bench_app.command("embed")
+def bench_embed_cmd(
+    threads: str = typer.Option("1,2", help="Torch thread counts, comma-separated."),
+    batches: str = typer.Option("8,16,32,64", help="Batch sizes, comma-separated."),
+    rounds: int = typer.Option(3, help="Interleaved rounds per cell (the table shows medians)."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated subset of st-fp32,st-bf16,fp32,bf16,int8,ort-fp32,ort-int8."),
+    chunks: int = typer.Option(32, help="Real chunks per language."),
+    sentences: int = typer.Option(64, help="Short sentences per language."),
+    profile: bool = typer.Option(True, help="Also profile one batch (where the time goes)."),
+) -> None:
+    """Embedding tokens/s and texts/s by threads, batch size and variant (fp32, bf16, int8, ONNX Runtime),
+    each variant's cosine to fp32 vectors, and where one batch's time goes."""
+    from rag.bench import embed_rate
+
+    ints = lambda v: tuple(int(x) for x in v.split(",") if x.strip())  # noqa: E731
+    embed_rate.main(threads=ints(threads), batches=ints(batches), rounds=rounds,
+                    variants=tuple(variants.split(",")) if variants else embed_rate.VARIANTS,
+                    chunks=chunks, sentences=sentences, profile=profile)
+
+
+@bench_app.command("concurrency")
+def bench_concurrency_cmd(
+    clients: int = typer.Option(4, help="Concurrent clients asking."),
+    slots: int = typer.Option(4, help="Slots of the llama.cpp server (its --parallel)."),
+    rounds: int = typer.Option(2, help="Passes over the 8 questions."),
+    max_answer_tokens: int = typer.Option(64),
+    generator: Optional[str] = typer.Option(None, help="Registry name (default: the 0.5B if prepared, else SmolLM2-135M)."),
+    threads: int = typer.Option(0, help="Threads for both runtimes (0: one per core)."),
+    repeats: int = typer.Option(2, help="Runs of each configuration, alternating which goes first."),
+) -> None:
+    """Questions per minute and p50/p90 latency with N concurrent clients: the in-process llamacpp runtime
+    (one question at a time) against a llama.cpp server with N slots (the openai runtime)."""
+    from rag.bench import concurrency
+
+    concurrency.main(Settings(), clients=clients, slots=slots, rounds=rounds, max_answer_tokens=max_answer_tokens,
+                     generator=generator, threads=threads, repeats=repeats)
+
+
+@bench_app.command("backends", context_settings=_PASS_THROUGH)
+def bench_backends_cmd(ctx: typer.Context) -> None:
+    """The embedded store against Postgres: hybrid search p50/p99 end to end, BM25 in SQL and tsvector
+    against bm25s, ingestion with 1 and 2 `rag worker` processes (`--help` for its options)."""
+    from rag.bench import backends
+
+    backends.main(list(ctx.args))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,5 +1,6 @@
 """What the asking loop needs from the outside world. The real implementations are
-`rag.models.generator.Generator` and `rag.models.llamacpp.LlamaCppGenerator` (each an `LLM`) and
+`rag.models.generator.Generator`, `rag.models.llamacpp.LlamaCppGenerator` and
+`rag.models.openai_runtime.OpenAIGenerator` (each an `LLM`) and
 `rag.service.searching.CollectionRetriever` (a `Retriever`); tests use fakes (`tests/fakes.py`).
 """
 
@@ -20,14 +21,15 @@ class CompletionLike(Protocol):
     prefill_ms: float
     model_id: str
     stopped_by: str  # "eos" | "max_tokens" | "stop" | "deadline"
-    runtime: str  # what computed it: "transformers" | "llamacpp" (recorded per call in the ledger)
+    runtime: str  # what computed it: "transformers" | "llamacpp" | "openai" (recorded per call in the ledger)
+    # optional: server: str (openai runtime: the server's base URL), recorded per call
 
 
 @runtime_checkable
 class LLM(Protocol):
     model_id: str
     mode: str  # execution mode as loaded: fp32 | bf16 | int8-dynamic | gguf-q4_k_m ...
-    runtime: str  # transformers | llamacpp
+    runtime: str  # transformers | llamacpp | openai
     context_length: int | None  # tokens the model can attend to (None: unknown, the options' window applies)
 
     def count_tokens(self, text: str) -> int:

@@ -54,11 +54,11 @@ def load_embedder(settings: Settings, *, prepare: bool = True, progress: bool = 
         emb = Embedder.load(where, model_id=settings.embedder,
                             query_prefix=spec.query_prefix if spec else settings.embedder_query_prefix,
                             passage_prefix=spec.passage_prefix if spec else settings.embedder_passage_prefix,
-                            batch_size=settings.embed_batch_size)
+                            batch_size=settings.embed_batch_size, precision=settings.embed_precision)
     except OSError as exc:
         raise ModelError(f"cannot load embedder {settings.embedder!r}: {exc}", code="model_load_failed") from exc
     status = ModelStatus(settings.embedder, "embedder", str(where), True, round(time.monotonic() - t0, 2),
-                         {"dim": emb.dim, "max_seq_length": emb.max_seq_length})
+                         {"dim": emb.dim, "max_seq_length": emb.max_seq_length, "precision": emb.precision})
     return emb, status
 
 

@@ -26,7 +26,7 @@ from rag.errors import RagError
 from rag.models.embedder import Embedder
 from rag.service.searching import CollectionRetriever, Searcher
 from rag.settings import Settings
-from rag.store import ThreadConnections, ledger, open_db
+from rag.store import ThreadConnections, ledger, open_configured
 
 
 @dataclass
@@ -156,5 +156,5 @@ def _refuse_above(asked: dict, ceilings: dict) -> None:
 
 def recorded_trace(settings: Settings, qid: str) -> dict:
     """A question's trace straight from the ledger, without loading any model (`rag trace`)."""
-    with closing(open_db(settings.db_path)) as conn:
+    with closing(open_configured(settings)) as conn:
         return ledger.get_trace(conn, qid)

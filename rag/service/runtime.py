@@ -75,7 +75,8 @@ class Runtime:
             self.embed_process = EmbedProcess(ChildSpec(
                 folder=self.models["embedder"].path, model_id=self.embedder.model_id,
                 passage_prefix=self.embedder.passage_prefix, batch_size=self.embedder.batch_size,
-                threads=self.settings.threads, niceness=self.settings.ingest_niceness), self.embedder.dim)
+                threads=self.settings.threads, niceness=self.settings.ingest_niceness,
+                precision=self.embedder.precision), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
         if not self.shared_store:  # other servers' questions may be running in a shared store
@@ -112,6 +113,10 @@ class Runtime:
     def close(self) -> None:
         if self.ingest is not None:
             self.ingest.stop()
+        for model in (self.generator, self.embedder):  # HTTP clients of the server runtimes
+            close = getattr(model, "close", None)
+            if callable(close):
+                close()
         if self.embed_process is not None:
             self.embed_process.close()
         if self.index is not None:

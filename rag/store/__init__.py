@@ -114,7 +114,7 @@ def open_store(settings: Any) -> ThreadConnections | Any:
 
         with closing(PgConnection(url)) as conn:  # a connection made before the extension cannot use vectors
             pg_schema.migrate(conn)
-        return PgConnections(url)
+        return PgConnections(url, ef_search=settings.pg_ef_search)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     open_db(settings.db_path).close()
     return ThreadConnections(settings.db_path)
@@ -129,7 +129,7 @@ def open_configured(settings: Any) -> Any:
 
         with closing(PgConnection(url)) as conn:
             pg_schema.migrate(conn)
-        return PgConnection(url)
+        return PgConnection(url, ef_search=settings.pg_ef_search)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return open_db(settings.db_path)
 

@@ -118,7 +118,7 @@ class PgConnection:
 
     dialect = "postgres"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, ef_search: int = 200):
         self.url = url
         try:
             self.raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
@@ -128,7 +128,7 @@ class PgConnection:
         self.raw.adapters.register_loader("numeric", FloatLoader)  # sums and averages come back as float
         if self.raw.execute("SELECT to_regtype('vector') IS NOT NULL").fetchone()[0]:  # not before migration 1
             register_vector(self.raw)
-        self.raw.execute("SET hnsw.ef_search = 200")  # >= the candidates one search asks for (max(50, 4k))
+        self.raw.execute(f"SET hnsw.ef_search = {int(ef_search)}")  # >= the candidates a search asks for (max(50, 4k))
         self.raw.execute("SET hnsw.iterative_scan = strict_order")  # filtered by collection, still exact order
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
@@ -184,8 +184,9 @@ class PgConnections:
     as `ThreadConnections`. A process holds at most (live threads that touched the store)
     connections: `rag serve` bounds its request threads by `RAG_DATABASE_POOL_SIZE`."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, ef_search: int = 200):
         self.url = url
+        self.ef_search = ef_search
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: set[PgConnection] = set()
@@ -194,7 +195,7 @@ class PgConnections:
         holder = getattr(self._local, "holder", None)
         if holder is not None and not holder.conn.raw.closed:
             return holder.conn
-        conn = PgConnection(self.url)
+        conn = PgConnection(self.url, ef_search=self.ef_search)
         with self._lock:
             self._open.add(conn)
         self._local.holder = _Holder(conn, self)
