@@ -469,7 +469,7 @@ def explain(pg: Loaded, dense_q: Query, lexical_q: Query) -> dict[str, str]:
     terms = pg.index.analyzer.query_terms(lexical_q.text)
     plans = {}
     for name, sql, params in (("dense", dense_sql, (v, COLLECTION, v, n)),
-                              ("lexical", BM25_SQL, (terms, COLLECTION, COLLECTION, COLLECTION, n))):
+                              ("lexical", BM25_SQL, (terms, COLLECTION, COLLECTION, n))):
         rows = pg.conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params).fetchall()
         plans[name] = "\n".join(r[0] for r in rows)
     plans["lexical_query"] = f"{lexical_q.text!r} -> {terms}"

@@ -13,8 +13,8 @@ normalised vectors.
 Lexical: BM25 (`lucene` variant, k1=1.5, b=0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5))) from
 the stored postings and chunk lengths, the terms coming from the same analyzer as the embedded
 backend (jieba-segmented, OpenCC-folded). This is bm25s' formula, so both backends rank alike
-(measured in `rag bench pg-lexical`; a `tsvector` ranked by `ts_rank_cd` over the same terms does
-not: it has no idf).
+(`rag bench backends` measured overlap@10 with bm25s 0.98-1.0 and Kendall tau 1.0; a `tsvector`
+over the same terms ranked by `ts_rank` 0.40-0.54, by `ts_rank_cd` 0.13-0.25: it has no idf).
 """
 
 from __future__ import annotations
@@ -36,22 +36,26 @@ from rag.store.pg import PgConnections, vector_literal
 
 log = logging.getLogger("rag.index")
 
+# Each query term's postings are read through the primary key (collection, term) with what scoring
+# needs included (index-only); the collection's N and total length come from its row. Fetching the
+# terms one by one (LATERAL) keeps the planner from scanning every posting of the collection, which
+# it did when it misjudged the terms list (0.94 s -> ~0.03 s per query at 100k chunks).
 BM25_SQL = f"""
 WITH q AS (SELECT DISTINCT unnest(?::text[]) AS term),
-st AS (SELECT count(*)::float8 AS n, coalesce(nullif(avg(term_total), 0), 1)::float8 AS avgdl
-       FROM chunks WHERE collection = ?),
-df AS (SELECT p.term, count(*)::float8 AS df FROM chunk_postings p JOIN q ON q.term = p.term
-       WHERE p.collection = ? GROUP BY p.term)
-SELECT p.chunk_id, c.document_id,
+hits AS MATERIALIZED (
+    SELECT p.term, p.chunk_id, p.tf, p.term_total, p.document_id FROM q CROSS JOIN LATERAL (
+        SELECT term, chunk_id, tf, term_total, document_id FROM chunk_postings
+        WHERE collection = ? AND term = q.term) p),
+df AS (SELECT term, count(*)::float8 AS df FROM hits GROUP BY term),
+st AS (SELECT lex_chunks::float8 AS n,
+              CASE WHEN lex_chunks > 0 AND lex_terms > 0 THEN lex_terms::float8 / lex_chunks ELSE 1 END AS avgdl
+       FROM collections WHERE name = ?)
+SELECT h.chunk_id, h.document_id,
        sum(ln(1 + (st.n - df.df + 0.5) / (df.df + 0.5))
-           * p.tf / (p.tf + {K1} * ((1 - {B}) + {B} * c.term_total / st.avgdl)))::float8 AS score
-FROM chunk_postings p
-JOIN df ON df.term = p.term
-JOIN chunks c ON c.id = p.chunk_id
-CROSS JOIN st
-WHERE p.collection = ?
-GROUP BY p.chunk_id, c.document_id
-ORDER BY score DESC, p.chunk_id
+           * h.tf / (h.tf + {K1} * ((1 - {B}) + {B} * h.term_total / st.avgdl)))::float8 AS score
+FROM hits h JOIN df ON df.term = h.term CROSS JOIN st
+GROUP BY h.chunk_id, h.document_id
+ORDER BY score DESC, h.chunk_id
 LIMIT ?
 """
 
@@ -129,7 +133,7 @@ class PgIndex:
         terms = self.analyzer.query_terms(query_text) if query_text else []
         if not terms or k <= 0:
             return []
-        rows = self.db.get().execute(BM25_SQL, (terms, collection, collection, collection, int(k))).fetchall()
+        rows = self.db.get().execute(BM25_SQL, (terms, collection, collection, int(k))).fetchall()
         return [(int(c), int(d), float(s)) for c, d, s in rows if s > 0]
 
     def dense_search(self, collection: str, query_vector: np.ndarray, k: int = 10) -> list[Hit]:

@@ -240,6 +240,11 @@ def delete_document(conn: sqlite3.Connection, document_id: int, *, collection: s
         ids = tuple(
             r[0] for r in conn.execute("SELECT id FROM chunks WHERE document_id = ? ORDER BY id", (doc.id,))
         )
+        if dialect(conn) == "postgres":  # BM25's collection statistics (rag.store.pg_schema) lose its chunks
+            conn.execute(
+                "UPDATE collections SET lex_chunks = lex_chunks - s.n, lex_terms = lex_terms - s.total FROM"
+                " (SELECT count(*) AS n, coalesce(sum(term_total), 0) AS total FROM chunks"
+                "  WHERE document_id = ? AND term_total IS NOT NULL) s WHERE name = ?", (doc.id, doc.collection))
         conn.execute("DELETE FROM documents WHERE id = ?", (doc.id,))
         seq = bump_seq(conn, doc.collection)
         conn.execute(

@@ -37,7 +37,11 @@ CREATE TABLE collections (
     created_at  TEXT NOT NULL,
     change_seq  BIGINT NOT NULL DEFAULT 0 CHECK (change_seq >= 0),
     embed_model TEXT,
-    embed_dim   INTEGER CHECK (embed_dim IS NULL OR embed_dim > 0)
+    embed_dim   INTEGER CHECK (embed_dim IS NULL OR embed_dim > 0),
+    -- BM25's collection statistics, kept in the transactions that add and delete documents:
+    -- chunks (N) and the sum of their lengths in terms (avgdl = lex_terms / lex_chunks).
+    lex_chunks  BIGINT NOT NULL DEFAULT 0 CHECK (lex_chunks >= 0),
+    lex_terms   BIGINT NOT NULL DEFAULT 0 CHECK (lex_terms >= 0)
 );
 INSERT INTO collections (name, uid, description, created_at)
 VALUES ('default', md5(random()::text || clock_timestamp()::text), 'Created at installation.',
@@ -73,7 +77,7 @@ CREATE TABLE chunks (
     token_count  INTEGER NOT NULL,
     prev_id      BIGINT,
     next_id      BIGINT,
-    term_total   INTEGER NOT NULL DEFAULT 0,
+    term_total   INTEGER,  -- the chunk's length in terms (BM25's dl); NULL until its postings are stored
     UNIQUE (document_id, ordinal)
 );
 CREATE INDEX chunks_by_collection ON chunks (collection, id);
@@ -87,12 +91,16 @@ CREATE TABLE chunk_vectors (
 );
 CREATE INDEX chunk_vectors_by_collection ON chunk_vectors (collection);
 
+-- One row per (term, chunk), carrying what scoring needs (the chunk's length and document), so a
+-- query reads only its terms' rows, from the primary key alone (index-only scans).
 CREATE TABLE chunk_postings (
-    collection TEXT NOT NULL,
-    term       TEXT NOT NULL,
-    chunk_id   BIGINT NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
-    tf         INTEGER NOT NULL CHECK (tf > 0),
-    PRIMARY KEY (collection, term, chunk_id)
+    collection  TEXT NOT NULL,
+    term        TEXT NOT NULL,
+    chunk_id    BIGINT NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    tf          INTEGER NOT NULL CHECK (tf > 0),
+    term_total  INTEGER NOT NULL CHECK (term_total > 0),
+    document_id BIGINT NOT NULL,
+    PRIMARY KEY (collection, term, chunk_id) INCLUDE (tf, term_total, document_id)
 );
 CREATE INDEX chunk_postings_by_chunk ON chunk_postings (chunk_id);
 
@@ -246,5 +254,7 @@ def ensure_vector_index(conn, dim: int) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(?)", (VECTOR_INDEX_LOCK,))
         if conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]:
             return
+        # over existing rows the graph is built in memory when it fits (the default 64 MB does not at 100k)
+        conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
         conn.execute(f"CREATE INDEX {name} ON chunk_vectors USING hnsw ((embedding::vector({dim})) vector_cosine_ops)"
                      f" WHERE dim = {dim}")

@@ -176,13 +176,21 @@ def save_chunk_terms(
 def _save_postings(conn, rows: Iterable[tuple[int, Sequence[str], Sequence[int]]]) -> int:
     """Postgres keeps BM25's statistics instead of a cache: one posting (term, chunk, count) per
     distinct term and the chunk's length in terms (`rag.index.pgsearch` scores from them)."""
-    rows = [(int(c), list(t), [int(x) for x in n]) for c, t, n in rows]
+    rows = [(int(c), list(t), [min(int(x), 65535) for x in n]) for c, t, n in rows]
     with transaction(conn):
+        # only chunks that exist and have no postings yet (deleted meanwhile, or saved twice: skipped)
+        fresh = {r[0] for r in conn.execute("SELECT id FROM chunks WHERE id = ANY(?) AND term_total IS NULL",
+                                            ([cid for cid, _, _ in rows],))}
+        rows = [r for r in rows if r[0] in fresh]
+        conn.executemany("UPDATE chunks SET term_total = ? WHERE id = ?", ((sum(tfs), cid) for cid, _, tfs in rows))
         conn.executemany(
-            "INSERT INTO chunk_postings (collection, term, chunk_id, tf)"
-            " SELECT collection, ?, id, ? FROM chunks WHERE id = ? ON CONFLICT DO NOTHING",
-            ((term, min(tf, 65535), cid) for cid, terms, tfs in rows for term, tf in zip(terms, tfs) if tf > 0),
-        )
-        conn.executemany("UPDATE chunks SET term_total = ? WHERE id = ?",
-                         ((int(sum(min(x, 65535) for x in tfs)), cid) for cid, _, tfs in rows))
+            "INSERT INTO chunk_postings (collection, term, chunk_id, tf, term_total, document_id)"
+            " SELECT c.collection, t.term, c.id, t.tf, c.term_total, c.document_id"
+            " FROM chunks c, unnest(?::text[], ?::int[]) AS t(term, tf) WHERE c.id = ? AND t.tf > 0",
+            ((terms, tfs, cid) for cid, terms, tfs in rows if sum(tfs) > 0))
+        conn.execute(
+            "UPDATE collections c SET lex_chunks = c.lex_chunks + s.n, lex_terms = c.lex_terms + s.total"
+            " FROM (SELECT collection, count(*) AS n, sum(term_total) AS total FROM chunks"
+            "       WHERE id = ANY(?) GROUP BY collection) s WHERE c.name = s.collection",
+            ([cid for cid, _, _ in rows],))
     return len(rows)
