@@ -212,3 +212,46 @@ def test_postgres_connections_dropped_under_the_server_are_503_then_recovered(tm
         assert all(r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable" for r in failures), \
             [(r.status_code, r.text) for r in failures]
         assert 1 <= len(failures) <= opened and codes[-1].status_code == 200
+
+
+def test_twin_uploads_stored_by_two_workers_at_once_are_one_document(pg_url):
+    """Two workers storing the same bytes at the same moment (Postgres, two connections): one stores the
+    document, the other's job ends as its duplicate; neither fails."""
+    import threading
+
+    from rag import store
+    from rag.index.pgsearch import PgIndex
+    from rag.store import pg_schema
+    from rag.store.pg import PgConnection, PgConnections
+
+    with closing(PgConnection(pg_url)) as first:
+        pg_schema.migrate(first)
+        store.create_collection(first, "twins")
+    db = PgConnections(pg_url)
+    index = PgIndex(db, dim=16)
+    vecs = np.eye(16, dtype=np.float32)[:3]
+    jobs = [store.create_job(db.get(), "twins", "same.txt").id for _ in range(2)]
+    barrier, results, errors = threading.Barrier(2), [], []
+
+    def store_twin(job_id: str) -> None:
+        try:
+            barrier.wait()
+            results.append(index.add_document(db.get(), "twins", store.NewDocument(
+                               filename="same.txt", format="text", sha256=hashlib.sha256(b"same").hexdigest(),
+                               size_bytes=4), [Draft(i, t) for i, t in enumerate(TEXTS[:3])], vecs, job_id,
+                               embed_model="test-model"))
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store_twin, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    db.close_all()
+    assert errors == []
+    assert sorted(r.duplicate for r in results) == [False, True]
+    assert results[0].document.id == results[1].document.id
+    with closing(PgConnection(pg_url)) as conn:
+        assert len(store.list_documents(conn, "twins")) == 1
+        assert [store.get_job(conn, j).status for j in jobs] == ["done", "done"]

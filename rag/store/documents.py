@@ -169,24 +169,23 @@ def add_document(
                     code="embedder_mismatch",
                 )
         now = utcnow()
-        cur = conn.execute(
-            "INSERT INTO documents (collection, filename, format, sha256, size_bytes, page_count, title,"
-            " encoding, language, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (
-                collection,
-                meta.filename,
-                meta.format,
-                sha,
-                int(meta.size_bytes),
-                int(meta.page_count or 0),
-                meta.title,
-                meta.encoding,
-                meta.language,
-                len(drafts),
-                now,
-            ),
-        )
-        doc_id = int(cur.fetchone()[0])
+        row = (collection, meta.filename, meta.format, sha, int(meta.size_bytes), int(meta.page_count or 0),
+               meta.title, meta.encoding, meta.language, len(drafts), now)
+        try:
+            # A savepoint: with several workers (Postgres) a twin upload committed since the check above
+            # surfaces here as a unique violation, and this job then ends as its duplicate.
+            with transaction(conn):
+                doc_id = int(conn.execute(
+                    "INSERT INTO documents (collection, filename, format, sha256, size_bytes, page_count, title,"
+                    " encoding, language, chunk_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    row).fetchone()[0])
+        except sqlite3.IntegrityError:
+            twin = find_document_by_sha(conn, collection, sha)
+            if twin is None:
+                raise
+            if job is not None:
+                finish_job(conn, job, twin.id, duplicate=True)
+            return AddedDocument(twin, (), change_seq(conn, collection), duplicate=True)
         chunk_ids = _insert_chunks(conn, collection, doc_id, drafts)
         insert_vectors(conn, chunk_ids, vecs, embed_model)
         if windows is not None:
