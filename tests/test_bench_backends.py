@@ -8,17 +8,24 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import numpy as np
 
 from rag.bench import backends
 
 
-def test_small_run_prints_both_tables_and_the_backends_agree(tmp_path, pg_server, capsys):
-    if not (backends.DEFAULT_OUT / "ann-e5-real-4000-300.npz").exists():
-        pytest.skip("the cached e5 anchor vectors (rag.bench.ann_data) are not built here")
+def test_small_run_prints_both_tables_and_the_backends_agree(tmp_path, pg_server, small_embedder_dir, capsys):
+    # The anchors the bench mixes vectors from, embedded here by the small 384-dim embedder (the bench's
+    # own come from multilingual-e5-small, also 384-dim, cached by `rag.bench.ann_data`).
+    from rag.bench.ann_data import paragraphs
+    from rag.models.embedder import Embedder
+
+    texts = paragraphs(160)
+    embedder = Embedder.load(small_embedder_dir, model_id="all-minilm-l6-v2")
+    np.savez(tmp_path / "ann-e5-real-150-300.npz", anchors=embedder.embed_passages(texts[:150]),
+             queries=embedder.embed_queries(texts[150:]))
     out = tmp_path / "backends.json"
     report = backends.main(["--sizes", "400", "--queries", "20", "--ingest-docs", "0", "--doc-files", "150",
-                            "--pg-url", pg_server, "--out", str(out)])
+                            "--pg-url", pg_server, "--out", str(out), "--anchors-dir", str(tmp_path), "--anchors", "150"])
     printed = capsys.readouterr().out
     assert "## 1. Hybrid search" in printed and "## 2. Lexical ranking" in printed
     assert json.loads(out.read_text())["machine"]["cpus"]

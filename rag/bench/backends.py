@@ -160,10 +160,15 @@ class Corpus:
         return list(chain.from_iterable(self.terms[s] for s in self.runs[i]))
 
 
+# Where the real embeddings the synthetic vectors are mixed from come from (`--anchors-dir`, `--anchors`):
+# `rag.bench.ann_data.real_vectors` embeds them once with the configured embedder and caches them there.
+ANCHORS: dict[str, Any] = {"dir": DEFAULT_OUT, "n": 4000, "queries": 300}
+
+
 def _vectors(n: int, seed: int) -> np.ndarray:
     from rag.bench.ann_data import real_vectors, synthetic_base
 
-    anchors = real_vectors(DEFAULT_OUT, 4000, 300).anchors
+    anchors = real_vectors(ANCHORS["dir"], ANCHORS["n"], ANCHORS["queries"]).anchors
     return synthetic_base(anchors, n, seed=seed)
 
 
@@ -813,7 +818,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT / "backends.json")
     p.add_argument("--doc-files", type=int, default=4000, help="most English files read for the sentence pool")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--anchors-dir", type=Path, default=DEFAULT_OUT, help="cache of the real embeddings vectors are mixed from")
+    p.add_argument("--anchors", type=int, default=4000, help="real paragraphs embedded as anchors")
     args = p.parse_args(argv)
+    ANCHORS.update(dir=args.anchors_dir, n=args.anchors)
 
     report: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}}
     with postgres_admin(args.pg_url) as admin_url:
