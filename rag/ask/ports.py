@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable, Literal, Protocol, runtime_checkable
 
 from rag.ask.types import Candidate
+
+StoppedBy = Literal["eos", "max_tokens", "stop", "deadline"]
 
 
 @runtime_checkable
@@ -20,9 +22,27 @@ class CompletionLike(Protocol):
     wall_ms: float
     prefill_ms: float
     model_id: str
-    stopped_by: str  # "eos" | "max_tokens" | "stop" | "deadline"
+    stopped_by: StoppedBy
     runtime: str  # what computed it: "transformers" | "llamacpp" | "openai" (recorded per call in the ledger)
-    # optional: server: str (openai runtime: the server's base URL), recorded per call
+    server: str  # the server's base URL for a server runtime, "" in process (recorded per call)
+
+
+class GenerationInterrupted(Exception):
+    """A model call that ended with an error after the model may have spent tokens on it.
+
+    `partial` is the call as far as it went (its tokens are recorded as a failed call) or None when the
+    runtime cannot tell; `code` is the machine-readable reason. Runtimes raise a subclass (a server
+    runtime's `generator_unavailable` is also a `RagError` with its HTTP status); the loop catches this
+    type only, so it reads nothing from an error by attribute name.
+    """
+
+    code: str = "generation_interrupted"
+
+    def __init__(self, message: str = "", *, partial: CompletionLike | None = None, code: str | None = None):
+        super().__init__(message)
+        self.partial = partial
+        if code is not None:
+            self.code = code
 
 
 @runtime_checkable
@@ -30,6 +50,7 @@ class LLM(Protocol):
     model_id: str
     mode: str  # execution mode as loaded: fp32 | bf16 | int8-dynamic | gguf-q4_k_m ...
     runtime: str  # transformers | llamacpp | openai
+    server: str  # where it computes: "" in process, a server runtime's base URL
     context_length: int | None  # tokens the model can attend to (None: unknown, the options' window applies)
 
     def count_tokens(self, text: str) -> int:
