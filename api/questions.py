@@ -18,7 +18,7 @@ from api.security import principal
 from rag.errors import NotFound, RagError
 from rag.service.answering import AskRequest, PreparedQuestion, QuestionService
 from rag.service.auth import Principal
-from rag.service.quotas import Quotas
+from rag.service.quotas import QuestionSlot
 from rag.service.replay import replay
 
 router = APIRouter(tags=["questions"])
@@ -54,20 +54,18 @@ def ask_question(name: CollectionPath, body: QuestionIn, request: Request, who: 
     budget = body.budget.model_dump(exclude_none=True) if body.budget else None
     options = body.options.model_dump(exclude_none=True) if body.options else None
     prepared = service.prepare(AskRequest(collection=name, question=body.question, budget=budget, options=options))
-    quotas.check_calls(who.key_id)  # every 4xx/429/503 before a stream starts
-    quotas.start_question(who.key_id)
+    slot = quotas.question(who.key_id)  # every 4xx/429/503 before a stream starts
     if not body.stream:
-        try:
+        with slot:
             result = service.ask(prepared)
-        finally:
-            quotas.end_question(who.key_id)
-        quotas.spent_calls(who.key_id, result["usage"]["model_calls"])
+            slot.spent(result["usage"]["model_calls"])
         return result
-    return _stream(service, prepared, quotas, who.key_id)
+    return _stream(service, prepared, slot)
 
 
-def _stream(service: QuestionService, prepared: PreparedQuestion, quotas: Quotas, key_id: str) -> StreamingResponse:
-    """The loop runs in a worker thread; events and tokens reach the client through a queue.
+def _stream(service: QuestionService, prepared: PreparedQuestion, slot: QuestionSlot) -> StreamingResponse:
+    """The loop runs in a worker thread, which holds the question's slot until the stream ends;
+    events and tokens reach the client through a queue.
 
     When the client goes away the next event raises in the loop, which ends the question; the
     ledger already holds every call made, and the question is recorded as failed
@@ -83,8 +81,10 @@ def _stream(service: QuestionService, prepared: PreparedQuestion, quotas: Quotas
 
     def run() -> None:
         try:
-            final = service.ask(prepared, qid=qid, on_event=lambda e: push("step", e), on_token=lambda t: push("token", {"text": t}))
-            quotas.spent_calls(key_id, final["usage"]["model_calls"])
+            with slot:
+                final = service.ask(prepared, qid=qid, on_event=lambda e: push("step", e),
+                                    on_token=lambda t: push("token", {"text": t}))
+                slot.spent(final["usage"]["model_calls"])
             q.put(("final", final))
         except RagError as exc:
             q.put(("error", {"error": exc.to_dict(), "id": qid}))
@@ -93,7 +93,6 @@ def _stream(service: QuestionService, prepared: PreparedQuestion, quotas: Quotas
         except Exception as exc:  # noqa: BLE001 - reported to the client as an event
             q.put(("error", {"error": {"code": "internal_error", "message": type(exc).__name__}, "id": qid}))
         finally:
-            quotas.end_question(key_id)
             q.put(None)
 
     threading.Thread(target=run, name=f"question-{qid}", daemon=True).start()
@@ -132,13 +131,9 @@ def replay_question(qid: QuestionId, request: Request, who: Principal = Depends(
     compares the outcome, queries, candidates, context and cost with the recording."""
     service = _readable_question(request, who, qid)
     runtime = request.app.state.runtime
-    runtime.quotas.check_calls(who.key_id)
-    runtime.quotas.start_question(who.key_id)
-    try:
+    with runtime.quotas.question(who.key_id) as slot:
         done = replay(service, runtime.settings, qid)
-    finally:
-        runtime.quotas.end_question(who.key_id)
-    runtime.quotas.spent_calls(who.key_id, done.model_calls)
+        slot.spent(done.model_calls)
     return ReplayOut(id=done.id, replayed_from=done.replayed_from, identical=done.identical, note=done.note,
                      changes=[ChangeOut(aspect=c.aspect, changed=c.changed, before=c.before, after=c.after)
                               for c in done.changes])

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from limits import RateLimitItem, RateLimitItemPerMinute, storage, strategies
 
@@ -72,10 +70,31 @@ class Quotas:
         with self._lock:
             self._in_flight[key] = max(0, self._in_flight.get(key, 0) - 1)
 
-    @contextmanager
-    def question(self, key: str) -> Iterator[None]:
+    def question(self, key: str) -> QuestionSlot:
+        """One question of `key`: refused here (429 `rate_limited` or `too_many_questions`) when the key
+        has no model call left or all its slots are taken; otherwise the slot is taken now and given
+        back when the returned context exits, however it exits.
+
+        Taken at the call rather than on entering the `with`, so a stream can be refused in the request
+        (before any byte is sent) and hand the held slot to the thread that runs it."""
+        self.check_calls(key)
         self.start_question(key)
-        try:
-            yield
-        finally:
-            self.end_question(key)
+        return QuestionSlot(self, key)
+
+
+class QuestionSlot:
+    """A held in-flight slot: `with slot:` gives it back on exit; `spent(n)` charges the key's model calls."""
+
+    def __init__(self, quotas: Quotas, key: str):
+        self._quotas = quotas
+        self._key = key
+
+    def spent(self, calls: int) -> None:
+        """Charges the calls the question made (known only once it ran)."""
+        self._quotas.spent_calls(self._key, calls)
+
+    def __enter__(self) -> QuestionSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._quotas.end_question(self._key)
