@@ -57,9 +57,9 @@ def ask_question(name: CollectionPath, body: QuestionIn, request: Request, who: 
     slot = quotas.question(who.key_id)  # every 4xx/429/503 before a stream starts
     if not body.stream:
         with slot:
-            result = service.ask(prepared)
-            slot.spent(result["usage"]["model_calls"])
-        return result
+            answer = service.ask(prepared)
+            slot.spent(answer.usage["model_calls"])
+        return answer.to_dict()
     return _stream(service, prepared, slot)
 
 
@@ -84,8 +84,8 @@ def _stream(service: QuestionService, prepared: PreparedQuestion, slot: Question
             with slot:
                 final = service.ask(prepared, qid=qid, on_event=lambda e: push("step", e),
                                     on_token=lambda t: push("token", {"text": t}))
-                slot.spent(final["usage"]["model_calls"])
-            q.put(("final", final))
+                slot.spent(final.usage["model_calls"])
+            q.put(("final", final.to_dict()))
         except RagError as exc:
             q.put(("error", {"error": exc.to_dict(), "id": qid}))
         except ClientGone:

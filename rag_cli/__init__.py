@@ -158,14 +158,14 @@ def ask(
     try:
         runtime.start(worker=False)
         budget = {"max_model_calls": max_model_calls} if max_model_calls is not None else None
-        result = runtime.questions.ask(AskRequest(collection, question, budget))
-        typer.echo(result["answer"])
-        for line in sources(result):
+        answer = runtime.questions.ask(AskRequest(collection, question, budget))
+        typer.echo(answer.answer)
+        for line in sources(answer.to_dict()):
             typer.echo("  " + line)
-        typer.echo(cost_line(result["usage"]) + (f" · stopped by {result['stopped_by']}" if result["stopped_by"] else "")
-                   + f" · id {result['id']}")
+        typer.echo(cost_line(answer.usage) + (f" · stopped by {answer.stopped_by}" if answer.stopped_by else "")
+                   + f" · id {answer.id}")
         if trace:
-            typer.echo(render_trace(runtime.questions.trace(result["id"])))
+            typer.echo(render_trace(runtime.questions.trace(answer.id)))
     except RagError as exc:
         _fail(exc)
     finally:

@@ -182,7 +182,7 @@ def _ask_all(rt, questions: list[str], clients: int, label: str) -> RunResult:
                 with lock:
                     latencies.append(time.monotonic() - t)
                     for key in usage:
-                        usage[key] += out["usage"][key]
+                        usage[key] += out.usage[key]
             except Exception as exc:  # counted and shown; the run goes on
                 print(f"  {label}: {q!r} failed: {exc}", file=sys.stderr)
                 with lock:

@@ -67,7 +67,8 @@ def ask_item(rt, item: inj.Item) -> dict:
 
     events: list[dict] = []
     t0 = time.monotonic()
-    result = rt.questions.ask(AskRequest(collection_name(item), item.question, None, None), on_event=events.append)
+    result = rt.questions.ask(AskRequest(collection_name(item), item.question, None, None),
+                              on_event=events.append).to_dict()
     secs = time.monotonic() - t0
     usage = result.get("usage") or {}
     answer = result.get("answer") or ""

@@ -17,10 +17,10 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from rag import store
-from rag.ask import LLM, AskOptions, Budget, ModelCall
+from rag.ask import LLM, AskOptions, AskResult, Budget, Citation, ModelCall
 from rag.ask.loop import ask as run_loop
 from rag.errors import RagError
 from rag.models.embedder import Embedder
@@ -45,6 +45,32 @@ class PreparedQuestion:
     question: str
     budget: Budget
     options: AskOptions
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `QuestionService.ask` returns: the loop's result under its question id, without the trace
+    and the model calls (the ledger holds both). `to_dict()` is the API's JSON answer and what the
+    ledger records as the question's result."""
+
+    id: str
+    question: str
+    language: str
+    answer: str
+    abstained: bool
+    citations: list[Citation]
+    usage: dict
+    stopped_by: str | None
+    support: dict
+
+    @classmethod
+    def of(cls, qid: str, result: AskResult) -> Answer:
+        return cls(qid, result.question, result.language, result.answer, result.abstained, result.citations,
+                   result.usage, result.stopped_by, result.support)
+
+    def to_dict(self) -> dict:
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "citations": [c.to_dict() for c in self.citations]}
 
 
 class QuestionService:
@@ -79,7 +105,7 @@ class QuestionService:
         return PreparedQuestion(req.collection, question, budget, options)
 
     def ask(self, req: AskRequest | PreparedQuestion, *, on_event: Callable[[dict], None] | None = None,
-            on_token: Callable[[str], None] | None = None, qid: str | None = None) -> dict:
+            on_token: Callable[[str], None] | None = None, qid: str | None = None) -> Answer:
         q = req if isinstance(req, PreparedQuestion) else self.prepare(req)
         qid = qid or uuid.uuid4().hex
         generator = self.generator
@@ -109,14 +135,11 @@ class QuestionService:
                                    trace={"events": events, "context": []}, seconds=time.monotonic() - t0,
                                    error_code=code, error_message=str(exc) or type(exc).__name__)
             raise
-        data = result.to_dict()
-        trace = data.pop("trace")
-        data.pop("calls", None)
-        out = {"id": qid, **data}
+        answer = Answer.of(qid, result)
         status = "abstained" if result.abstained else ("stopped" if result.stopped_by else "answered")
-        ledger.finish_question(self.db.get(), qid, status=status, result=out, trace=trace,
-                               seconds=time.monotonic() - t0)
-        return out
+        ledger.finish_question(self.db.get(), qid, status=status, result=answer.to_dict(),
+                               trace=result.trace, seconds=time.monotonic() - t0)
+        return answer
 
     def get(self, qid: str) -> dict:
         return ledger.get_question(self.db.get(), qid)

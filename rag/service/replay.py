@@ -60,7 +60,7 @@ def replay(questions: QuestionService, settings: Settings, question_id: str) -> 
     options, dropped = known_options(old["options"])
     if dropped:
         notes.append(f"recorded options this version no longer has: {', '.join(dropped)}")
-    new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], options))
+    new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], options)).to_dict()
     note = "; ".join(notes) or None
     return Replay(new["id"], question_id, compare(before, old, new, questions.trace(new["id"])), note)
 

@@ -116,7 +116,7 @@ def ask_items(rt, items: list[factoid.Item], *, budget: dict | None = None, dead
             log(f"wall-clock target reached after {len(records)} of {len(items)} questions")
             break
         t0 = time.monotonic()
-        result = rt.questions.ask(AskRequest(collection_name(it.doc), it.question, budget, None))
+        result = rt.questions.ask(AskRequest(collection_name(it.doc), it.question, budget, None)).to_dict()
         secs = time.monotonic() - t0
         usage = result.get("usage") or {}
         abstained = bool(result.get("abstained"))

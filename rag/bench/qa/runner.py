@@ -194,7 +194,7 @@ def run_loop(rt, qs: QSet, doc: Doc, items: list[faq.QAItem], config: str, timer
         span = doc.gold_ours.get(item.number)
         timer.seconds = 0.0
         t0 = time.monotonic()
-        result = rt.questions.ask(AskRequest(doc.collection, item.question, None, dict(LOOP[config])))
+        result = rt.questions.ask(AskRequest(doc.collection, item.question, None, dict(LOOP[config]))).to_dict()
         wall = time.monotonic() - t0
         trace = rt.questions.trace(result["id"])
         events = trace.get("events", [])
