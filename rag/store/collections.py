@@ -15,6 +15,7 @@ import sqlite3
 import uuid
 
 from rag.errors import Conflict, NotFound, RagError
+from rag.store.connection import Connection, Row
 from rag.store.db import transaction, utcnow
 from rag.store.records import CollectionRecord, DeletedCollection, IndexState
 
@@ -30,7 +31,7 @@ class InvalidName(RagError):
     status = 400
 
 
-def _collection(row: sqlite3.Row) -> CollectionRecord:
+def _collection(row: Row) -> CollectionRecord:
     return CollectionRecord(
         name=row["name"],
         uid=row["uid"],
@@ -52,7 +53,7 @@ FROM collections c
 """
 
 
-def bump_seq(conn: sqlite3.Connection, collection: str) -> int:
+def bump_seq(conn: Connection, collection: str) -> int:
     conn.execute("UPDATE collections SET change_seq = change_seq + 1 WHERE name = ?", (collection,))
     return int(conn.execute("SELECT change_seq FROM collections WHERE name = ?", (collection,)).fetchone()[0])
 
@@ -66,7 +67,7 @@ def validate_collection_name(name: str) -> str:
     return name
 
 
-def create_collection(conn: sqlite3.Connection, name: str, description: str = "") -> CollectionRecord:
+def create_collection(conn: Connection, name: str, description: str = "") -> CollectionRecord:
     """Creates an empty collection. Raises `Conflict` (code `collection_exists`) if the name is taken."""
     validate_collection_name(name)
     with transaction(conn):
@@ -80,25 +81,25 @@ def create_collection(conn: sqlite3.Connection, name: str, description: str = ""
         return get_collection(conn, name)
 
 
-def get_collection(conn: sqlite3.Connection, name: str) -> CollectionRecord:
+def get_collection(conn: Connection, name: str) -> CollectionRecord:
     row = conn.execute(_COLLECTION_SELECT + " WHERE c.name = ?", (name,)).fetchone()
     if row is None:
         raise NotFound(f"collection {name!r} does not exist", code="collection_not_found")
     return _collection(row)
 
 
-def list_collections(conn: sqlite3.Connection) -> list[CollectionRecord]:
+def list_collections(conn: Connection) -> list[CollectionRecord]:
     return [_collection(r) for r in conn.execute(_COLLECTION_SELECT + " ORDER BY c.name")]
 
 
-def change_seq(conn: sqlite3.Connection, collection: str) -> int:
+def change_seq(conn: Connection, collection: str) -> int:
     row = conn.execute("SELECT change_seq FROM collections WHERE name = ?", (collection,)).fetchone()
     if row is None:
         raise NotFound(f"collection {collection!r} does not exist", code="collection_not_found")
     return int(row[0])
 
 
-def delete_collection(conn: sqlite3.Connection, name: str) -> DeletedCollection:
+def delete_collection(conn: Connection, name: str) -> DeletedCollection:
     """Deletes a collection with all its documents, chunks, vectors and cached terms, in one
     transaction. Its jobs stay (history); unfinished ones become failed/`collection_deleted`.
     The `default` collection cannot be deleted (`Conflict`, code `collection_protected`); delete
@@ -124,7 +125,7 @@ def delete_collection(conn: sqlite3.Connection, name: str) -> DeletedCollection:
     )
 
 
-def index_state(conn: sqlite3.Connection, name: str) -> IndexState | None:
+def index_state(conn: Connection, name: str) -> IndexState | None:
     """What the derived indexes check themselves against; None when the collection is gone."""
     row = conn.execute("SELECT uid, change_seq, embed_dim FROM collections WHERE name = ?", (name,)).fetchone()
     if row is None:

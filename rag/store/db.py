@@ -1,4 +1,4 @@
-"""SQLite connections and transactions.
+"""SQLite connections, and transactions for either engine.
 
 Every connection is opened the same way (`connect`):
 
@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+
+from rag.store.connection import Connection
 
 BUSY_TIMEOUT_MS = 10_000
 IN_BATCH = 500  # ids per `IN (...)`: stays under SQLite's variable limit on old builds (999)
@@ -62,8 +64,9 @@ def connect(path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqli
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-    """Runs the block in one transaction: COMMIT on success, ROLLBACK on any exception.
+def transaction(conn: Connection, *, immediate: bool = True) -> Iterator[Connection]:
+    """Runs the block in one transaction: COMMIT on success, ROLLBACK on any exception. Either engine:
+    transactions are SQL on an autocommit connection (`rag.store.pg` turns `BEGIN IMMEDIATE` into `BEGIN`).
 
     `BEGIN IMMEDIATE` takes the write lock up front, so a read-then-write block cannot fail
     half-way with SQLITE_BUSY on lock upgrade (it waits up to busy_timeout at BEGIN instead).
@@ -103,7 +106,8 @@ def utcnow() -> str:
 
 
 class ThreadConnections:
-    """One connection per thread for a database file, opened lazily; `close_all()` at shutdown.
+    """One connection per thread for a database file, opened lazily; `close_all()` at shutdown
+    (`rag.store.connection.Connections`, as `rag.store.pg.PgConnections` is).
 
     Not a `ConnectionFactory`: a factory returns a new connection its caller closes."""
 
@@ -146,7 +150,7 @@ def in_batches(items: Sequence[int], size: int = IN_BATCH) -> Iterator[Sequence[
 
 
 @contextmanager
-def read_view(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def read_view(conn: Connection) -> Iterator[Connection]:
     """Runs a block of reads in one deferred transaction: every read sees the same committed state."""
     conn.execute("BEGIN")
     try:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from rag.store.connection import Connection
 
 
-def dialect(conn: Any) -> str:
+def dialect(conn: Connection) -> str:
     """`postgres` for a `rag.store.pg.PgConnection`, `sqlite` for a `sqlite3.Connection`."""
     return getattr(conn, "dialect", "sqlite")

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from rag.errors import Conflict, IngestError, NotFound
+from rag.store.connection import Connection, Row
 from rag.store.collections import bump_seq, change_seq
 from rag.store.dialect import dialect
 from rag.store.db import in_batches, transaction, utcnow
@@ -28,7 +29,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 
-def _document(row: sqlite3.Row) -> DocumentRecord:
+def _document(row: Row) -> DocumentRecord:
     return DocumentRecord(
         id=row["id"],
         collection=row["collection"],
@@ -46,7 +47,7 @@ def _document(row: sqlite3.Row) -> DocumentRecord:
     )
 
 
-def _chunk(row: sqlite3.Row) -> ChunkRecord:
+def _chunk(row: Row) -> ChunkRecord:
     return ChunkRecord(
         id=row["id"],
         document_id=row["document_id"],
@@ -63,14 +64,14 @@ def _chunk(row: sqlite3.Row) -> ChunkRecord:
     )
 
 
-def find_document_by_sha(conn: sqlite3.Connection, collection: str, sha256: str) -> DocumentRecord | None:
+def find_document_by_sha(conn: Connection, collection: str, sha256: str) -> DocumentRecord | None:
     row = conn.execute(
         "SELECT * FROM documents WHERE collection = ? AND sha256 = ?", (collection, sha256.lower())
     ).fetchone()
     return _document(row) if row else None
 
 
-def get_document(conn: sqlite3.Connection, document_id: int, *, collection: str | None = None) -> DocumentRecord:
+def get_document(conn: Connection, document_id: int, *, collection: str | None = None) -> DocumentRecord:
     """Raises `NotFound` if absent, or if `collection` is given and the document is in another one."""
     row = conn.execute("SELECT * FROM documents WHERE id = ?", (int(document_id),)).fetchone()
     if row is None or (collection is not None and row["collection"] != collection):
@@ -79,7 +80,7 @@ def get_document(conn: sqlite3.Connection, document_id: int, *, collection: str 
 
 
 def list_documents(
-    conn: sqlite3.Connection, collection: str, *, limit: int | None = None, offset: int = 0
+    conn: Connection, collection: str, *, limit: int | None = None, offset: int = 0
 ) -> list[DocumentRecord]:
     """Oldest first (by id)."""
     sql = "SELECT * FROM documents WHERE collection = ? ORDER BY id"
@@ -93,7 +94,7 @@ def list_documents(
 
 
 def add_document(
-    conn: sqlite3.Connection,
+    conn: Connection,
     collection: str,
     meta: NewDocument,
     chunks: Sequence[ChunkSource],
@@ -202,7 +203,7 @@ def add_document(
         return AddedDocument(get_document(conn, doc_id), tuple(chunk_ids), seq, duplicate=False)
 
 
-def _insert_chunks(conn: sqlite3.Connection, collection: str, doc_id: int, drafts: Sequence[ChunkSource]) -> list[int]:
+def _insert_chunks(conn: Connection, collection: str, doc_id: int, drafts: Sequence[ChunkSource]) -> list[int]:
     conn.executemany(
         "INSERT INTO chunks (document_id, collection, ordinal, text, char_start, char_end, page,"
         " section_path, token_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -230,7 +231,7 @@ def _insert_chunks(conn: sqlite3.Connection, collection: str, doc_id: int, draft
     return ids
 
 
-def delete_document(conn: sqlite3.Connection, document_id: int, *, collection: str | None = None) -> DeletedDocument:
+def delete_document(conn: Connection, document_id: int, *, collection: str | None = None) -> DeletedDocument:
     """Deletes a document, its chunks, vectors and cached terms in one transaction and bumps the
     collection's change_seq. When the collection becomes empty its embedder is forgotten, so the
     next document may use another one."""
@@ -254,12 +255,12 @@ def delete_document(conn: sqlite3.Connection, document_id: int, *, collection: s
     return DeletedDocument(doc, ids, seq)
 
 
-def list_chunks(conn: sqlite3.Connection, document_id: int) -> list[ChunkRecord]:
+def list_chunks(conn: Connection, document_id: int) -> list[ChunkRecord]:
     """A document's chunks in ordinal order."""
     return [_chunk(r) for r in conn.execute("SELECT * FROM chunks WHERE document_id = ? ORDER BY ordinal", (document_id,))]
 
 
-def get_chunks(conn: sqlite3.Connection, ids: Iterable[int]) -> list[ChunkRecord]:
+def get_chunks(conn: Connection, ids: Iterable[int]) -> list[ChunkRecord]:
     """Chunks by id, in the order asked; ids that do not exist (deleted) are skipped."""
     wanted = [int(i) for i in ids]
     found: dict[int, ChunkRecord] = {}
@@ -270,7 +271,7 @@ def get_chunks(conn: sqlite3.Connection, ids: Iterable[int]) -> list[ChunkRecord
     return [found[i] for i in wanted if i in found]
 
 
-def chunk_context(conn: sqlite3.Connection, chunk_id: int, *, collection: str, neighbours: int) -> ChunkContext:
+def chunk_context(conn: Connection, chunk_id: int, *, collection: str, neighbours: int) -> ChunkContext:
     """A chunk of `collection` with up to `neighbours` chunks of its document on each side, read in one
     snapshot. Raises `NotFound` (code `chunk_not_found`) when the chunk is absent or in another collection."""
     n = max(0, int(neighbours))
@@ -291,7 +292,7 @@ def chunk_context(conn: sqlite3.Connection, chunk_id: int, *, collection: str, n
                             get_document(conn, chunk.document_id))
 
 
-def chunk_ids(conn: sqlite3.Connection, collection: str) -> tuple[np.ndarray, np.ndarray]:
+def chunk_ids(conn: Connection, collection: str) -> tuple[np.ndarray, np.ndarray]:
     """(chunk ids ascending, their document ids) of a collection, as int64 arrays."""
     rows = conn.execute("SELECT id, document_id FROM chunks WHERE collection = ? ORDER BY id", (collection,)).fetchall()
     if not rows:

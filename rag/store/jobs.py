@@ -12,6 +12,7 @@ import uuid
 from typing import Any, Literal
 
 from rag.errors import Conflict, NotFound
+from rag.store.connection import Connection, Row
 from rag.store.collections import get_collection
 from rag.store.db import transaction, utcnow
 from rag.store.dialect import dialect
@@ -27,7 +28,7 @@ FINISHED_JOB_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
 
 
 
-def _job(row: sqlite3.Row) -> JobRecord:
+def _job(row: Row) -> JobRecord:
     return JobRecord(
         id=row["id"],
         collection=row["collection"],
@@ -45,7 +46,7 @@ def _job(row: sqlite3.Row) -> JobRecord:
 
 
 def create_job(
-    conn: sqlite3.Connection,
+    conn: Connection,
     collection: str,
     filename: str,
     *,
@@ -68,7 +69,7 @@ def create_job(
         return get_job(conn, job_id)
 
 
-def get_job(conn: sqlite3.Connection, job_id: str, *, lock: bool = False) -> JobRecord:
+def get_job(conn: Connection, job_id: str, *, lock: bool = False) -> JobRecord:
     """`lock`: inside a transaction, hold the row until it ends (Postgres `FOR UPDATE`; SQLite's
     transactions already hold the write lock), so a check of its status stays true until the write."""
     sql = "SELECT * FROM ingestion_jobs WHERE id = ?"
@@ -81,7 +82,7 @@ def get_job(conn: sqlite3.Connection, job_id: str, *, lock: bool = False) -> Job
 
 
 def list_jobs(
-    conn: sqlite3.Connection,
+    conn: Connection,
     collection: str | None = None,
     *,
     status: str | None = None,
@@ -104,7 +105,7 @@ def list_jobs(
 
 
 def update_job(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: str,
     *,
     status: JobStatus | None = None,
@@ -151,12 +152,12 @@ def update_job(
         return get_job(conn, job_id)
 
 
-def count_queued_jobs(conn: sqlite3.Connection) -> int:
+def count_queued_jobs(conn: Connection) -> int:
     """Jobs waiting for a worker (the partial index `ingestion_jobs_unfinished` answers this)."""
     return int(conn.execute("SELECT count(*) FROM ingestion_jobs WHERE status = 'queued'").fetchone()[0])
 
 
-def recent_job_seconds(conn: sqlite3.Connection, n: int = 20) -> float | None:
+def recent_job_seconds(conn: Connection, n: int = 20) -> float | None:
     """Mean run time of the last `n` jobs that ran to an end (None before the first): how long a
     place in the queue takes to free up."""
     seconds = ("extract(epoch FROM finished_at::timestamptz - started_at::timestamptz)" if dialect(conn) == "postgres"
@@ -168,7 +169,7 @@ def recent_job_seconds(conn: sqlite3.Connection, n: int = 20) -> float | None:
     return float(row[0]) if row and row[0] is not None else None
 
 
-def cancel_job(conn: sqlite3.Connection, job_id: str, *, code: str, message: str) -> JobRecord:
+def cancel_job(conn: Connection, job_id: str, *, code: str, message: str) -> JobRecord:
     """Ends a queued or running job as `cancelled`. A job that finished first raises `Conflict`
     (`job_finished`); a worker that finishes after this cannot store its document, because
     `add_document` refuses a finished job in the same transaction that would store it."""
@@ -176,7 +177,7 @@ def cancel_job(conn: sqlite3.Connection, job_id: str, *, code: str, message: str
 
 
 def fail_unfinished_jobs(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     code: str = "interrupted",
     message: str = "The service stopped before the job finished; upload the file again.",
@@ -193,7 +194,7 @@ def fail_unfinished_jobs(
         ).rowcount
 
 
-def finish_job(conn: sqlite3.Connection, job: JobRecord, document_id: int, *, duplicate: bool) -> None:
+def finish_job(conn: Connection, job: JobRecord, document_id: int, *, duplicate: bool) -> None:
     now = utcnow()
     progress = {**job.progress, "stage": "done", "fraction": 1.0}
     if duplicate:

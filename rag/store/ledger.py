@@ -9,12 +9,12 @@ they always equal the sum of its calls.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
 from rag.errors import NotFound, RagError
+from rag.store.connection import Connection, Row
 from rag.store.db import transaction, utcnow
 from rag.store.records import CallSource
 
@@ -27,7 +27,7 @@ class Totals:
     cached_prompt_tokens: int
 
 
-def start_question(conn: sqlite3.Connection, qid: str, collection: str, question: str, *,
+def start_question(conn: Connection, qid: str, collection: str, question: str, *,
                    budget: dict, options: dict, models: dict) -> None:
     with transaction(conn):
         conn.execute(
@@ -37,7 +37,7 @@ def start_question(conn: sqlite3.Connection, qid: str, collection: str, question
         )
 
 
-def record_call(conn: sqlite3.Connection, qid: str, call: CallSource) -> None:
+def record_call(conn: Connection, qid: str, call: CallSource) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT INTO model_calls (question_id, n, purpose, model_id, runtime, server, status, prompt_tokens,"
@@ -48,7 +48,7 @@ def record_call(conn: sqlite3.Connection, qid: str, call: CallSource) -> None:
         )
 
 
-def totals(conn: sqlite3.Connection, qid: str) -> Totals:
+def totals(conn: Connection, qid: str) -> Totals:
     row = conn.execute(
         "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
         " coalesce(sum(cached_prompt_tokens), 0) FROM model_calls WHERE question_id = ?", (qid,)
@@ -56,7 +56,7 @@ def totals(conn: sqlite3.Connection, qid: str) -> Totals:
     return Totals(*map(int, row))
 
 
-def finish_question(conn: sqlite3.Connection, qid: str, *, status: str, result: dict | None, trace: dict | None,
+def finish_question(conn: Connection, qid: str, *, status: str, result: dict | None, trace: dict | None,
                     seconds: float, error_code: str | None = None, error_message: str | None = None) -> None:
     """Closes a question in one transaction: status, answer, totals from its calls, result and trace."""
     with transaction(conn):
@@ -73,7 +73,7 @@ def finish_question(conn: sqlite3.Connection, qid: str, *, status: str, result: 
         )
 
 
-def fail_running(conn: sqlite3.Connection) -> int:
+def fail_running(conn: Connection) -> int:
     """At start-up: questions a crash left running are closed as failed (their calls stay counted)."""
     rows = conn.execute("SELECT id FROM questions WHERE status = 'running'").fetchall()
     for (qid,) in rows:
@@ -82,14 +82,14 @@ def fail_running(conn: sqlite3.Connection) -> int:
     return len(rows)
 
 
-def _row(conn: sqlite3.Connection, qid: str) -> sqlite3.Row:
+def _row(conn: Connection, qid: str) -> Row:
     row = conn.execute("SELECT * FROM questions WHERE id = ?", (qid,)).fetchone()
     if row is None:
         raise NotFound(f"question {qid!r} does not exist", code="question_not_found")
     return row
 
 
-def calls(conn: sqlite3.Connection, qid: str) -> list[dict]:
+def calls(conn: Connection, qid: str) -> list[dict]:
     rows = conn.execute(
         "SELECT n, purpose, model_id, runtime, server, status, prompt_tokens, completion_tokens, cached_prompt_tokens,"
         " wall_ms, created_at"
@@ -98,7 +98,7 @@ def calls(conn: sqlite3.Connection, qid: str) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def summary(row: sqlite3.Row) -> dict[str, Any]:
+def summary(row: Row) -> dict[str, Any]:
     error = {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None
     return {
         "id": row["id"], "collection": row["collection"], "question": row["question"], "status": row["status"],
@@ -111,7 +111,7 @@ def summary(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def get_question(conn: sqlite3.Connection, qid: str) -> dict[str, Any]:
+def get_question(conn: Connection, qid: str) -> dict[str, Any]:
     """The stored final object (as the POST returned it) plus status; a summary for unfinished/failed ones."""
     row = _row(conn, qid)
     out = summary(row)
@@ -122,7 +122,7 @@ def get_question(conn: sqlite3.Connection, qid: str) -> dict[str, Any]:
     return out
 
 
-def get_trace(conn: sqlite3.Connection, qid: str) -> dict[str, Any]:
+def get_trace(conn: Connection, qid: str) -> dict[str, Any]:
     row = _row(conn, qid)
     trace = json.loads(row["trace"]) if row["trace"] else {"events": [], "context": []}
     return {"id": qid, "question": row["question"], "collection": row["collection"], "status": row["status"],
@@ -136,7 +136,7 @@ def _scope(sql: str, args: list, collections: Sequence[str] | None) -> tuple[str
     return sql + f" AND collection IN ({','.join('?' * len(collections)) or 'NULL'})", [*args, *collections]
 
 
-def collection_of(conn: sqlite3.Connection, qid: str) -> str:
+def collection_of(conn: Connection, qid: str) -> str:
     return _row(conn, qid)["collection"]
 
 
@@ -152,7 +152,7 @@ USAGE_GROUPS = {
 }
 
 
-def list_questions(conn: sqlite3.Connection, *, collection: str | None = None, since: str | None = None,
+def list_questions(conn: Connection, *, collection: str | None = None, since: str | None = None,
                    limit: int = 50, collections: Sequence[str] | None = None,
                    order: str = "recent") -> list[dict[str, Any]]:
     """`order`: `recent` (newest first) or `tokens` (prompt + completion tokens, most first; ties newest
@@ -168,7 +168,7 @@ def list_questions(conn: sqlite3.Connection, *, collection: str | None = None, s
     return [summary(r) for r in rows]
 
 
-def usage(conn: sqlite3.Connection, *, collection: str | None = None, group_by: str = "day",
+def usage(conn: Connection, *, collection: str | None = None, group_by: str = "day",
           collections: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Questions, model calls and tokens per day (UTC; newest first) or per collection (by name)."""
     if group_by not in USAGE_GROUPS:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rag.errors import RagError
+from rag.store.connection import Connection
 from rag.store.db import transaction, utcnow
 
 
@@ -24,7 +25,7 @@ from rag.store.db import transaction, utcnow
 class Migration:
     version: int
     name: str
-    apply: str | Callable[[sqlite3.Connection], None]
+    apply: str | Callable[[Connection], None]  # shared with rag.store.pg_schema
 
 
 M001_INITIAL = """

@@ -12,7 +12,7 @@ and `BEGIN`/`COMMIT`/`SAVEPOINT` are sent as SQL, READ COMMITTED like every Post
 Concurrency that SQLite's single writer gave for free is explicit here: job claims use
 `FOR UPDATE SKIP LOCKED`, schema changes and index creation an advisory lock.
 
-Imported only when `RAG_DATABASE_URL` names Postgres (psycopg is not needed otherwise).
+Imported only when `RAG_DATABASE_URL` names Postgres (`rag.store.engine`; psycopg is not needed otherwise).
 """
 
 from __future__ import annotations
@@ -114,7 +114,8 @@ class Cursor:
 
 
 class PgConnection:
-    """A psycopg connection with the `sqlite3.Connection` surface the store uses. One thread at a time."""
+    """A psycopg connection with the surface the store uses (`rag.store.connection.Connection`, as
+    `sqlite3.Connection` has it). One thread at a time."""
 
     dialect = "postgres"
 
@@ -160,10 +161,6 @@ class PgConnection:
         self.raw.close()
 
 
-def is_postgres_url(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
 def redact(url: str) -> str:
     """The URL without its password, for logs and health output."""
     url = re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
@@ -180,8 +177,8 @@ class _Holder:
 
 
 class PgConnections:
-    """One Postgres connection per thread, opened lazily, closed when its thread ends; the same face
-    as `ThreadConnections`. A process holds at most (live threads that touched the store)
+    """One Postgres connection per thread, opened lazily, closed when its thread ends; `Connections`,
+    as `ThreadConnections` is. A process holds at most (live threads that touched the store)
     connections: `rag serve` bounds its request threads by `RAG_DATABASE_POOL_SIZE`."""
 
     def __init__(self, url: str, *, ef_search: int = 200):

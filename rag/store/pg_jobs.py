@@ -12,26 +12,27 @@ sha256, so a job run twice by a worker that lost its lease still stores one docu
 
 from __future__ import annotations
 
+from rag.store.connection import Connection
 from rag.store.db import transaction, utcnow
 from rag.store.jobs import _job
 from rag.store.records import JobRecord
 
 
-def save_payload(conn, job_id: str, data: bytes) -> None:
+def save_payload(conn: Connection, job_id: str, data: bytes) -> None:
     """The upload's bytes, in the caller's transaction with the job row."""
     conn.execute("INSERT INTO job_payloads (job_id, data) VALUES (?, ?)", (job_id, data))
 
 
-def load_payload(conn, job_id: str) -> bytes | None:
+def load_payload(conn: Connection, job_id: str) -> bytes | None:
     row = conn.execute("SELECT data FROM job_payloads WHERE job_id = ?", (job_id,)).fetchone()
     return None if row is None else bytes(row[0])
 
 
-def delete_payload(conn, job_id: str) -> None:
+def delete_payload(conn: Connection, job_id: str) -> None:
     conn.execute("DELETE FROM job_payloads WHERE job_id = ?", (job_id,))
 
 
-def fail_abandoned(conn, *, max_attempts: int, code: str, message: str) -> int:
+def fail_abandoned(conn: Connection, *, max_attempts: int, code: str, message: str) -> int:
     """Jobs whose lease ran out after `max_attempts` claims are failed, their bytes dropped."""
     now = utcnow()
     with transaction(conn):
@@ -45,7 +46,7 @@ def fail_abandoned(conn, *, max_attempts: int, code: str, message: str) -> int:
     return len(rows)
 
 
-def claim_job(conn, worker: str, lease_s: float, *, job_id: str | None = None) -> JobRecord | None:
+def claim_job(conn: Connection, worker: str, lease_s: float, *, job_id: str | None = None) -> JobRecord | None:
     """The oldest runnable job (or `job_id`, if it is runnable), now `running` and leased to
     `worker`; None when there is none."""
     now = utcnow()
@@ -62,12 +63,12 @@ def claim_job(conn, worker: str, lease_s: float, *, job_id: str | None = None) -
     return None if row is None else _job(row)
 
 
-def attempts(conn, job_id: str) -> int:
+def attempts(conn: Connection, job_id: str) -> int:
     row = conn.execute("SELECT attempts FROM ingestion_jobs WHERE id = ?", (job_id,)).fetchone()
     return 0 if row is None else int(row[0])
 
 
-def renew_lease(conn, job_id: str, worker: str, lease_s: float) -> bool:
+def renew_lease(conn: Connection, job_id: str, worker: str, lease_s: float) -> bool:
     """Extends `worker`'s lease; False when the job is no longer its own (cancelled, finished, or
     claimed by another worker after a lapse)."""
     with transaction(conn):
@@ -76,10 +77,10 @@ def renew_lease(conn, job_id: str, worker: str, lease_s: float) -> bool:
             " WHERE id = ? AND claimed_by = ? AND status = 'running'", (float(lease_s), job_id, worker)).rowcount == 1
 
 
-def unfinished_jobs(conn) -> int:
+def unfinished_jobs(conn: Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM ingestion_jobs WHERE status IN ('queued', 'running')").fetchone()[0])
 
 
-def owned(conn, job_id: str, worker: str) -> bool:
+def owned(conn: Connection, job_id: str, worker: str) -> bool:
     row = conn.execute("SELECT claimed_by FROM ingestion_jobs WHERE id = ?", (job_id,)).fetchone()
     return row is not None and row[0] == worker

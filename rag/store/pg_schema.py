@@ -21,6 +21,7 @@ apply each migration once. Never edit or renumber a migration that has shipped; 
 
 from __future__ import annotations
 
+from rag.store.connection import Connection
 from rag.store.db import transaction, utcnow
 from rag.store.migrations import Migration, SchemaError
 
@@ -210,14 +211,14 @@ def latest_version() -> int:
     return MIGRATIONS[-1].version
 
 
-def current_version(conn) -> int:
+def current_version(conn: Connection) -> int:
     exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
     if not exists:
         return 0
     return int(conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0])
 
 
-def migrate(conn) -> list[int]:
+def migrate(conn: Connection) -> list[int]:
     """Applies pending migrations, each in its own transaction with its `schema_migrations` row."""
     applied: list[int] = []
     for m in MIGRATIONS:
@@ -245,7 +246,7 @@ def migrate(conn) -> list[int]:
     return applied
 
 
-def ensure_vector_index(conn, dim: int) -> None:
+def ensure_vector_index(conn: Connection, dim: int) -> None:
     """The HNSW (cosine) index for vectors of `dim` (a partial expression index: HNSW needs a fixed
     dimension). Created once, by whichever process comes first."""
     dim = int(dim)

@@ -3,12 +3,12 @@ sub-chunk window vectors, and the lexical analyzer's cached term counts."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from rag.errors import IngestError, RagError
+from rag.store.connection import Connection, Row
 from rag.store.db import in_batches, transaction
 from rag.store.dialect import dialect
 from rag.store.records import CachedTerms, ChunkWindows, VectorBatch
@@ -25,7 +25,7 @@ def validated_vectors(vectors: np.ndarray, n: int) -> np.ndarray:
     return arr
 
 
-def insert_vectors(conn: sqlite3.Connection, chunk_ids: Sequence[int], vecs: np.ndarray, model: str) -> None:
+def insert_vectors(conn: Connection, chunk_ids: Sequence[int], vecs: np.ndarray, model: str) -> None:
     if not len(chunk_ids):
         return
     dim = int(vecs.shape[1])
@@ -45,7 +45,7 @@ def insert_vectors(conn: sqlite3.Connection, chunk_ids: Sequence[int], vecs: np.
 
 
 def insert_windows(
-    conn: sqlite3.Connection, chunk_ids: Sequence[int], windows: Sequence[ChunkWindows | None], dim: int | None
+    conn: Connection, chunk_ids: Sequence[int], windows: Sequence[ChunkWindows | None], dim: int | None
 ) -> None:
     rows = []
     for cid, w in zip(chunk_ids, windows):
@@ -60,7 +60,7 @@ def insert_windows(
     )
 
 
-def window_vectors(conn: sqlite3.Connection, chunk_ids: Iterable[int]) -> dict[int, np.ndarray]:
+def window_vectors(conn: Connection, chunk_ids: Iterable[int]) -> dict[int, np.ndarray]:
     """chunk id -> (windows, dim) float32 array, for the given chunks that have windows."""
     found: dict[int, list[bytes]] = {}
     dims: dict[int, int] = {}
@@ -76,11 +76,11 @@ def window_vectors(conn: sqlite3.Connection, chunk_ids: Iterable[int]) -> dict[i
 
 
 def iter_vectors(
-    conn: sqlite3.Connection, collection: str, *, ids: Sequence[int] | None = None, batch_size: int = 8192
+    conn: Connection, collection: str, *, ids: Sequence[int] | None = None, batch_size: int = 8192
 ) -> Iterator[VectorBatch]:
     """A collection's stored vectors in ascending chunk id order (all, or only `ids`), in batches."""
 
-    def pack(rows: list[sqlite3.Row]) -> VectorBatch:
+    def pack(rows: list[Row]) -> VectorBatch:
         dim = rows[0]["dim"]
         if any(r["dim"] != dim for r in rows):
             raise RagError("stored vectors of different dimensions in one collection", code="store_corrupt", status=500)
@@ -107,7 +107,7 @@ def iter_vectors(
     else:
         wanted = sorted({int(i) for i in ids})
         for start in range(0, len(wanted), batch_size):
-            rows: list[sqlite3.Row] = []
+            rows: list[Row] = []
             for batch in in_batches(wanted[start : start + batch_size]):
                 rows += conn.execute(
                     base + f" AND c.id IN ({','.join('?' * len(batch))}) ORDER BY c.id", (collection, *batch)
@@ -117,7 +117,7 @@ def iter_vectors(
 
 
 def load_chunk_terms(
-    conn: sqlite3.Connection, collection: str, analyzer: str, *, ids: Sequence[int] | None = None
+    conn: Connection, collection: str, analyzer: str, *, ids: Sequence[int] | None = None
 ) -> CachedTerms:
     """A collection's chunks (all, or only `ids`; ascending id) split into those with cached
     terms from `analyzer` (kept in the cache encoding) and those without (missing, or made by
@@ -150,7 +150,7 @@ def load_chunk_terms(
 
 
 def save_chunk_terms(
-    conn: sqlite3.Connection, analyzer: str, rows: Iterable[tuple[int, Sequence[str], Sequence[int]]]
+    conn: Connection, analyzer: str, rows: Iterable[tuple[int, Sequence[str], Sequence[int]]]
 ) -> int:
     """Caches (chunk id, distinct terms, counts) rows; rows of chunks deleted meanwhile are skipped.
     Terms must not contain spaces (the analyzer guarantees it). Returns rows written."""
