@@ -386,18 +386,17 @@ def test_restart_rebuilds_missing_or_corrupt_index(env):
     env.assert_consistent()
 
 
-def test_hooks_with_seq_gap_resync(env):
+def test_commits_made_outside_the_manager_are_resynced_at_its_next_change(env):
     (a, _) = env.add(["first"])
-    (b, b_vecs) = env.add(["second"], via_repo=True)  # seq +1, manager not told
-    (c, c_vecs) = env.add(["third"], via_repo=True)
-    env.manager.on_document_added("default", c.chunk_ids, c_vecs, ["third"], c.change_seq)  # gap -> resync
+    env.add(["second"], via_repo=True)  # seq +1, manager not told
+    (c, _) = env.add(["third"], via_repo=True)
+    (d, _) = env.add(["fourth"])  # seq gap -> resync, then this one
     env.assert_consistent()
-    env.manager.on_document_added("default", b.chunk_ids, b_vecs, ["second"], b.change_seq)  # old: no-op
-    env.assert_consistent()
-    d = store.delete_document(env.conn, a.document.id)
-    env.manager.on_document_deleted("default", d.chunk_ids, d.change_seq)
+    store.delete_document(env.conn, a.document.id)  # manager not told
+    env.manager.delete_document(env.conn, d.document.id)  # seq gap -> resync
     env.assert_consistent()
     assert [h.chunk_id for h in env.manager.lexical_search("default", "third", 5)] == list(c.chunk_ids)
+    assert env.manager.lexical_search("default", "first", 5) == env.manager.lexical_search("default", "fourth", 5) == []
 
 
 def test_delete_collection_removes_index_folder(env):

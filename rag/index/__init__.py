@@ -4,9 +4,13 @@
     manager = IndexManager.from_settings(settings)
     manager.open()                                   # verify / repair / rebuild at start-up
     hits = manager.search("default", query_vector, "query text", k=10)
+
+`SearchIndex` is what the services use: `IndexManager` (the embedded backend) and
+`rag.index.pgsearch.PgIndex` (Postgres) both satisfy it.
 """
 
-from rag.index.fusion import RRF_K, fuse_rrf
-from rag.index.manager import Hit, IndexManager, OpenReport
+from rag.index.fusion import RRF_K, Hit, fuse_rrf
+from rag.index.manager import IndexManager
+from rag.index.search_index import OpenReport, SearchIndex
 
-__all__ = ["RRF_K", "Hit", "IndexManager", "OpenReport", "fuse_rrf"]
+__all__ = ["RRF_K", "Hit", "IndexManager", "OpenReport", "SearchIndex", "fuse_rrf"]

@@ -13,9 +13,9 @@ Consistency design
   document entirely or not at all, and searches never wait for writers.
 * Writers of one collection are serialised by its write lock, held across the SQLite commit and
   the snapshot swap, so snapshots advance in seq order. A change arriving with a seq gap (a
-  commit made outside this manager) triggers a resync: the id sets of SQLite and of the
-  snapshot are diffed and the difference applied (chunk ids are never reused and chunks never
-  change, so equal id sets mean equal contents).
+  commit made outside this manager: `rag.store` called directly, or another process) triggers a
+  resync: the id sets of SQLite and of the snapshot are diffed and the difference applied (chunk
+  ids are never reused and chunks never change, so equal id sets mean equal contents).
 * The FAISS index is saved (debounced, `autosave_delay_s`) as `dense-<seq>-<crc>.faiss`, written
   to a temp file, fsynced, renamed, dir fsynced. The BM25 index is not saved: it is rebuilt at
   start-up from the per-chunk term counts cached in SQLite (`chunk_terms`), without jieba.
@@ -30,14 +30,13 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -48,23 +47,13 @@ from rag.index.faiss_kinds import IndexPolicy
 from rag.index.fusion import RRF_K, Hit, hybrid_hits
 from rag.index.lexical import Analyzer, LexicalIndex, TermCounts, Vocabulary, get_analyzer
 from rag.index.saver import DebouncedSaver
+from rag.index.search_index import OpenReport, Rescore
 from rag.index.snapshot import Snapshot, sync_snapshot
 from rag.store.db import ConnectionFactory, connect
 
 log = logging.getLogger("rag.index")
 
 _UID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-@dataclass(frozen=True)
-class OpenReport:
-    collection: str
-    seq: int
-    chunks: int
-    dense: Literal["loaded", "repaired", "rebuilt", "empty"]
-    terms_cached: int  # chunks whose lexical analysis came from SQLite
-    terms_analyzed: int  # chunks analysed now (cache missing or from another analyzer version)
-    seconds: float
 
 
 class _Collection:
@@ -81,7 +70,7 @@ class _Collection:
 
 
 class IndexManager:
-    """Owns the derived indexes of every collection. Thread-safe.
+    """Owns the derived indexes of every collection: the embedded backend's `SearchIndex`. Thread-safe.
 
     `connect` must return a NEW SQLite connection on every call (the manager opens short-lived
     ones for start-up and resyncs, and closes them). Write methods take the caller's connection and run the SQLite transaction
@@ -219,7 +208,7 @@ class IndexManager:
 
     def add_document(
         self,
-        conn: sqlite3.Connection,
+        conn: store.Connection,
         collection: str,
         meta: store.NewDocument,
         chunks: Sequence[store.ChunkSource],
@@ -252,7 +241,7 @@ class IndexManager:
         return added
 
     def delete_document(
-        self, conn: sqlite3.Connection, document_id: int, *, collection: str | None = None
+        self, conn: store.Connection, document_id: int, *, collection: str | None = None
     ) -> store.DeletedDocument:
         """Deletes a document (one SQLite transaction) and removes its chunks from the indexes."""
         doc = store.get_document(conn, document_id, collection=collection)
@@ -262,58 +251,17 @@ class IndexManager:
             self._apply_removed(col, deleted.chunk_ids, deleted.change_seq)
         return deleted
 
-    def delete_collection(self, conn: sqlite3.Connection, name: str) -> store.DeletedCollection:
+    def delete_collection(self, conn: store.Connection, name: str) -> store.DeletedCollection:
         """Deletes a collection in SQLite, then its in-memory indexes and index folder."""
         col = self._collections.get(name)
         lock = col.write_lock if col is not None else threading.RLock()
         with lock:
             deleted = store.delete_collection(conn, name)
-        self.on_collection_deleted(name, uid=deleted.collection.uid)
+        self._forget_collection(name, uid=deleted.collection.uid)
         return deleted
 
-    # Hooks for callers that commit through `rag.store` themselves. Call them after
-    # the commit, with the change_seq the commit returned.
-
-    def on_document_added(
-        self,
-        collection: str,
-        chunk_ids: Sequence[int],
-        vectors: np.ndarray,
-        texts: Sequence[str],
-        seq: int,
-        *,
-        document_id: int | None = None,
-    ) -> None:
-        """Makes committed chunks searchable (`vectors[i]`, `texts[i]` belong to `chunk_ids[i]`)."""
-        col = self._collection(collection)
-        ids = np.asarray(chunk_ids, dtype=np.int64)
-        terms = [self.analyzer.term_counts(t) for t in texts]
-        with col.write_lock:
-            if document_id is not None:
-                doc_ids = np.full(len(ids), int(document_id), np.int64)
-            else:
-                with closing(self._connect()) as conn:
-                    found = {c.id: c.document_id for c in store.get_chunks(conn, ids.tolist())}
-                if len(found) != len(ids):  # deleted meanwhile: let the seq logic resync
-                    doc_ids = None
-                else:
-                    doc_ids = np.fromiter((found[int(i)] for i in ids), np.int64, len(ids))
-            if doc_ids is None:
-                self._resync_locked(col)
-            else:
-                self._apply_added(col, ids, doc_ids, np.asarray(vectors), terms, seq)
-        try:
-            with closing(self._connect()) as conn:
-                store.save_chunk_terms(conn, self.analyzer.id, ((int(c), t.terms, t.counts) for c, t in zip(ids, terms)))
-        except sqlite3.Error as e:
-            log.warning("could not cache lexical terms: %s", e)
-
-    def on_document_deleted(self, collection: str, chunk_ids: Sequence[int], seq: int) -> None:
-        col = self._collection(collection)
-        with col.write_lock:
-            self._apply_removed(col, chunk_ids, seq)
-
-    def on_collection_deleted(self, name: str, *, uid: str | None = None) -> None:
+    def _forget_collection(self, name: str, *, uid: str | None = None) -> None:
+        """Drops a deleted collection's indexes and its index folder (also one this process never loaded)."""
         with self._lock:
             col = self._collections.pop(name, None)
         if col is not None:
@@ -427,7 +375,7 @@ class IndexManager:
         *,
         candidates: int | None = None,
         rrf_k: float = RRF_K,
-        rescore: Callable[[list[tuple[int, float]]], list[tuple[int, float]]] | None = None,
+        rescore: Rescore | None = None,
     ) -> list[Hit]:
         """Hybrid search: top `candidates` (default max(50, 4k)) from dense and from BM25, fused
         with reciprocal rank fusion, best `k` returned. Either query may be None. `rescore`

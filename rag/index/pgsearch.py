@@ -1,6 +1,6 @@
 """Dense and lexical search served by PostgreSQL itself: pgvector HNSW and BM25 computed in SQL.
 
-The `IndexManager` face (add/delete documents, dense/lexical/hybrid search, stats) over a store
+The `SearchIndex` of the Postgres backend (as `IndexManager` is the embedded one's) over a store
 that every `rag serve` and `rag worker` process shares. Nothing is held in memory, so there is
 nothing to rebuild, save or resync: a document is searchable from the commit that stores it, on
 every server at once, and never before (one transaction stores its chunks, vectors and postings).
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,9 +30,9 @@ from rag import store
 from rag.errors import RagError
 from rag.index.fusion import RRF_K, Hit, hybrid_hits
 from rag.index.lexical import B, K1, Analyzer, get_analyzer
-from rag.index.manager import OpenReport
+from rag.index.search_index import OpenReport, Rescore
 from rag.store import pg_schema
-from rag.store.pg import PgConnections, vector_literal
+from rag.store.pg import vector_literal
 
 log = logging.getLogger("rag.index")
 
@@ -63,14 +63,10 @@ LIMIT ?
 class PgIndex:
     """Search over the Postgres store. Thread-safe (each thread uses its own connection)."""
 
-    def __init__(self, db: PgConnections, *, dim: int | None = None, analyzer: Analyzer | None = None):
-        self.db = db
+    def __init__(self, db: store.Connections, *, dim: int | None = None, analyzer: Analyzer | None = None):
+        self.db = db  # Postgres connections (`rag.store.pg.PgConnections`)
         self.dim = dim
         self.analyzer = analyzer or get_analyzer()
-
-    @classmethod
-    def from_settings(cls, settings: Any, db: PgConnections, *, dim: int | None = None) -> PgIndex:
-        return cls(db, dim=dim)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -93,18 +89,19 @@ class PgIndex:
 
     # ------------------------------------------------------------------ writes
 
-    def add_document(self, conn, collection: str, meta: store.NewDocument, chunks: Sequence[store.ChunkSource],
-                     vectors: np.ndarray, job_id: str | None = None, *, embed_model: str,
+    def add_document(self, conn: store.Connection, collection: str, meta: store.NewDocument,
+                     chunks: Sequence[store.ChunkSource], vectors: np.ndarray, job_id: str | None = None, *, embed_model: str,
                      windows: Sequence[store.ChunkWindows | None] | None = None) -> store.AddedDocument:
         """One transaction stores the document, its vectors and its BM25 postings: searchable from its commit."""
         terms = [self.analyzer.term_counts(c.text) for c in chunks]
         return store.add_document(conn, collection, meta, chunks, vectors, job_id, embed_model=embed_model,
                                   terms=terms, analyzer=self.analyzer.id, windows=windows)
 
-    def delete_document(self, conn, document_id: int, *, collection: str | None = None) -> store.DeletedDocument:
+    def delete_document(self, conn: store.Connection, document_id: int, *,
+                        collection: str | None = None) -> store.DeletedDocument:
         return store.delete_document(conn, document_id, collection=collection)
 
-    def delete_collection(self, conn, name: str) -> store.DeletedCollection:
+    def delete_collection(self, conn: store.Connection, name: str) -> store.DeletedCollection:
         return store.delete_collection(conn, name)
 
     # ------------------------------------------------------------------ reads
@@ -146,7 +143,7 @@ class PgIndex:
 
     def search(self, collection: str, query_vector: np.ndarray | None, query_text: str | None, k: int = 10, *,
                candidates: int | None = None, rrf_k: float = RRF_K,
-               rescore: Callable[[list[tuple[int, float]]], list[tuple[int, float]]] | None = None) -> list[Hit]:
+               rescore: Rescore | None = None) -> list[Hit]:
         """Hybrid search, as `IndexManager.search`: top `candidates` (default max(50, 4k)) of each
         retriever, dense re-ranked by `rescore`, fused by RRF (`rag.index.fusion.hybrid_hits`)."""
         if k <= 0:
