@@ -26,7 +26,7 @@ from rag.errors import RagError
 from rag.models.embedder import Embedder
 from rag.service.searching import CollectionRetriever, Searcher
 from rag.settings import Settings
-from rag.store import ThreadConnections, ledger, open_configured
+from rag.store import Connections, ledger, open_configured
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Answer:
 
 
 class QuestionService:
-    def __init__(self, settings: Settings, db: ThreadConnections, searcher: Searcher, generator: LLM | None,
+    def __init__(self, settings: Settings, db: Connections, searcher: Searcher, generator: LLM | None,
                  embedder: Embedder):
         self.settings = settings
         self.db = db

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from rag import store
 from rag.errors import NotFound, RagError
 from rag.settings import Settings
-from rag.store import ThreadConnections
+from rag.store import Connections
 from rag.store.dialect import dialect
 from rag.store.files import write_atomic
 
@@ -98,7 +98,7 @@ class NewKey:
 
 
 class KeyService:
-    def __init__(self, settings: Settings, db: ThreadConnections):
+    def __init__(self, settings: Settings, db: Connections):
         self.settings = settings
         self.db = db
         self._pepper = _load_or_create_secret(settings, db)
@@ -169,7 +169,7 @@ def open_keys(settings: Settings) -> KeyService:
     return KeyService(settings, open_store(settings))
 
 
-def _load_or_create_secret(settings: Settings, db: ThreadConnections) -> bytes:
+def _load_or_create_secret(settings: Settings, db: Connections) -> bytes:
     """The install's key-hashing secret: a 0600 file under `data_dir`, or, with Postgres, a row every
     process shares (the first one to start writes it)."""
     conn = db.get()

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from rag import store
 from rag.errors import NotFound
-from rag.index.manager import IndexManager
-from rag.store import ThreadConnections
+from rag.index.search_index import SearchIndex
+from rag.store import Connection, Connections
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class DocumentDetail:
 
 
 class CollectionService:
-    def __init__(self, db: ThreadConnections, index: IndexManager):
+    def __init__(self, db: Connections, index: SearchIndex):
         self.db = db
         self.index = index
 
@@ -47,7 +47,7 @@ class CollectionService:
         store.get_collection(conn, collection)
         return store.list_documents(conn, collection)
 
-    def _document(self, conn, collection: str, document_id: int) -> store.DocumentRecord:
+    def _document(self, conn: Connection, collection: str, document_id: int) -> store.DocumentRecord:
         store.get_collection(conn, collection)
         return store.get_document(conn, document_id, collection=collection)
 

@@ -32,12 +32,12 @@ from ingest.detect import clean_filename, detect_format
 from ingest.uploads import Upload
 from rag import store
 from rag.errors import RagError
-from rag.index.manager import IndexManager
+from rag.index.search_index import SearchIndex
 from rag.models.embedder import Embedder
 from rag.service.pipeline import Cancel, Outcome, PassageEmbedder, Pipeline, ProgressFn
 from rag.service.quotas import RateLimited
 from rag.settings import Settings
-from rag.store import ThreadConnections
+from rag.store import Connection, Connections
 from rag.store.dialect import dialect
 from rag.store.files import write_atomic
 
@@ -48,7 +48,7 @@ MAX_ATTEMPTS = 3  # runs a job may start before a crash during it means it is no
 
 
 class IngestService:
-    def __init__(self, settings: Settings, db: ThreadConnections, index: IndexManager, embedder: Embedder,
+    def __init__(self, settings: Settings, db: Connections, index: SearchIndex, embedder: Embedder,
                  passages: PassageEmbedder | None = None):
         self.settings = settings
         self.db = db
@@ -160,7 +160,7 @@ class IngestService:
             self._queue.put(job.id)
         return jobs
 
-    def _submit_shared(self, conn, collection: str, uploads: list[Upload]) -> list[store.JobRecord]:
+    def _submit_shared(self, conn: Connection, collection: str, uploads: list[Upload]) -> list[store.JobRecord]:
         """Every job row with its bytes, in one transaction: all of the request is queued, or none."""
         from rag.store import pg_jobs
 
@@ -173,7 +173,7 @@ class IngestService:
                 jobs.append(job)
         return jobs
 
-    def _check_room(self, conn, adding: int) -> None:
+    def _check_room(self, conn: Connection, adding: int) -> None:
         """429 `queue_full` when `adding` more jobs would pass `max_queued_jobs`; Retry-After is the
         time recent jobs took to free as many places."""
         limit = self.settings.max_queued_jobs
@@ -259,7 +259,7 @@ class IngestService:
             except Exception:  # the worker must survive anything one document does
                 log.exception("ingestion worker error on job %s", job.id)
 
-    def _run_shared(self, conn, job_id: str, progress: ProgressFn | None) -> Outcome | None:
+    def _run_shared(self, conn: Connection, job_id: str, progress: ProgressFn | None) -> Outcome | None:
         from rag.store import pg_jobs
 
         job = pg_jobs.claim_job(conn, self.worker_id, self.settings.job_lease_s, job_id=job_id)
@@ -299,7 +299,7 @@ class IngestService:
             except Exception:
                 log.exception("renewing the lease of job %s failed", job_id)
 
-    def _execute(self, conn, job: store.JobRecord, data, attempt: int, cancel: Cancel,
+    def _execute(self, conn: Connection, job: store.JobRecord, data, attempt: int, cancel: Cancel,
                  progress: ProgressFn | None) -> Outcome | None:
         job_id = job.id
 
@@ -323,7 +323,7 @@ class IngestService:
             self._running.pop(job_id, None)
         return outcome
 
-    def _fail(self, conn, job_id: str, code: str, message: str) -> None:
+    def _fail(self, conn: Connection, job_id: str, code: str, message: str) -> None:
         if self.shared:
             from rag.store import pg_jobs
 

@@ -25,7 +25,7 @@ from ingest.chunker import chunk_document
 from ingest.parsers import parse_document
 from ingest.types import ChunkDraft, ParsedDocument
 from rag import store
-from rag.index.manager import IndexManager
+from rag.index.search_index import SearchIndex
 from rag.index.windows import pooled
 from rag.models.embedder import Embedder
 from rag.settings import Settings
@@ -91,14 +91,14 @@ def effective_chunk_cap(settings: Settings, embedder: Embedder) -> int:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, embedder: Embedder, index: IndexManager,
+    def __init__(self, settings: Settings, embedder: Embedder, index: SearchIndex,
                  passages: PassageEmbedder | None = None):
         self.settings = settings
         self.embedder = embedder  # tokens, dimension, model id; and passages unless `passages` is given
         self.passages = passages or embedder
         self.index = index
 
-    def run(self, conn, collection: str, filename: str, data: bytes, job_id: str | None,
+    def run(self, conn: store.Connection, collection: str, filename: str, data: bytes, job_id: str | None,
             progress: ProgressFn = lambda p: None, cancel: Cancel | None = None) -> Outcome:
         cancel = cancel or Cancel()
         times = StageTimes()

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field
-from typing import Any
 
 from rag import __version__
 from rag.ask import LLM
-from rag.index.manager import IndexManager, OpenReport
+from rag.index.search_index import OpenReport, SearchIndex
 from rag.models.embed_process import ChildSpec, EmbedProcess
 from rag.models.embedder import Embedder
 from rag.models.loader import ModelStatus, load_embedder, load_generator
 from rag.service.answering import QuestionService
 from rag.service.auth import KeyService
+from rag.service.backend import open_backend
 from rag.service.collections import CollectionService
 from rag.service.ingesting import IngestService
 from rag.service.quotas import Quotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
-from rag.store import ThreadConnections, open_store
+from rag.store import Connections, StoreLocation
 
 
 @dataclass
@@ -35,8 +35,8 @@ class Runtime:
     embed_process: EmbedProcess | None = None  # ingestion's embedder, when it runs in a child process
     generator: LLM | None = None
     models: dict[str, ModelStatus] = field(default_factory=dict)
-    db: ThreadConnections | Any | None = None  # or rag.store.pg.PgConnections
-    index: IndexManager | Any | None = None  # or rag.index.pgsearch.PgIndex
+    db: Connections | None = None
+    index: SearchIndex | None = None
     index_reports: list[OpenReport] = field(default_factory=list)
     ingest: IngestService | None = None
     collections: CollectionService | None = None
@@ -55,19 +55,14 @@ class Runtime:
     @property
     def shared_store(self) -> bool:
         """PostgreSQL (`RAG_DATABASE_URL`): state shared with other processes, nothing to recover here."""
-        return bool(self.settings.database_url)
+        return StoreLocation.from_settings(self.settings).shared
 
     def start(self, *, progress: bool = False, worker: bool = True) -> None:
         """Everything the service needs before it answers: models, database, indexes, ingestion."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_models(progress=progress)
-        self.db = open_store(self.settings)  # migrations, once, before any other connection
-        if self.shared_store:
-            from rag.index.pgsearch import PgIndex
-
-            self.index = PgIndex(self.db, dim=self.embedder.dim)
-        else:
-            self.index = IndexManager.from_settings(self.settings)
+        backend = open_backend(self.settings, dim=self.embedder.dim)
+        self.db, self.index = backend.db, backend.index
         self.index_reports = self.index.open()
         self.searcher = Searcher(self.db, self.index, self.embedder)
         self.collections = CollectionService(self.db, self.index)
@@ -79,13 +74,13 @@ class Runtime:
                 precision=self.embedder.precision), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
-        if not self.shared_store:  # other servers' questions may be running in a shared store
+        if not backend.shared:  # other servers' questions may be running in a shared store
             self.questions.recover()
         self.keys = KeyService(self.settings, self.db)
         if self.settings.auth == "on":
             self.keys.bootstrap()
         self.quotas = Quotas(self.settings)
-        if worker and (self.settings.serve_worker or not self.shared_store):
+        if worker and (self.settings.serve_worker or not backend.shared):
             self.ingest.start()
 
     def health(self, *, detail: bool = True) -> dict:

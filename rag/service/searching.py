@@ -18,10 +18,11 @@ from rag import store
 from rag.ask import Candidate
 from rag.text.lang import base as base_language
 from rag.text.lang import detect_language
-from rag.index.manager import Hit, IndexManager
+from rag.index.fusion import Hit
+from rag.index.search_index import SearchIndex
 from rag.index.windows import rescore
 from rag.models.embedder import Embedder
-from rag.store import ThreadConnections
+from rag.store import Connections
 
 
 LANGUAGE_SAMPLE = 200  # chunks sampled to decide a collection's languages
@@ -47,7 +48,7 @@ class Found:
 
 
 class Searcher:
-    def __init__(self, db: ThreadConnections, index: IndexManager, embedder: Embedder):
+    def __init__(self, db: Connections, index: SearchIndex, embedder: Embedder):
         self.db = db
         self.index = index
         self.embedder = embedder
