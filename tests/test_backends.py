@@ -255,3 +255,30 @@ def test_twin_uploads_stored_by_two_workers_at_once_are_one_document(pg_url):
     with closing(PgConnection(pg_url)) as conn:
         assert len(store.list_documents(conn, "twins")) == 1
         assert [store.get_job(conn, j).status for j in jobs] == ["done", "done"]
+
+
+def test_postgres_connections_take_every_call_of_the_protocol_and_open_from_settings(tmp_path, pg_url):
+    """What `tests/test_interfaces.py` does on SQLite, on Postgres: the `Connection` calls on a real
+    connection, and the configured store opened as one connection, per thread, and with its index."""
+    from rag import store
+    from rag.index.pgsearch import PgIndex
+    from rag.service.backend import open_backend
+    from rag.settings import Settings
+    from rag.store.pg import PgConnection, PgConnections
+    from rag.store.pg_schema import latest_version
+    from tests.test_interfaces import exercise
+
+    with closing(PgConnection(pg_url)) as conn:
+        exercise(conn)
+    settings = Settings(data_dir=tmp_path / "state", database_url=pg_url)
+    with closing(store.open_configured(settings)) as conn:
+        assert isinstance(conn, PgConnection)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == latest_version()
+        store.create_collection(conn, "docs")
+    backend = open_backend(settings, dim=16)
+    try:
+        assert backend.shared and isinstance(backend.db, PgConnections) and isinstance(backend.index, PgIndex)
+        assert [r.collection for r in backend.index.open()] == ["default", "docs"]
+    finally:
+        backend.db.close_all()
+    assert not (tmp_path / "state" / "rag.sqlite3").exists()
