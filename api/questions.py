@@ -64,8 +64,8 @@ def ask_question(name: CollectionPath, body: QuestionIn, request: Request, who: 
 
 
 def _stream(service: QuestionService, prepared: PreparedQuestion, slot: QuestionSlot) -> StreamingResponse:
-    """The loop runs in a worker thread, which holds the question's slot until the stream ends;
-    events and tokens reach the client through a queue.
+    """The loop runs in a worker thread, which holds the key's question slot until the question
+    ends; events and tokens reach the client through a queue.
 
     When the client goes away the next event raises in the loop, which ends the question; the
     ledger already holds every call made, and the question is recorded as failed
