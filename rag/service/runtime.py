@@ -3,7 +3,8 @@
 The API builds one `Runtime` at start-up and hands it to its routes; the CLI and the benches build
 one per command. Everything above this module talks to the services it holds (`ingest`,
 `collections`, `searcher`, `questions`), never to the store or the indexes. Nothing here knows
-about HTTP.
+about HTTP. SQLite or Postgres is chosen once, by `rag.service.backend.open_backend`; the services
+see only the `Connections` and `SearchIndex` protocols.
 """
 
 from __future__ import annotations
