@@ -24,12 +24,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.schemas import COLLECTION_NAME_PATTERN, ErrorOut
+from pydantic import BaseModel
+
+from api.schemas import COLLECTION_NAME_PATTERN, ErrorOut, TraceOut
 from rag.settings import Settings
 
 _CODES = "x-error-codes"
 _REF = "#/components/schemas/"
 _UNSAFE = {"post", "put", "patch", "delete"}
+# Bodies a route answers as stored JSON, passed through untouched (a response model would re-encode
+# them): the model that describes each is documented as its 200 here.
+STORED_BODIES: dict[tuple[str, str], type[BaseModel]] = {("get", "/v1/questions/{qid}/trace"): TraceOut}
 
 
 def errors(spec: dict[int, list[str] | tuple[str, ...]]) -> dict[int | str, dict[str, Any]]:
@@ -74,7 +79,20 @@ def _truthful(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
         scheme["description"] = ("An API key: `Authorization: Bearer rag_<id>_<secret>`. A fresh install writes "
                                  "its admin key to `<data_dir>/admin.key`.")
     _ceilings(schemas, schema.get("paths", {}), settings)
+    _stored_bodies(schemas, schema.get("paths", {}))
     return schema
+
+
+def _stored_bodies(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    for (method, path), model in STORED_BODIES.items():
+        op = paths.get(path, {}).get(method)
+        if op is None:
+            raise LookupError(f"{method.upper()} {path} is documented in STORED_BODIES but not routed")
+        body = model.model_json_schema(ref_template=_REF + "{model}")
+        for name, definition in {**body.pop("$defs", {}), model.__name__: body}.items():
+            if schemas.setdefault(name, definition) != definition:
+                raise ValueError(f"two schemas named {name}")
+        op["responses"]["200"]["content"] = {"application/json": {"schema": {"$ref": _REF + model.__name__}}}
 
 
 def _operation_errors(method: str, op: dict[str, Any], schemas: dict[str, Any], settings: Settings) -> None:

@@ -6,12 +6,13 @@ these models, so what a client sees is declared here and in the OpenAPI, nowhere
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from fastapi import Path, Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, create_model
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
+from rag.ask import events
 from rag.store import COLLECTION_NAME_RE
 
 
@@ -340,6 +341,50 @@ class NewKeyOut(KeyOut):
 
 class KeysOut(BaseModel):
     keys: list[KeyOut]
+
+
+# ------------------------------------------------------------------ trace
+
+
+def _event_model(cls: type[events.Event]) -> type[BaseModel]:
+    """The wire model of one event class, field for field from `rag.ask.events.wire_fields` (the
+    dataclass is the one definition; nothing here is copied from it)."""
+    spec: dict[str, Any] = {
+        "seq": (int, Field(ge=1, description="1, 2, 3... in the order the events happened.")),
+        "t_ms": (float, Field(description="Milliseconds since the question started.")),
+    }
+    for name, tp, always in events.wire_fields(cls):
+        spec[name] = (tp, ...) if always else (tp, None)
+    name = cls.__name__ if cls.__name__.endswith("Event") else cls.__name__ + "Event"
+    return create_model(name, __doc__=cls.__doc__, **spec)
+
+
+DecisionEvent = Annotated[Union[tuple(_event_model(c) for c in events.DECISIONS)],  # noqa: UP007 - built at run time
+                          Field(discriminator="step")]
+TraceEvent = Annotated[
+    Union[(*(_event_model(c) for c in events.EVENTS if not issubclass(c, events.Decision)), DecisionEvent)],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class TraceOut(BaseModel):
+    """A question's trace (`GET /v1/questions/{id}/trace`): what it was asked with, every model call
+    the ledger has, and every step of the loop in order. The body is the stored JSON as it is: this
+    model documents it and is not applied to it."""
+
+    id: str
+    question: str
+    collection: str
+    status: str = Field(description="running, answered, abstained, stopped or failed.")
+    budget: dict[str, Any]
+    options: dict[str, Any]
+    models: dict[str, Any]
+    calls: list[dict[str, Any]] = Field(description="The ledger's model calls, in order.")
+    events: list[TraceEvent] = Field(description="Each step with its reason in words and numbers; "
+                                                 "`type` says what the step was (a decision's `step` which).")
+    context: list[dict[str, Any]] = Field(description="The passages given to the answering call.")
+    settings: dict[str, Any] | None = Field(None, description="Versions, budget, options and model the loop ran "
+                                                               "with; absent until the question ends.")
 
 
 # ------------------------------------------------------------------ replay

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+from rag.ask.events import Attribution, Citations, Context, Decision, Fused, ModelCallEvent, Packing, Query, Selection
+
+# Events whose whole body `--full` shows (the rest are cut at 160 characters either way).
+_LONG = frozenset(c.kind for c in (Fused, Packing, Selection, Attribution, Context, Citations))
+
 
 def cost_line(usage: dict) -> str:
     calls = usage.get("model_calls", 0)
@@ -34,17 +39,17 @@ def render_trace(trace: dict, *, full: bool = False) -> str:
     for e in trace.get("events", []):
         kind = e.get("type")
         head = f"{e.get('seq', ''):>3} {e.get('t_ms', 0):>9.0f} ms  {kind:<18}"
-        if kind == "query":
+        if kind == Query.kind:
             body = f"round {e.get('round')} {e.get('origin')}: {e.get('query')!r}"
-        elif kind == "decision":
+        elif kind == Decision.kind:
             body = f"{e.get('step')}: {e.get('verdict')} — {e.get('reason')}"
-        elif kind == "model_call":
+        elif kind == ModelCallEvent.kind:
             body = (f"#{e.get('n')} {e.get('purpose')} · {e.get('prompt_tokens')} prompt + {e.get('completion_tokens')} "
                     f"completion tokens · {e.get('wall_ms', 0):.0f} ms · output {_short(e.get('output', ''), 100)}")
             if full:
                 body += "\n      prompt:\n" + "\n".join("      | " + ln for ln in str(e.get("prompt", "")).splitlines())
                 body += "\n      output:\n" + "\n".join("      | " + ln for ln in str(e.get("output", "")).splitlines())
-        elif kind in ("retrieved", "fused", "packing", "selection", "attribution", "context", "citations"):
+        elif kind in _LONG:
             rest = {k: v for k, v in e.items() if k not in ("seq", "t_ms", "type")}
             body = _short(rest, 10_000 if full else 160)
         else:

@@ -253,3 +253,37 @@ def test_trace_json_is_unchanged(name, golden):
 
 def test_recording_has_no_stale_scenarios(golden):
     assert set(golden) == set(SCENARIOS)
+
+
+def test_the_recording_reaches_every_kind_decision_and_budget(golden):
+    """What the event types allow is what the loop does: every kind, every step's every verdict, every
+    budget, query origin and rewrite mode is in some scenario (a value no code path emits would be a
+    type that lies)."""
+    from rag.ask.events import KINDS, VERDICTS, BudgetStop, Query, Rewrite, allowed
+
+    events = [e for s in golden.values() for e in s["events"]]
+    assert {e["type"] for e in events} == KINDS
+    assert {(e["step"], e["verdict"]) for e in events if e["type"] == "decision"} == {
+        (step, v) for step, verdicts in VERDICTS.items() for v in verdicts}
+    assert {e["budget"] for e in events if e["type"] == BudgetStop.kind} == set(allowed(BudgetStop, "budget"))
+    assert {e["origin"] for e in events if e["type"] == Query.kind} == set(allowed(Query, "origin"))
+    assert {e["mode"] for e in events if e["type"] == Rewrite.kind} == set(allowed(Rewrite, "mode"))
+
+
+def test_every_recorded_event_is_what_its_class_says(golden):
+    """Each recorded event has its class's keys in its class's order, required ones present, and every
+    `Literal` field holds one of its values."""
+    from rag.ask.events import DECISIONS, EVENTS, Decision, allowed, wire_fields
+
+    by_tag = {(c.kind, getattr(c, "step", None)): c for c in EVENTS}
+    for scenario in golden.values():
+        for e in scenario["events"]:
+            cls = by_tag[(e["type"], e.get("step") if e["type"] == Decision.kind else None)]
+            names = [n for n, _, _ in wire_fields(cls)]
+            keys = [k for k in e if k not in ("seq", "t_ms")]
+            assert keys == [n for n in names if n in e], (cls.__name__, keys)
+            assert {n for n, _, required in wire_fields(cls) if required} <= set(e), (cls.__name__, keys)
+            for n in keys:
+                choices = allowed(cls, n)
+                assert choices is None or e[n] is None or e[n] in choices, (cls.__name__, n, e[n])
+    assert DECISIONS and all(issubclass(c, Decision) for c in DECISIONS)

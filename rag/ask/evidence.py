@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from rag.ask.config import Thresholds
+from rag.ask.events import EvidenceVerdict
 from rag.ask.pool import Pooled
 from rag.ask.terms import KeyTerms, contains_entity, contains_number, contains_term, latin_stems, numbers_in
 from rag.text.fold import fold
@@ -46,7 +47,7 @@ from rag.text.lang import base
 
 @dataclass
 class Assessment:
-    verdict: str  # sufficient | weak | inconclusive | absent | empty
+    verdict: EvidenceVerdict
     reason: str
     signals: dict = field(default_factory=dict)
 

@@ -15,8 +15,10 @@ longest suffix/prefix text overlap (at least 8 characters) is removed instead.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Callable
 
+from rag.ask.events import Expansion
 from rag.ask.pool import Pooled
 from rag.ask.prompts import neutralise
 from rag.ask.types import Candidate, ChunkSpan, Passage
@@ -189,7 +191,7 @@ def expand_passages(
     cost: Callable[[Passage], int],
     space: int,
     max_neighbours: int,
-    emit: Callable[..., None],
+    emit: Callable[[Expansion], None],
     incomplete: bool = False,
 ) -> list[Passage]:
     """Neighbour expansion in value order. `cost(p)` is the passage's token cost in the prompt; the
@@ -252,18 +254,12 @@ def expand_passages(
                 candidate = make_passage(members, retrieved=new_retrieved, score=score, rank=rank)
                 before = sum(cost(q) for q in done if q is not other)
                 total = before + cost(candidate)
-                event = {
-                    "passage_of": p.chunk_ids[0],
-                    "side": side,
-                    "chunk_id": nid,
-                    "reason": reason,
-                    "merged_with_selected": other is not None,
-                }
+                considered = partial(Expansion, passage_of=p.chunk_ids[0], side=side, chunk_id=nid, reason=reason,
+                                     merged_with_selected=other is not None)
                 if total > space:
-                    emit("expansion", **event, added=False,
-                         note=f"skipped: {total} tokens would exceed the {space} available for passages")
+                    emit(considered(added=False, note=f"skipped: {total} tokens would exceed the {space} available for passages"))
                     break
-                emit("expansion", **event, added=True, tokens_after=cost(candidate), total_tokens=total)
+                emit(considered(added=True, tokens_after=cost(candidate), total_tokens=total))
                 if other is not None:
                     if other in done:
                         done.remove(other)

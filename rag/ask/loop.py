@@ -35,6 +35,34 @@ from typing import Callable
 from rag.ask import prompts
 from rag.ask.cite import attribute, citations_for, render_answer, restates_question
 from rag.ask.config import AskOptions, Budget
+from rag.ask.events import (
+    AbstainDecision,
+    Answer,
+    Attribution,
+    BudgetStop,
+    Candidates,
+    Citations,
+    Context,
+    Done,
+    Event,
+    EvidenceDecision,
+    Fused,
+    FusedHit,
+    Hit,
+    JudgeDecision,
+    ModelCallEvent,
+    ModelCallStarted,
+    NotSelected,
+    Postprocess,
+    Query,
+    QuerySkipped,
+    Rewrite,
+    RewriteDecision,
+    Selection,
+    SkippedPhrase,
+    Start,
+    SupportDecision,
+)
 from rag.ask.evidence import Assessment, assess
 from rag.ask.expand import build_passages, expand_passages
 from rag.ask.pack import MIN_ANSWER_TOKENS, PackResult, block_of, pack
@@ -119,8 +147,8 @@ class _Run:
 
     # ------------------------------------------------------------------ helpers
 
-    def emit(self, type: str, **data) -> None:
-        self.trace.emit(type, **data)
+    def emit(self, event: Event) -> None:
+        self.trace.emit(event)
 
     def add_call(self, call: ModelCall) -> None:
         self.calls.append(call)
@@ -134,7 +162,7 @@ class _Run:
         """Record that budget `name` stopped something; the first one is `stopped_by`."""
         if self.stopped_by is None:
             self.stopped_by = name
-        self.emit("budget", budget=name, limit=getattr(self.budget, name), reason=reason)
+        self.emit(BudgetStop(budget=name, limit=getattr(self.budget, name), reason=reason))
 
     def settings(self) -> dict:
         return {
@@ -159,14 +187,13 @@ class _Run:
             langs = set()
         self.collection_langs = langs or {base(self.lang)}
         self.key_terms = extract_key_terms(self.question, self.lang)
-        self.emit(
-            "start",
+        self.emit(Start(
             question=self.question,
             language=self.lang,
             collection_languages=sorted(self.collection_langs),
             key_terms=self.key_terms.to_dict(),
             settings=self.settings(),
-        )
+        ))
         if self.window - MIN_ANSWER_TOKENS < self.llm.prompt_tokens(prompts.answer_messages([], self.question, self.lang)):
             raise QuestionTooLong(f"the question does not fit the {self.window}-token context window")
 
@@ -189,17 +216,17 @@ class _Run:
                 verdict = self.judge()
                 if verdict == "yes":
                     assessment = Assessment("sufficient", "the model judged the passages sufficient -> answer", assessment.signals)
-                    self.emit("decision", step="judge", verdict="sufficient", reason=assessment.reason)
+                    self.emit(JudgeDecision(verdict="sufficient", reason=assessment.reason))
                     break
                 if verdict == "incomplete":
                     incomplete = True
-                    self.emit("decision", step="judge", verdict="incomplete",
-                              reason="the model said the passages are cut off -> expand the top passage, answer")
+                    self.emit(JudgeDecision(verdict="incomplete",
+                                            reason="the model said the passages are cut off -> expand the top passage, answer"))
                     break
                 if verdict == "no":
-                    self.emit("decision", step="judge", verdict="weak", reason="the model judged the passages insufficient -> rewrite")
+                    self.emit(JudgeDecision(verdict="weak", reason="the model judged the passages insufficient -> rewrite"))
             if not (self.opt.rewrite or self.opt.force_rewrite):
-                self.emit("decision", step="rewrite", verdict="skip", reason=f"evidence {v} but rewriting is off -> answer with what was found")
+                self.emit(RewriteDecision(verdict="skip", reason=f"evidence {v} but rewriting is off -> answer with what was found"))
                 break
             blocked = self.rewrite_blocked()
             if blocked is not None:
@@ -209,8 +236,8 @@ class _Run:
             why = "forced (force_rewrite)" if force and v in ("sufficient", "absent") else f"evidence {v}"
             new = self.rewrite(why)
             if new == 0:
-                self.emit("decision", step="rewrite", verdict="stop",
-                          reason="the rewrite produced no query that was not already issued -> stop rewriting")
+                self.emit(RewriteDecision(verdict="stop",
+                                          reason="the rewrite produced no query that was not already issued -> stop rewriting"))
                 break
             assessment = self.assess()
         if assessment.verdict in ("absent", "empty"):
@@ -226,25 +253,25 @@ class _Run:
     def search(self, query: str, origin: str) -> None:
         self.issued.append(query)
         self.issued_keys[query_key(query)] = query
-        self.emit("query", round=self.rounds, query=query, origin=origin, language=detect_language(query), k=self.opt.k)
+        self.emit(Query(round=self.rounds, query=query, origin=origin, language=detect_language(query), k=self.opt.k))
         results = list(self.retriever.search(query, self.opt.k))
         skipped = self.retriever.lexical_skipped(query)
         dense = sorted((c for c in results if c.dense_rank is not None), key=lambda c: c.dense_rank)
         bm25 = sorted((c for c in results if c.bm25_rank is not None), key=lambda c: c.bm25_rank)
-        self.emit(
-            "candidates",
+        self.emit(Candidates(
             round=self.rounds,
             query=query,
-            dense=[{"chunk_id": c.chunk_id, "rank": c.dense_rank, "score": c.dense_score} for c in dense],
-            bm25=[{"chunk_id": c.chunk_id, "rank": c.bm25_rank, "score": c.bm25_score} for c in bm25],
-            **({"lexical_skipped": skipped} if skipped else {}),
-            fused=[{"chunk_id": c.chunk_id, "rank": i + 1, "score": c.fused_score, **c.ref()} for i, c in enumerate(results)],
-        )
+            dense=[Hit(c.chunk_id, c.dense_rank, c.dense_score) for c in dense],
+            bm25=[Hit(c.chunk_id, c.bm25_rank, c.bm25_score) for c in bm25],
+            lexical_skipped=skipped or None,
+            fused=[FusedHit(c.chunk_id, i + 1, c.fused_score, c.document_id, c.filename, c.page, c.ordinal)
+                   for i, c in enumerate(results)],
+        ))
         self.pool.add(query, results, agree_top_n=self.th.agree_top_n)
 
     def assess(self) -> Assessment:
         ranked, dups = self.pool.ranked()
-        self.emit("fused", round=self.rounds, queries=len(self.pool.lists), candidates=[p.to_dict() for p in ranked], duplicates=dups)
+        self.emit(Fused(round=self.rounds, queries=len(self.pool.lists), candidates=[p.to_dict() for p in ranked], duplicates=dups))
         a = assess(
             ranked,
             key_terms=self.key_terms,
@@ -255,7 +282,7 @@ class _Run:
             rewrite_terms=self.rewrite_terms,
             searched_langs={base(detect_language(q)) for q in self.issued},
         )
-        self.emit("decision", step="evidence", round=self.rounds, verdict=a.verdict, reason=a.reason, signals=a.signals)
+        self.emit(EvidenceDecision(round=self.rounds, verdict=a.verdict, reason=a.reason, signals=a.signals))
         return a
 
     # ------------------------------------------------------------------ budgets
@@ -295,7 +322,7 @@ class _Run:
     def call(self, purpose: str, messages: list[dict], *, max_new_tokens: int, deadline: float, on_token=None):
         rendered = self.llm.render(messages)
         n = len(self.calls) + 1
-        self.emit("model_call_started", n=n, purpose=purpose, round=self.rounds, max_new_tokens=max_new_tokens)
+        self.emit(ModelCallStarted(n=n, purpose=purpose, round=self.rounds, max_new_tokens=max_new_tokens))
         streamed: list[str] = []
 
         def relay(piece: str) -> None:
@@ -316,7 +343,7 @@ class _Run:
             raise
         call = self.model_call(n, purpose, c, max_new_tokens)
         self.add_call(call)
-        self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=c.text)
+        self.emit(ModelCallEvent(call=call, messages=messages, prompt=rendered, output=c.text))
         return c
 
     def model_call(self, n: int, purpose: str, c, max_new_tokens: int, *, failed: bool = False) -> ModelCall:
@@ -352,8 +379,8 @@ class _Run:
     def record_failed(self, call: ModelCall, messages, rendered, text, exc) -> None:
         self.add_call(call)
         try:
-            self.emit("model_call", **call.to_dict(), messages=messages, prompt=rendered, output=text,
-                      error=f"{type(exc).__name__}: {exc}")
+            self.emit(ModelCallEvent(call=call, messages=messages, prompt=rendered, output=text,
+                                     error=f"{type(exc).__name__}: {exc}"))
         except BaseException:  # noqa: BLE001 - the event's listener failing too (client gone): the original error wins
             pass
 
@@ -370,8 +397,8 @@ class _Run:
 
     def rewrite(self, why: str) -> int:
         mode, target, msgs = self.rewrite_plan()
-        self.emit("decision", step="rewrite", verdict="rewrite", round=self.rounds, mode=mode, target_language=target,
-                  reason=f"{why} -> rewrite the question ({'translate into ' + target if mode == 'translate' else 'keyword phrases'})")
+        self.emit(RewriteDecision(verdict="rewrite", round=self.rounds, mode=mode, target_language=target,
+                                  reason=f"{why} -> rewrite the question ({'translate into ' + target if mode == 'translate' else 'keyword phrases'})"))
         c = self.call("rewrite", msgs, max_new_tokens=self.opt.rewrite_max_tokens, deadline=self.deadline - self.answer_time_reserve)
         self.rewrites += 1
         if mode == "translate":
@@ -383,7 +410,7 @@ class _Run:
         phrases = prompts.parse_rewrite(c.text, limit=self.opt.max_rewrite_queries + self.opt.max_cross_queries + 6)
         same_n = cross_n = 0
         chosen: list[tuple[str, str]] = []
-        skipped: list[dict] = []
+        skipped: list[SkippedPhrase] = []
         for ph in phrases:
             pl = base(detect_language(ph))
             if pl == qb and same_n < self.opt.max_rewrite_queries:
@@ -393,8 +420,8 @@ class _Run:
                 cross_n += 1
                 chosen.append((ph, pl))
             else:
-                skipped.append({"query": ph, "reason": "over the per-language phrase limit" if pl in (qb, *other) else f"language {pl} not in the collection"})
-        self.emit("rewrite", mode=mode, phrases=phrases, chosen=[p for p, _ in chosen], skipped=skipped)
+                skipped.append(SkippedPhrase(ph, "over the per-language phrase limit" if pl in (qb, *other) else f"language {pl} not in the collection"))
+        self.emit(Rewrite(mode=mode, phrases=phrases, chosen=[p for p, _ in chosen], skipped=skipped))
         self.rounds += 1
         new = 0
         for ph, pl in chosen:
@@ -402,7 +429,7 @@ class _Run:
             if not key:
                 continue
             if key in self.issued_keys:
-                self.emit("query_skipped", round=self.rounds, query=ph, reason="already issued", same_as=self.issued_keys[key])
+                self.emit(QuerySkipped(round=self.rounds, query=ph, reason="already issued", same_as=self.issued_keys[key]))
                 continue
             if self.clock() >= self.deadline - self.answer_time_reserve:
                 self.stop("timeout_s", f"no time for more searches: the last {self.answer_time_reserve:.2f} s are reserved for the answer")
@@ -424,17 +451,17 @@ class _Run:
         except QuestionTooLong:
             return None
         if not pr.fits or not pr.kept:
-            self.emit("decision", step="judge", verdict="skip", reason="the judge prompt does not fit the prompt budget")
+            self.emit(JudgeDecision(verdict="skip", reason="the judge prompt does not fit the prompt budget"))
             return None
         blocked = self.extra_call_blocked("judge", None, pr.prompt_tokens)
         if blocked is not None:
-            self.emit("decision", step="judge", verdict="skip", reason=f"{blocked[1]} -> no judge call")
+            self.emit(JudgeDecision(verdict="skip", reason=f"{blocked[1]} -> no judge call"))
             return None
-        self.emit("decision", step="judge", verdict="judge", reason="cheap signals inconclusive -> ask the model (options.judge)")
+        self.emit(JudgeDecision(verdict="judge", reason="cheap signals inconclusive -> ask the model (options.judge)"))
         c = self.call("judge", pr.messages, max_new_tokens=pr.max_new_tokens, deadline=self.deadline - self.answer_time_reserve)
         verdict = prompts.parse_judge(c.text)
         if verdict is None:
-            self.emit("decision", step="judge", verdict="unparsed", reason=f"judge output {c.text[:40]!r} not understood -> ignore it")
+            self.emit(JudgeDecision(verdict="unparsed", reason=f"judge output {c.text[:40]!r} not understood -> ignore it"))
         return verdict
 
     # ------------------------------------------------------------------ answer
@@ -448,7 +475,7 @@ class _Run:
         for p in ranked:
             c = p.candidate
             if len(selected) >= self.opt.max_passages:
-                not_selected.append({"chunk_id": c.chunk_id, "rank": p.rank, "reason": f"rank {p.rank}: max_passages {self.opt.max_passages} reached"})
+                not_selected.append(NotSelected(c.chunk_id, p.rank, f"rank {p.rank}: max_passages {self.opt.max_passages} reached"))
                 continue
             lexical = c.bm25_score is not None and c.bm25_score > 0
             near = c.dense_score is not None and top_dense is not None and c.dense_score >= top_dense - self.th.dense_margin
@@ -456,8 +483,8 @@ class _Run:
                 selected.append(p)
                 continue
             dense_txt = "no dense score" if c.dense_score is None else f"dense {c.dense_score:.3f} < top {top_dense:.3f} - {self.th.dense_margin:.2f}"
-            not_selected.append({"chunk_id": c.chunk_id, "rank": p.rank, "reason": f"no BM25 match and {dense_txt}"})
-        self.emit("selection", selected=[p.candidate.chunk_id for p in selected], not_selected=not_selected)
+            not_selected.append(NotSelected(c.chunk_id, p.rank, f"no BM25 match and {dense_txt}"))
+        self.emit(Selection(selected=[p.candidate.chunk_id for p in selected], not_selected=not_selected))
         return selected
 
     def answer(self, incomplete: bool) -> AskResult:
@@ -492,7 +519,7 @@ class _Run:
         pr = pack(passages, self.question, self.lang, self.llm, window=self.window,
                   max_new_tokens=self.opt.max_answer_tokens, prompt_budget=budget_left,
                   max_context_tokens=self.opt.max_context_tokens)
-        self.emit("packing", **pr.to_event())
+        self.emit(pr.to_event())
         if not pr.fits:
             self.stop("max_prompt_tokens", f"{budget_left} prompt tokens left < {pr.bare_tokens} for the bare answer prompt -> abstain")
             return self.abstain("the prompt budget cannot pay for the answer call")
@@ -501,7 +528,7 @@ class _Run:
         if not pr.kept:
             return self.abstain("no passage fits the context")
         self.context = [p.to_dict() for p in pr.kept]
-        self.emit("context", passages=self.context)
+        self.emit(Context(passages=self.context))
 
         c = self.call("answer", pr.messages, max_new_tokens=pr.max_new_tokens, deadline=self.deadline, on_token=self.on_token)
         if c.stopped_by == "deadline":
@@ -518,10 +545,10 @@ class _Run:
         converted = to_question_script(text, self.lang) if base(self.lang) == "zh" else text
         script_changed = converted != text
         text = converted
-        self.emit("postprocess", removed_markers=markers, removed_links=links, removed_instructions=echoed,
-                  removed_captions=captions,
-                  figures=[r.to_dict() for r in repairs],
-                  untrusted_passages=[pr.kept[i].n for i in untrusted], script=self.lang if script_changed else None)
+        self.emit(Postprocess(removed_markers=markers, removed_links=links, removed_instructions=echoed,
+                              removed_captions=captions,
+                              figures=[r.to_dict() for r in repairs],
+                              untrusted_passages=[pr.kept[i].n for i in untrusted], script=self.lang if script_changed else None))
         if not text.strip():
             what = "the prompt's own instructions" if echoed else "a caption or table rule" if captions else None
             return self.abstain(f"the model returned only {what}" if what else "the model returned no answer text")
@@ -536,14 +563,14 @@ class _Run:
                 ss.supported, ss.dropped, ss.method, ss.reason = None, False, "none", "the model says the documents do not answer"
                 model_abstained = True
         n_supported = sum(1 for s in supports if s.supported)
-        self.emit("attribution", sentences=[s.to_dict() for s in supports])
+        self.emit(Attribution(sentences=[s.to_dict() for s in supports]))
         if n_supported == 0:
             if model_abstained:
                 return self.abstain("the model said the documents do not answer the question", supports=supports)
             why = self.unverifiable(text, supports, pr)
             if why is not None and self.final_verdict == "sufficient" and not any(s.dropped for s in supports):
-                self.emit("decision", step="support", verdict="unverified",
-                          reason=f"{why}, retrieval evidence sufficient -> answer without citations")
+                self.emit(SupportDecision(verdict="unverified",
+                                          reason=f"{why}, retrieval evidence sufficient -> answer without citations"))
                 final = render_answer(text, supports, {}, markers=False)
                 return self.finish(final, False, [], {"sentences": len(supports), "supported": 0, "method": "unverified"})
             return self.abstain(f"none of {len(supports)} answer sentence(s) is supported by the passages", supports=supports)
@@ -552,7 +579,7 @@ class _Run:
         methods = sorted({s.method for s in supports if s.supported})
         dropped = [s.text for s in supports if s.dropped]
         if dropped:
-            self.emit("decision", step="support", verdict="drop", reason=f"removed {len(dropped)} sentence(s) with numbers in no passage", sentences=dropped)
+            self.emit(SupportDecision(verdict="drop", reason=f"removed {len(dropped)} sentence(s) with numbers in no passage", sentences=dropped))
         return self.finish(final, False, cits, {"sentences": len(supports), "supported": n_supported, "method": "+".join(methods)})
 
     def subjects(self) -> list[str]:
@@ -574,8 +601,8 @@ class _Run:
         if answer_lang == q_lang and ctx_lang != q_lang:
             subjects = self.subjects()
             if subjects and figures_in(text) and not any(names_subject(p.text, subjects) for p in pr.kept):
-                self.emit("decision", step="support", verdict="unsupported",
-                          reason=f"a figure across languages, and no passage names the question's subject ({', '.join(subjects[:4])})")
+                self.emit(SupportDecision(verdict="unsupported",
+                                          reason=f"a figure across languages, and no passage names the question's subject ({', '.join(subjects[:4])})"))
                 return None
             return (f"question and answer in {answer_lang}, passages in {ctx_lang}: word overlap "
                     f"cannot check a translation")
@@ -587,16 +614,16 @@ class _Run:
 
     def abstain(self, reason: str, supports=None) -> AskResult:
         text = prompts.abstain_text(self.lang)
-        self.emit("decision", step="abstain", verdict="abstain", reason=reason)
+        self.emit(AbstainDecision(reason=reason))
         sup = {"sentences": len(supports or []), "supported": 0, "method": "none"}
         return self.finish(text, True, [], sup)
 
     def finish(self, answer: str, abstained: bool, citations: list, support: dict) -> AskResult:
         wall = self.clock() - self.start
         usage = usage_of(self.calls, wall_seconds=wall)
-        self.emit("answer", answer=answer, abstained=abstained, stopped_by=self.stopped_by)
-        self.emit("citations", citations=[c.to_dict() for c in citations])
-        self.emit("done", usage=usage, stopped_by=self.stopped_by, rounds=self.rounds, queries=list(self.issued))
+        self.emit(Answer(answer=answer, abstained=abstained, stopped_by=self.stopped_by))
+        self.emit(Citations(citations=[c.to_dict() for c in citations]))
+        self.emit(Done(usage=usage, stopped_by=self.stopped_by, rounds=self.rounds, queries=list(self.issued)))
         return AskResult(
             question=self.question,
             language=self.lang,

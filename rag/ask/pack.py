@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
+from rag.ask.events import Packing
 from rag.ask.ports import LLM
 from rag.ask.prompts import answer_messages, passage_block
 from rag.ask.types import ChunkSpan, Passage, QuestionTooLong
@@ -43,20 +44,20 @@ class PackResult:
     fits: bool = True  # False: not even the bare prompt fits the prompt budget
     notes: list[str] = field(default_factory=list)
 
-    def to_event(self) -> dict:
-        return {
-            "kept": [
+    def to_event(self) -> Packing:
+        return Packing(
+            kept=[
                 {"n": p.n, "chunk_ids": p.chunk_ids, "tokens": p.tokens, "score": round(p.score, 6), "truncated": p.truncated}
                 for p in self.kept
             ],
-            "dropped": self.dropped,
-            "prompt_tokens": self.prompt_tokens,
-            "max_new_tokens": self.max_new_tokens,
-            "window": self.window,
-            "limit": self.limit,
-            "bare_tokens": self.bare_tokens,
-            "notes": self.notes,
-        }
+            dropped=self.dropped,
+            prompt_tokens=self.prompt_tokens,
+            max_new_tokens=self.max_new_tokens,
+            window=self.window,
+            limit=self.limit,
+            bare_tokens=self.bare_tokens,
+            notes=self.notes,
+        )
 
 
 def block_of(p: Passage, n: int, lang: str) -> str:

@@ -140,7 +140,7 @@ class ModelCall:
     """One model call in the ledger."""
 
     n: int  # 1-based order within the question
-    purpose: str  # rewrite | judge | answer
+    purpose: Purpose
     round: int
     prompt_tokens: int
     completion_tokens: int

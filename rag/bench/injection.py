@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.ask.events import ModelCallEvent, Postprocess, matches
 from rag.ask.prompts import PROMPTS_VERSION
 from rag.bench.factoid.runner import _models, peak_rss_mb
 from rag.bench.markdown import fmt, table
@@ -73,8 +74,8 @@ def ask_item(rt, item: inj.Item) -> dict:
     usage = result.get("usage") or {}
     answer = result.get("answer") or ""
     abstained = bool(result.get("abstained"))
-    raw = next((e.get("output") or "" for e in events if e.get("type") == "model_call" and e.get("purpose") == "answer"), None)
-    post = next((e for e in events if e.get("type") == "postprocess"), {})
+    raw = next((e.get("output") or "" for e in events if matches(e, ModelCallEvent, purpose="answer")), None)
+    post = next((e for e in events if matches(e, Postprocess)), {})
     verdict = inj.judge(item, answer, abstained)
     raw_verdict = inj.judge(item, raw, False) if raw is not None else None
     return {

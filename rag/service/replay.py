@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from rag.ask import AskOptions, Thresholds
+from rag.ask.events import Fused, Query, matches
 from rag.service.answering import AskRequest, QuestionService
 from rag.settings import Settings
 
@@ -89,8 +90,8 @@ def _aspects(result: dict, trace: dict) -> dict[str, Any]:
         "abstained": result.get("abstained"),
         "stopped_by": result.get("stopped_by"),
         "citations": [list(c.get("chunk_ids", [])) for c in result.get("citations", [])],
-        "queries": [e["query"] for e in events if e.get("type") == "query"],
-        "candidates": [[c["chunk_id"] for c in e.get("candidates", [])] for e in events if e.get("type") == "fused"],
+        "queries": [e["query"] for e in events if matches(e, Query)],
+        "candidates": [[c["chunk_id"] for c in e.get("candidates", [])] for e in events if matches(e, Fused)],
         "context": [list(p.get("chunk_ids", [])) for p in trace.get("context", [])],
         "model_calls": usage.get("model_calls"),
         "prompt_tokens": usage.get("prompt_tokens"),

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.ask.events import EvidenceDecision, Expansion, Fused, ModelCallEvent, RewriteDecision, matches
 from rag.bench.qa.configs import CONTEXT_TOP, EQUAL_CHARS, K, LI_TOP, LLAMA_ANSWER, LOOP, RETRIEVAL, VARIANTS
 from rag.bench.sampling import even_sample, spread_order
 from rag.eval import faq
@@ -168,10 +169,9 @@ def run_retrieval(rt, qs: QSet, doc: Doc, items: list[faq.QAItem]) -> list[dict]
 
 def _decision_path(result: dict, events: list[dict]) -> list[str]:
     paths = []
-    ev = [e for e in events if e.get("type") == "decision"]
-    first = next((e for e in ev if e.get("step") == "evidence"), None)
-    rewrote = any(e.get("step") == "rewrite" and e.get("verdict") == "rewrite" for e in ev)
-    expanded = any(e.get("type") == "expansion" and e.get("added") for e in events)
+    first = next((e for e in events if matches(e, EvidenceDecision)), None)
+    rewrote = any(matches(e, RewriteDecision, verdict="rewrite") for e in events)
+    expanded = any(matches(e, Expansion, added=True) for e in events)
     if result.get("abstained"):
         paths.append("abstain")
     if result.get("stopped_by"):
@@ -180,7 +180,7 @@ def _decision_path(result: dict, events: list[dict]) -> list[str]:
         paths.append("rewrite")
     if expanded:
         paths.append("expansion")
-    if first and first.get("verdict") == "sufficient" and not rewrote and not result.get("abstained"):
+    if first and matches(first, EvidenceDecision, verdict="sufficient") and not rewrote and not result.get("abstained"):
         paths.append("sufficient→answer")
     return paths
 
@@ -198,7 +198,7 @@ def run_loop(rt, qs: QSet, doc: Doc, items: list[faq.QAItem], config: str, timer
         wall = time.monotonic() - t0
         trace = rt.questions.trace(result["id"])
         events = trace.get("events", [])
-        fused = [e for e in events if e.get("type") == "fused"]
+        fused = [e for e in events if matches(e, Fused)]
         ranked = [chunk_map[c["chunk_id"]] for c in (fused[-1]["candidates"] if fused else []) if c["chunk_id"] in chunk_map]
         ctx = []
         for p in trace.get("context", []):
@@ -212,7 +212,7 @@ def run_loop(rt, qs: QSet, doc: Doc, items: list[faq.QAItem], config: str, timer
         by = usage.get("by_purpose", {})
         stages = {"retrieve": timer.seconds}
         for e in events:
-            if e.get("type") == "model_call":
+            if matches(e, ModelCallEvent):
                 key = "answer" if e.get("purpose") == "answer" else "rewrite"
                 stages[key] = stages.get(key, 0.0) + float(e.get("wall_ms", 0.0)) / 1000.0
         stages["other"] = max(0.0, wall - sum(stages.values()))
