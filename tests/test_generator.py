@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from rag.models.generator import Completion, Generator, _find_stop, _safe_length
+from rag.models.completion import Completion
+from rag.models.generator import Generator
 from tests.generator_contract import assert_calls_serialised
 
 SECRET = [{"role": "user", "content": "The secret code is 4721.\n\nWhat is the secret code?"}]
@@ -173,23 +174,6 @@ def test_build_refuses_a_non_empty_folder(tmp_path):
 def test_unknown_mode_is_refused(small_generator_dir):
     with pytest.raises(ValueError):
         Generator.load(small_generator_dir, mode="fp8", model_id="x")  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------- streaming helpers (no model)
-
-
-def test_safe_length_holds_back_partial_characters_and_stop_prefixes():
-    assert _safe_length("abc", []) == 3
-    assert _safe_length("ab\ufffd", []) == 2
-    assert _safe_length("hello wor", ["world"]) == len("hello ")
-    assert _safe_length("hello w", ["xyz", "world"]) == len("hello ")
-    assert _safe_length("hello", ["\n\n"]) == 5
-    assert _safe_length("hello\n", ["\n\n"]) == 5
-
-
-def test_find_stop_earliest_match():
-    assert _find_stop("abc END def STOP", ["STOP", "END"], 0) == 4
-    assert _find_stop("abc", ["x"], 0) is None
 
 
 # ---------------------------------------------------------------- the Qwen 0.5B model (slow; the default 1.5B: tests/test_llamacpp.py)

@@ -15,7 +15,7 @@ import pytest
 
 from rag.errors import ModelChecksumError, ModelError
 from rag.models import cache
-from rag.models.generator import Completion
+from rag.models.completion import Completion
 from rag.models.llamacpp import LlamaCppGenerator
 from rag.models.registry import REGISTRY
 from tests.generator_contract import assert_calls_serialised
@@ -39,7 +39,7 @@ def gen(smol_dir):
 
 def _server_usage(gen, messages, max_tokens):
     """The same request, non-streamed, straight to llama.cpp: its own usage and text."""
-    r = gen.server.handle_completions({"prompt": gen.render(messages), "max_tokens": max_tokens,
+    r = gen.engine.handle_completions({"prompt": gen.render(messages), "max_tokens": max_tokens,
                                        "temperature": 0.0, "top_k": 1, "seed": 0})
     return r["usage"], r["choices"][0]["text"]
 
@@ -191,7 +191,7 @@ def test_stop_string_ends_generation_and_is_not_streamed(gen):
 
 
 def _server_usage_with_stop(gen, messages, max_tokens, stop):
-    r = gen.server.handle_completions({"prompt": gen.render(messages), "max_tokens": max_tokens, "stop": [stop],
+    r = gen.engine.handle_completions({"prompt": gen.render(messages), "max_tokens": max_tokens, "stop": [stop],
                                        "temperature": 0.0, "top_k": 1, "seed": 0})
     return r["usage"], r["choices"][0]["text"]
 

@@ -30,7 +30,7 @@ from rag.store.files import fsync_dir, write_atomic
 
 MANIFEST = "manifest.json"
 GGUF_FILE = "model.gguf"  # the llamacpp folder's model file
-RUNTIMES = ("transformers", "llamacpp")
+RUNTIMES = ("transformers", "llamacpp")  # the folder variants; `rag.models.runtimes` names the one each generator runtime loads
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,14 @@ streamer thread). That keeps everything the service needs in one place and exact
 
 * greedy argmax, so the same prompt gives the same answer on the same machine and mode;
 * the prompt is run once ("prefill", only the last position's logits computed), then one token per step;
-* text is streamed to `on_token` as soon as it is safe: never half a UTF-8 character (byte-level BPE
-  splits CJK characters across tokens) and never the beginning of a stop string that may complete;
+* text is streamed to `on_token` as soon as it is safe (`rag.models.completion.TextStream`: the whole
+  token list is decoded each step, so a CJK character split across tokens is held back until complete);
 * the deadline and stop strings are checked between steps, so a call ends at most one decode step
   (~0.1 s) after its deadline, or after the prefill if the deadline passes during it.
 
 Thread-safety: one `Generator` runs one generation at a time. `generate` takes an internal lock, so
 concurrent callers queue (they do not interleave); the tokenizer helpers (`count_tokens`, `render`,
-`prompt_tokens`) do not take the lock and are safe to call at any time.
+`prompt_tokens`, `rag.models.chat_tokens`) do not take the lock and are safe to call at any time.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 from rag import offline as _offline  # noqa: F401  (must run before transformers is imported)
 from rag.errors import ModelError
+from rag.models.chat_tokens import ChatTokenizer
+from rag.models.completion import BaseGenerator, Completion, TextStream, check_fit
 
 Mode = Literal["fp32", "int8-dynamic", "bf16"]
-StoppedBy = Literal["eos", "max_tokens", "stop", "deadline"]
 MODES: tuple[str, ...] = ("fp32", "int8-dynamic", "bf16")
 
 
@@ -56,19 +56,6 @@ def resolve_mode(mode: str, cpuinfo: str | None = None) -> str:
     return mode
 
 
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int  # tokens the model produced, including a final end-of-turn token
-    cached_prompt_tokens: int  # prompt tokens served from a reused KV prefix; always 0 (no prefix reuse)
-    wall_ms: float  # whole call: tokenisation, prefill, decode
-    prefill_ms: float
-    model_id: str
-    stopped_by: StoppedBy
-    runtime: str = "transformers"  # which generator class produced it: "transformers" or "llamacpp"
-
-
 def quantize_int8_dynamic(model):
     """Replace every `nn.Linear` with a dynamically quantized int8 one (per-output-channel weight scales).
 
@@ -92,14 +79,15 @@ def quantize_int8_dynamic(model):
         return quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8, inplace=True)
 
 
-class Generator:
+class Generator(BaseGenerator):
     """A loaded causal LM and its tokenizer. Build with `Generator.load(folder, ...)`."""
 
     runtime = "transformers"
 
-    def __init__(self, model, tokenizer, *, model_id: str, mode: Mode = "fp32", threads: int = 0):
+    def __init__(self, model, tokens: ChatTokenizer, *, model_id: str, mode: Mode = "fp32", threads: int = 0):
         self.model = model
-        self.tokenizer = tokenizer
+        self.tokens = tokens
+        self.tokenizer = tokens.tokenizer
         self.model_id = model_id
         self.mode = mode
         self.threads = threads
@@ -107,6 +95,14 @@ class Generator:
         self._eos_ids = self._find_eos_ids()
 
     # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def from_settings(cls, settings, where: Path | str) -> tuple["Generator", dict]:
+        """The generator in `RAG_GENERATOR_MODE` (`auto` resolved here), and its status details."""
+        mode = resolve_mode(settings.generator_mode)
+        gen = cls.load(Path(where), mode=mode, threads=settings.threads, model_id=settings.generator)
+        return gen, {"runtime": cls.runtime, "mode": mode, "mode_setting": settings.generator_mode,
+                     "context_length": gen.context_length}
 
     @classmethod
     def load(cls, folder: Path, *, mode: Mode = "fp32", threads: int = 0, model_id: str) -> "Generator":
@@ -140,9 +136,7 @@ class Generator:
         model.eval()
         if mode == "int8-dynamic":
             model = quantize_int8_dynamic(model)
-        if not getattr(tokenizer, "chat_template", None):
-            raise ModelError(f"{folder}: the tokenizer has no chat template")
-        return cls(model, tokenizer, model_id=model_id, mode=mode, threads=n)
+        return cls(model, ChatTokenizer(tokenizer, folder), model_id=model_id, mode=mode, threads=n)
 
     def _find_eos_ids(self) -> frozenset[int]:
         ids: set[int] = set()
@@ -153,95 +147,38 @@ class Generator:
             ids.update(source if isinstance(source, (list, tuple)) else [source])
         return frozenset(int(i) for i in ids)
 
-    # ---------------------------------------------------------------- tokens
-
     @property
     def context_length(self) -> int:
         """Longest sequence (prompt + answer) the model was trained for."""
         return int(self.model.config.max_position_embeddings)
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def count_tokens(self, text: str) -> int:
-        """Exact number of this generator's tokens in `text` (no special tokens added)."""
-        return len(self._encode(text))
-
-    def render(self, messages: list[dict]) -> str:
-        """The prompt text the model sees: chat template applied, assistant turn opened."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def prompt_tokens(self, messages: list[dict]) -> int:
-        """Exact number of tokens `generate(messages)` will feed the model."""
-        return len(self._encode(self.render(messages)))
-
     # ---------------------------------------------------------------- generation
 
-    def generate(
-        self,
-        messages: list[dict],
-        *,
-        max_new_tokens: int,
-        stop: list[str] | None = None,
-        on_token: Callable[[str], None] | None = None,
-        deadline: float | None = None,
-    ) -> Completion:
-        """Greedy completion of `messages`. `deadline` is a `time.monotonic()` value.
-
-        `on_token` receives text pieces whose concatenation is exactly `Completion.text`. A stop string
-        ends generation and is not part of the text. Calls are serialised (one at a time).
-        """
+    def _complete(self, messages: list[dict], max_new_tokens: int, stream: TextStream) -> Completion:
+        """Calls are serialised (one at a time)."""
         with self._lock:
-            return self._generate(messages, max_new_tokens=max_new_tokens, stop=stop, on_token=on_token, deadline=deadline)
-
-    def _generate(self, messages, *, max_new_tokens, stop, on_token, deadline) -> Completion:
-        import torch
-
-        start = time.monotonic()
-        stops = [s for s in (stop or []) if s]
-        ids = self._encode(self.render(messages))
-        n_prompt = len(ids)
-        if n_prompt + max(max_new_tokens, 0) > self.context_length:
-            raise ModelError(
-                f"prompt ({n_prompt} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's "
-                f"context length ({self.context_length})",
-                code="context_overflow",
-                status=400,
-            )
-
-        generated: list[int] = []
-        pieces: list[str] = []  # what on_token received; their concatenation is the answer
-        emitted = 0  # characters of the decoded text already handed to on_token
-        text = ""
-        stopped_by: StoppedBy = "max_tokens"
-        prefill_ms = 0.0
-
-        def emit(upto: int) -> None:
-            nonlocal emitted
-            if upto > emitted:
-                piece = text[emitted:upto]
-                emitted = upto
-                pieces.append(piece)
-                if on_token is not None:
-                    on_token(piece)
-
-        def finish() -> Completion:
+            start = time.monotonic()
+            ids = self.tokens.encode(self.render(messages))
+            check_fit(len(ids), max_new_tokens, self.context_length)
+            generated: list[int] = []
+            prefill_ms = 0.0
+            if not stream.ends_before_start(max_new_tokens):
+                prefill_ms = self._decode(ids, max_new_tokens, generated, stream)
             return Completion(
-                text="".join(pieces),
-                prompt_tokens=n_prompt,
+                text=stream.output,
+                prompt_tokens=len(ids),
                 completion_tokens=len(generated),
-                cached_prompt_tokens=0,
+                cached_prompt_tokens=0,  # no prefix reuse: every call runs its whole prompt
                 wall_ms=(time.monotonic() - start) * 1000.0,
                 prefill_ms=prefill_ms,
                 model_id=self.model_id,
-                stopped_by=stopped_by,
+                stopped_by=stream.stopped_by,
+                runtime=self.runtime,
             )
 
-        if max_new_tokens <= 0:
-            return finish()
-        if deadline is not None and time.monotonic() >= deadline:
-            stopped_by = "deadline"
-            return finish()
+    def _decode(self, ids: list[int], max_new_tokens: int, generated: list[int], stream: TextStream) -> float:
+        """Greedy decoding of the prompt `ids` into `generated` and `stream`; returns the prefill's ms."""
+        import torch
 
         with torch.inference_mode():
             t0 = time.monotonic()
@@ -256,25 +193,19 @@ class Generator:
             while True:
                 generated.append(next_id)
                 if next_id in self._eos_ids:
-                    stopped_by = "eos"
+                    stream.stopped_by = "eos"
                     break
                 text = self.tokenizer.decode(
                     [t for t in generated if t not in self._eos_ids],
                     skip_special_tokens=True,
                     clean_up_tokenization_spaces=False,
                 )
-                hit = _find_stop(text, stops, emitted)
-                if hit is not None:
-                    text = text[:hit]
-                    emit(len(text))
-                    stopped_by = "stop"
+                if stream.set_text(text):
                     break
-                emit(_safe_length(text, stops))
                 if len(generated) >= max_new_tokens:
-                    stopped_by = "max_tokens"
+                    stream.stopped_by = "max_tokens"
                     break
-                if deadline is not None and time.monotonic() >= deadline:
-                    stopped_by = "deadline"
+                if stream.past_deadline():
                     break
                 out = self.model(
                     input_ids=torch.tensor([[next_id]], dtype=torch.long),
@@ -284,29 +215,5 @@ class Generator:
                 past = out.past_key_values
                 next_id = int(out.logits[0, -1].argmax())
         del past
-        emit(len(text))  # flush what was held back (a stop-string prefix that never completed)
-        return finish()
-
-
-def _find_stop(text: str, stops: list[str], emitted: int) -> int | None:
-    """Index of the earliest stop string in `text`, searching only where a new match can start."""
-    best: int | None = None
-    for s in stops:
-        i = text.find(s, max(0, emitted - len(s) + 1))
-        if i != -1 and (best is None or i < best):
-            best = i
-    return best
-
-
-def _safe_length(text: str, stops: list[str]) -> int:
-    """How much of `text` can be streamed now: not a trailing partial character, not a possible stop prefix."""
-    end = len(text)
-    while end > 0 and text[end - 1] == "\ufffd":  # an incomplete UTF-8 sequence decodes to U+FFFD
-        end -= 1
-    hold = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, end), 0, -1):
-            if text.endswith(s[:k], 0, end):
-                hold = max(hold, k)
-                break
-    return end - hold
+        stream.flush()
+        return prefill_ms

@@ -1,12 +1,13 @@
 """The answering model run by llama.cpp (through xllamacpp): the packaged GGUF as shipped, no dequantized copy.
 
 `LlamaCppGenerator` has the interface of `rag.models.generator.Generator` that the rest of the service
-uses (`model_id`, `mode`, `runtime`, `context_length`, `count_tokens`, `render`, `prompt_tokens`,
+uses (`model_id`, `mode`, `runtime`, `server`, `context_length`, `count_tokens`, `render`, `prompt_tokens`,
 `generate`), with the same guarantees:
 
 * prompts: `render()` applies the model's chat template with the tokenizer transformers reads from the
-  GGUF (saved in the prepared folder), and that exact text is sent to llama.cpp's completion endpoint
-  (`handle_completions`, raw prompt, no server-side template). llama.cpp tokenizes it itself; the
+  GGUF (saved in the prepared folder; the same `rag.models.chat_tokens.ChatTokenizer` as `Generator`,
+  so both runtimes render the same prompt text and count tokens the same way), and that exact text is
+  sent to llama.cpp's completion endpoint (`handle_completions`, raw prompt, no server-side template). llama.cpp tokenizes it itself; the
   tests check its `usage.prompt_tokens` equals `prompt_tokens()` (Chinese and English), so the packing
   loop's predictions hold;
 * greedy: temperature 0, top_k 1, a fixed seed; same prompt, same answer on the same machine;
@@ -15,10 +16,11 @@ uses (`model_id`, `mode`, `runtime`, `context_length`, `count_tokens`, `render`,
   `timings.cache_n` (llama.cpp reuses the KV cache of the longest shared prefix with the previous call);
 * streaming: the completion is always streamed (`stream: true`); `on_token` gets pieces whose
   concatenation is exactly `Completion.text`. llama.cpp never sends half a UTF-8 character;
-* stop strings are matched here, not by llama.cpp: its streaming drops text it held back as a possible
-  stop-string prefix when generation then ends by length (checked: 10 tokens with a stop string equal
-  to the last word + "zzz" streamed one word short). Matching here reuses `Generator`'s helpers, so both
-  runtimes stop at the same place and never stream the beginning of a stop string;
+* stop strings are matched here (`rag.models.completion.TextStream`), not by llama.cpp: its streaming
+  drops text it held back as a possible stop-string prefix when generation then ends by length (checked:
+  10 tokens with a stop string equal to the last word + "zzz" streamed one word short). Matching with
+  the same stream as `Generator` makes both runtimes stop at the same place and never stream the
+  beginning of a stop string;
 * ending early: xllamacpp calls our Python callback once per streamed chunk, in the calling thread,
   and a callback that returns True ends the stream; the server then cancels the request (its response
   reader is dropped), so the next call does not wait for it. A stop string or the deadline ends the
@@ -34,7 +36,7 @@ Context: llama.cpp allocates the KV cache for `n_ctx` tokens at load. The GGUF's
 32,768 tokens for Qwen2.5 (1.5B: 28 layers x 2 KV heads x 128 x K+V x f16 = 28 KiB a token, 0.9 GiB at
 32k). The service never uses more than `RAG_CONTEXT_WINDOW` (2,048 by default), so `n_ctx` defaults to
 min(trained context, 4,096): the default window twice over, 112 MiB of KV cache for the 1.5B model.
-The loader raises it to `RAG_CONTEXT_WINDOW` when that is larger. `context_length` reports `n_ctx`
+`from_settings` raises it to `RAG_CONTEXT_WINDOW` when that is larger. `context_length` reports `n_ctx`
 (what this instance can hold), so the packing loop's window is never larger than the real one.
 """
 
@@ -45,11 +47,11 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 from rag import offline as _offline  # noqa: F401  (must run before transformers is imported)
 from rag.errors import ModelError
-from rag.models.generator import Completion, Generator, StoppedBy, _find_stop, _safe_length
+from rag.models.chat_tokens import ChatTokenizer
+from rag.models.completion import BaseGenerator, Completion, TextStream, check_fit
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,12 @@ DEFAULT_MAX_CTX = 4096
 # Flash attention and KV cache type names accepted by `load(...)` and the bench.
 FLASH_ATTN = ("auto", "on", "off")
 KV_TYPES = ("f16", "q8_0", "bf16", "f32")
+
+
+def llamacpp_n_ctx(settings) -> int:
+    """llama.cpp's KV cache size: 4,096 tokens (twice the default window), or the window if larger;
+    the generator caps it at the model's trained context."""
+    return max(DEFAULT_MAX_CTX, settings.context_window)
 
 
 def _file_type_name(file_type: int | None) -> str:
@@ -72,15 +80,16 @@ def _file_type_name(file_type: int | None) -> str:
         return f"gguf-ftype{file_type}"
 
 
-class LlamaCppGenerator:
+class LlamaCppGenerator(BaseGenerator):
     """A GGUF served in-process by llama.cpp, plus the tokenizer read from the same GGUF."""
 
     runtime = "llamacpp"
 
-    def __init__(self, server, tokenizer, *, model_id: str, context_length: int, trained_context_length: int,
-                 threads: int, mode: str, params: dict):
-        self.server = server
-        self.tokenizer = tokenizer
+    def __init__(self, engine, tokens: ChatTokenizer, *, model_id: str, context_length: int,
+                 trained_context_length: int, threads: int, mode: str, params: dict):
+        self.engine = engine  # the xllamacpp.Server (llama.cpp's server loop, in this process)
+        self.tokens = tokens
+        self.tokenizer = tokens.tokenizer
         self.model_id = model_id
         self.mode = mode
         self.threads = threads
@@ -90,6 +99,18 @@ class LlamaCppGenerator:
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- loading
+
+    @classmethod
+    def from_settings(cls, settings, where: Path | str) -> tuple["LlamaCppGenerator", dict]:
+        """The generator with `n_ctx` from `llamacpp_n_ctx`, and its status details."""
+        if not Path(where).exists():
+            raise ModelError(f"generator {settings.generator!r}: the llamacpp runtime needs a registry name, a "
+                             "prepared llamacpp folder or a .gguf file", code="model_not_found")
+        gen = cls.load(Path(where), model_id=settings.generator, threads=settings.threads,
+                       n_ctx=llamacpp_n_ctx(settings))
+        return gen, {"runtime": cls.runtime, "mode": gen.mode, "mode_setting": None,
+                     "context_length": gen.context_length, "trained_context_length": gen.trained_context_length,
+                     "llamacpp": gen.params}
 
     @classmethod
     def load(
@@ -118,15 +139,12 @@ class LlamaCppGenerator:
         --llamacpp-sweep`).
         """
         import xllamacpp as xlc
-        from transformers import AutoTokenizer
 
         from rag.models.gguf_build import gguf_metadata
 
         folder = Path(folder)
-        if folder.is_file() and folder.suffix == ".gguf":
-            gguf, tok_dir, tok_kwargs = folder, folder.parent, {"gguf_file": folder.name}
-        else:
-            gguf, tok_dir, tok_kwargs = folder / GGUF_FILE, folder, {}
+        bare = folder.is_file() and folder.suffix == ".gguf"
+        gguf = folder if bare else folder / GGUF_FILE
         if not gguf.is_file():
             raise ModelError(f"{folder} is not a prepared llamacpp model folder (no {GGUF_FILE}); "
                              "run `rag models prepare NAME --runtime llamacpp`", code="model_not_prepared")
@@ -137,7 +155,7 @@ class LlamaCppGenerator:
 
         meta = None
         manifest = folder / "manifest.json"
-        if not tok_kwargs and manifest.is_file():
+        if not bare and manifest.is_file():
             import json
 
             meta = json.loads(manifest.read_text()).get("gguf")
@@ -146,12 +164,7 @@ class LlamaCppGenerator:
         trained = int(meta["context_length"])
         ctx = min(trained, DEFAULT_MAX_CTX) if not n_ctx else min(int(n_ctx), trained)
 
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), **tok_kwargs)
-        except Exception as exc:
-            raise ModelError(f"cannot load the tokenizer of {folder}: {exc}", code="model_load_failed") from exc
-        if not getattr(tokenizer, "chat_template", None):
-            raise ModelError(f"{folder}: the tokenizer has no chat template")
+        tokens = ChatTokenizer.load(folder)
 
         n = threads if threads and threads > 0 else (os.cpu_count() or 1)
         nb = threads_batch if threads_batch and threads_batch > 0 else n
@@ -183,138 +196,71 @@ class LlamaCppGenerator:
         p.endpoint_metrics = True
         p.verbosity = -1
         try:
-            server = xlc.Server(p)
+            engine = xlc.Server(p)
         except Exception as exc:  # RuntimeError("Failed to init server, ...")
             raise ModelError(f"llama.cpp cannot load {gguf}: {exc}", code="model_load_failed") from exc
         params = {"n_ctx": ctx, "threads": n, "threads_batch": nb, "n_batch": p.n_batch, "n_ubatch": p.n_ubatch,
                   "flash_attn": flash_attn, "kv_type": kv_type}
-        return cls(server, tokenizer, model_id=model_id, context_length=ctx, trained_context_length=trained,
+        return cls(engine, tokens, model_id=model_id, context_length=ctx, trained_context_length=trained,
                    threads=n, mode=_file_type_name(meta.get("file_type")), params=params)
 
     def close(self) -> None:
         """Stop the llama.cpp server loop and free the model (also happens when the object is collected)."""
         with self._lock:
-            self.server = None
-
-    # ---------------------------------------------------------------- tokens
+            self.engine = None
 
     @property
     def context_length(self) -> int:
         """Tokens (prompt + answer) this instance can hold: llama.cpp's n_ctx."""
         return self._context_length
 
-    # The very same tokenizer helpers as the transformers runtime (they only use `self.tokenizer`), so
-    # both runtimes render the same prompt text and count tokens the same way.
-    _encode = Generator._encode
-    count_tokens = Generator.count_tokens
-    render = Generator.render
-    prompt_tokens = Generator.prompt_tokens
-
     # ---------------------------------------------------------------- generation
 
-    def generate(
-        self,
-        messages: list[dict],
-        *,
-        max_new_tokens: int,
-        stop: list[str] | None = None,
-        on_token: Callable[[str], None] | None = None,
-        deadline: float | None = None,
-    ) -> Completion:
-        """Greedy completion of `messages`; same contract as `Generator.generate`."""
+    def _complete(self, messages: list[dict], max_new_tokens: int, stream: TextStream) -> Completion:
+        """Calls are serialised (one at a time), as in `Generator`."""
         with self._lock:
-            if self.server is None:
+            if self.engine is None:
                 raise ModelError(f"generator {self.model_id} is closed", code="model_closed")
-            return self._generate(messages, max_new_tokens=max_new_tokens, stop=stop, on_token=on_token, deadline=deadline)
-
-    def _generate(self, messages, *, max_new_tokens, stop, on_token, deadline) -> Completion:
-        start = time.monotonic()
-        stops = [s for s in (stop or []) if s]
-        prompt = self.render(messages)
-        n_prompt = self.count_tokens(prompt)
-        if n_prompt + max(max_new_tokens, 0) > self.context_length:
-            raise ModelError(
-                f"prompt ({n_prompt} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's "
-                f"context length ({self.context_length})",
-                code="context_overflow",
-                status=400,
-            )
-
-        st = _Stream(stops, on_token, deadline)
-        if max_new_tokens > 0 and not (deadline is not None and time.monotonic() >= deadline):
-            request = {
-                "prompt": prompt,
-                "max_tokens": int(max_new_tokens),
-                "temperature": 0.0,
-                "top_k": 1,
-                "top_p": 1.0,
-                "min_p": 0.0,
-                "seed": 0,
-                "cache_prompt": True,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-                "timings_per_token": True,
-                "return_progress": True,
-            }
-            self.server.handle_completions(request, st.on_chunk)
-            if st.error is not None:
-                raise st.error
-            st.flush()
-        elif max_new_tokens > 0:
-            st.stopped_by = "deadline"
-
-        usage, timings = st.usage or {}, st.timings or {}
-        if usage:
-            prompt_tokens = int(usage["prompt_tokens"])
-            completion_tokens = int(usage["completion_tokens"])
-        elif timings:
-            prompt_tokens = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
-            completion_tokens = int(timings.get("predicted_n", 0))
-        else:  # nothing generated (no call, or stopped during the prefill)
-            prompt_tokens, completion_tokens = n_prompt, 0
-        if prompt_tokens != n_prompt and (usage or timings.get("predicted_n")):
-            log.warning("%s: llama.cpp counted %d prompt tokens, the tokenizer %d", self.model_id, prompt_tokens, n_prompt)
-        return Completion(
-            text="".join(st.pieces),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cached_prompt_tokens=int(timings.get("cache_n", 0) or 0),
-            wall_ms=(time.monotonic() - start) * 1000.0,
-            prefill_ms=float(timings.get("prompt_ms", 0.0) or 0.0),
-            model_id=self.model_id,
-            stopped_by=st.stopped_by,
-            runtime=self.runtime,
-        )
+            start = time.monotonic()
+            prompt = self.render(messages)
+            n_prompt = self.count_tokens(prompt)
+            check_fit(n_prompt, max_new_tokens, self.context_length)
+            call = _Call(stream)
+            if not call.text.ends_before_start(max_new_tokens):
+                self.engine.handle_completions(_request(prompt, max_new_tokens), call.on_chunk)
+                if call.error is not None:
+                    raise call.error
+                call.text.flush()
+            return call.completion(self, n_prompt, start)
 
 
-class _Stream:
-    """The state of one streamed completion; `on_chunk` is the xllamacpp callback (True ends the stream)."""
+def _request(prompt: str, max_new_tokens: int) -> dict:
+    """Greedy, streamed, the prompt's KV prefix reused; per-token timings and prompt progress reported."""
+    return {
+        "prompt": prompt,
+        "max_tokens": int(max_new_tokens),
+        "temperature": 0.0,
+        "top_k": 1,
+        "top_p": 1.0,
+        "min_p": 0.0,
+        "seed": 0,
+        "cache_prompt": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "timings_per_token": True,
+        "return_progress": True,
+    }
 
-    def __init__(self, stops: list[str], on_token, deadline: float | None):
-        self.stops = stops
-        self.on_token = on_token
-        self.deadline = deadline
-        self.text = ""  # everything received
-        self.emitted = 0  # characters of `text` handed to on_token
-        self.pieces: list[str] = []
+
+class _Call:
+    """What llama.cpp streamed for one call; `on_chunk` is the xllamacpp callback (True ends the stream)."""
+
+    def __init__(self, text: TextStream):
+        self.text = text
         self.usage: dict | None = None
         self.timings: dict | None = None
-        self.stopped_by: StoppedBy = "max_tokens"
         self.error: BaseException | None = None
         self.finished = False  # llama.cpp sent a finish_reason; only usage may follow
-
-    def _emit(self, upto: int) -> None:
-        if upto > self.emitted:
-            piece = self.text[self.emitted:upto]
-            self.emitted = upto
-            self.pieces.append(piece)
-            if self.on_token is not None:
-                self.on_token(piece)
-
-    def flush(self) -> None:
-        """Hand over what was held back (a stop-string prefix that never completed)."""
-        if self.error is None:
-            self._emit(len(self.text))
 
     def on_chunk(self, chunk: dict) -> bool:
         try:
@@ -341,22 +287,36 @@ class _Stream:
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
             piece = choice.get("text") or ""
-            if piece:
-                self.text += piece
-                hit = _find_stop(self.text, self.stops, self.emitted)
-                if hit is not None:
-                    self.text = self.text[:hit]
-                    self._emit(len(self.text))
-                    self.stopped_by = "stop"
-                    return True
-                self._emit(_safe_length(self.text, self.stops))
+            if piece and self.text.append(piece):
+                return True
             reason = choice.get("finish_reason")
             if reason:
-                # no stop strings are sent to llama.cpp, so "stop" means an end-of-generation token
-                self.stopped_by = "max_tokens" if reason == "length" else "eos"
+                self.text.end(reason)
                 self.finished = True
                 return False  # let the server finish sending (usage arrives with or after this chunk)
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.stopped_by = "deadline"
-            return True
-        return False
+        return self.text.past_deadline()
+
+    def completion(self, gen: LlamaCppGenerator, n_prompt: int, start: float) -> Completion:
+        """The server's counts: `usage`, else the last per-token timings (a stream we ended), else ours."""
+        usage, timings = self.usage or {}, self.timings or {}
+        if usage:
+            prompt_tokens = int(usage["prompt_tokens"])
+            completion_tokens = int(usage["completion_tokens"])
+        elif timings:
+            prompt_tokens = int(timings.get("prompt_n", 0)) + int(timings.get("cache_n", 0))
+            completion_tokens = int(timings.get("predicted_n", 0))
+        else:  # nothing generated (no call, or stopped during the prefill)
+            prompt_tokens, completion_tokens = n_prompt, 0
+        if prompt_tokens != n_prompt and (usage or timings.get("predicted_n")):
+            log.warning("%s: llama.cpp counted %d prompt tokens, the tokenizer %d", gen.model_id, prompt_tokens, n_prompt)
+        return Completion(
+            text=self.text.output,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cached_prompt_tokens=int(timings.get("cache_n", 0) or 0),
+            wall_ms=(time.monotonic() - start) * 1000.0,
+            prefill_ms=float(timings.get("prompt_ms", 0.0) or 0.0),
+            model_id=gen.model_id,
+            stopped_by=self.text.stopped_by,
+            runtime=gen.runtime,
+        )

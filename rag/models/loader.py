@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import ModelError
-from rag.models import cache
+from rag.models import cache, runtimes
 from rag.models.embedder import Embedder
 from rag.models.registry import ModelSpec, get_spec
 from rag.settings import Settings
@@ -79,70 +79,18 @@ def _remote_embedder(settings: Settings, where, spec: ModelSpec | None, t0: floa
     return emb, status
 
 
-def generator_tokenizer_folder(settings: Settings) -> Path | None:
-    """A local folder with the tokenizer of `RAG_GENERATOR` for the openai runtime (never prepared for it:
-    the weights are not needed), or None."""
-    spec = get_spec(settings.generator)
-    if spec is not None:
-        for runtime in ("llamacpp", "transformers"):
-            if cache.is_prepared(spec, settings.models_dir, runtime):
-                return cache.prepared_path(spec, settings.models_dir, runtime)
-        return None
-    path = Path(settings.generator).expanduser()
-    return path if (path / "tokenizer_config.json").is_file() else None
-
-
-def llamacpp_n_ctx(settings: Settings) -> int:
-    """llama.cpp's KV cache size: 4,096 tokens (twice the default window), or the window if larger;
-    the generator caps it at the model's trained context."""
-    from rag.models.llamacpp import DEFAULT_MAX_CTX
-
-    return max(DEFAULT_MAX_CTX, settings.context_window)
-
-
 def load_generator(settings: Settings, *, prepare: bool = True, progress: bool = False):
-    """The generator `settings.generator_runtime` names: `Generator` (transformers), `LlamaCppGenerator` or
-    `OpenAIGenerator` (a server)."""
+    """The generator `settings.generator_runtime` names (`rag.models.runtimes`): its prepared folder resolved
+    (prepared now if allowed) when the runtime loads weights here, then the runtime's class built from it."""
     t0 = time.monotonic()
-    runtime = settings.generator_runtime
-    if runtime == "openai":
-        return _openai_generator(settings, t0)
-    where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress, runtime=runtime)
-    if runtime == "llamacpp":
-        from rag.models.llamacpp import LlamaCppGenerator
-
-        if not Path(where).exists():
-            raise ModelError(f"generator {settings.generator!r}: the llamacpp runtime needs a registry name, a "
-                             "prepared llamacpp folder or a .gguf file", code="model_not_found")
-        try:
-            gen = LlamaCppGenerator.load(Path(where), model_id=settings.generator, threads=settings.threads,
-                                         n_ctx=llamacpp_n_ctx(settings))
-        except OSError as exc:
-            raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
-        details = {"runtime": runtime, "mode": gen.mode, "mode_setting": None, "context_length": gen.context_length,
-                   "trained_context_length": gen.trained_context_length, "llamacpp": gen.params}
-    else:
-        from rag.models.generator import Generator, resolve_mode
-
-        mode = resolve_mode(settings.generator_mode)
-        try:
-            gen = Generator.load(Path(where), mode=mode, threads=settings.threads, model_id=settings.generator)
-        except OSError as exc:
-            raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
-        details = {"runtime": runtime, "mode": mode, "mode_setting": settings.generator_mode,
-                   "context_length": gen.context_length}
-    status = ModelStatus(settings.generator, "generator", str(where), True, round(time.monotonic() - t0, 2), details)
-    return gen, status
-
-
-def _openai_generator(settings: Settings, t0: float):
-    from rag.models.openai_runtime import OpenAIGenerator
-
-    folder = generator_tokenizer_folder(settings)
-    gen = OpenAIGenerator.connect(settings.generator_url, api_key=settings.generator_api_key,
-                                  model=settings.generator_model, timeout_s=settings.generator_timeout_s,
-                                  tokenizer_folder=folder)
-    details = {**gen.status(), "mode_setting": None, "tokenizer_folder": str(folder) if folder else None,
-               "max_concurrent_questions": settings.max_concurrent_questions}
-    status = ModelStatus(settings.generator, "generator", gen.base_url, True, round(time.monotonic() - t0, 2), details)
+    kind = runtimes.get(settings.generator_runtime)
+    where = None
+    if kind.folder is not None:
+        where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress, runtime=kind.folder)
+    try:
+        gen, details = kind.load(settings, where)
+    except OSError as exc:
+        raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
+    path = str(where) if kind.in_process else gen.server
+    status = ModelStatus(settings.generator, "generator", path, True, round(time.monotonic() - t0, 2), details)
     return gen, status

@@ -164,8 +164,12 @@ class QuestionService:
 
 
 def question_slots(settings: Settings, generator: LLM | None) -> int:
-    """Questions answered at once: `max_concurrent_questions` with a server runtime, else one."""
-    return settings.max_concurrent_questions if getattr(generator, "runtime", None) == "openai" else 1
+    """Questions answered at once: `max_concurrent_questions` with a runtime that serves concurrent calls
+    (a server), else one."""
+    from rag.models import runtimes
+
+    kind = runtimes.of(generator)
+    return settings.max_concurrent_questions if kind is not None and kind.concurrent else 1
 
 
 def _refuse_above(asked: dict, ceilings: dict) -> None:
