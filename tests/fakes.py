@@ -53,6 +53,7 @@ class FakeCompletion:
     model_id: str
     stopped_by: str
     runtime: str = "fake"
+    server: str = ""  # in process
 
 
 Script = str | list[str] | Callable[[list[dict]], str]
@@ -61,6 +62,7 @@ Script = str | list[str] | Callable[[list[dict]], str]
 class FakeLLM:
     mode = "fake"
     runtime = "fake"
+    server = ""  # in process
 
     def __init__(
         self,

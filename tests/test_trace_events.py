@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,11 +40,6 @@ class _SkippingRetriever(FakeRetriever):
         return "no lexical term in the query" if any(ch.isdigit() for ch in query) else None
 
 
-@dataclass(frozen=True)
-class _ServerCompletion(FakeCompletion):
-    server: str = ""
-
-
 class _ServerGone(GenerationInterrupted):
     code = "generator_unavailable"
 
@@ -54,14 +48,13 @@ class _DyingServer(FakeLLM):
     """A server runtime that goes away after its first streamed pieces: the call as far as it went."""
 
     server = "http://127.0.0.1:9/v1"
-    base_url = server
 
     def generate(self, messages, *, max_new_tokens, stop=None, on_token=None, deadline=None):
         c = super().generate(messages, max_new_tokens=max_new_tokens, stop=stop, deadline=deadline)
         if on_token is not None:
             on_token(c.text[:5])
-        partial = _ServerCompletion(c.text[:5], c.prompt_tokens, 2, 0, 12.5, 3.0, c.model_id, "eos", runtime="fake",
-                                    server=self.server)
+        partial = FakeCompletion(c.text[:5], c.prompt_tokens, 2, 0, 12.5, 3.0, c.model_id, "eos", runtime="fake",
+                                 server=self.server)
         raise _ServerGone("the model server went away", partial=partial)
 
 
@@ -70,7 +63,6 @@ class _StreamBreaks(FakeLLM):
     gone that cannot tell what the call cost): the loop records the call from the streamed text."""
 
     server = "http://127.0.0.1:9/v1"
-    base_url = server
     error: Callable[[], BaseException] = staticmethod(lambda: RuntimeError("simulated generator failure"))
 
     def generate(self, messages, *, max_new_tokens, stop=None, on_token=None, deadline=None):

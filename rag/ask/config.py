@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from rag.ask.types import InvalidBudget
+from rag.ask.types import StoppedBy as BudgetName
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,16 @@ class Budget:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def limit(self, name: BudgetName) -> int | float:
+        """The value of the budget called `name` (a trace names the budget that stopped something)."""
+        limits: dict[BudgetName, int | float] = {
+            "max_model_calls": self.max_model_calls,
+            "max_prompt_tokens": self.max_prompt_tokens,
+            "max_rounds": self.max_rounds,
+            "timeout_s": self.timeout_s,
+        }
+        return limits[name]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,137 @@
+"""The answer against its passages: cleaned (citation markers, links not in the passages, echoed
+instructions, captions, script), its figures completed from the passages, each sentence attributed
+(`rag.ask.cite`), and accepted with citations or refused.
+
+Word overlap cannot check every answer: an answer that translates its context, or is too short to
+judge ("可以。", "Yes."), is returned uncited (`unverified`) when the retrieval evidence was sufficient
+and no sentence was dropped for a figure in no passage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rag.ask.cite import SentenceSupport, attribute, citations_for, names_subject, render_answer, restates_question
+from rag.ask.config import AskOptions
+from rag.ask.events import Attribution, Postprocess, SupportDecision
+from rag.ask.figures import complete as complete_figures
+from rag.ask.figures import figures_in
+from rag.ask.pack import PackResult
+from rag.ask.post import (
+    is_abstention,
+    link_allowlist,
+    strip_captions,
+    strip_citation_markers,
+    strip_instructions,
+    strip_links,
+    to_question_script,
+)
+from rag.ask.question import Question
+from rag.ask.terms import KeyTerms
+from rag.ask.trace import Trace
+from rag.ask.types import Citation
+from rag.text.lang import base, detect_language
+
+
+@dataclass(frozen=True)
+class Accepted:
+    answer: str  # final: cleaned, with citation markers when the options ask for them
+    citations: list[Citation]
+    support: dict  # {"sentences", "supported", "method"}
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+    supports: list[SentenceSupport] | None = None  # the attributed sentences, when it came to that
+
+
+def subjects(question: Question, rewrite_terms: list[tuple[str, KeyTerms]]) -> list[str]:
+    """Folded names the question is about: its own entities and those of its translations."""
+    out = list(question.key_terms.entities)
+    for phrase, kt in rewrite_terms:
+        if base(detect_language(phrase)) != base(question.lang):
+            out += [e for e in kt.entities if e not in out]
+    return out
+
+
+class AnswerCheck:
+    def __init__(self, question: Question, options: AskOptions, trace: Trace):
+        self.q = question
+        self.opt = options
+        self.th = options.thresholds
+        self.trace = trace
+
+    def check(self, raw: str, pr: PackResult, *, subjects: list[str], evidence: str | None) -> Accepted | Refused:
+        """`raw`: the model's output for the packed prompt `pr`; `subjects`: see `subjects()`;
+        `evidence`: the retrieval verdict the answer was asked on."""
+        text, echoed, captions = self._clean(raw, pr)
+        if not text.strip():
+            what = "the prompt's own instructions" if echoed else "a caption or table rule" if captions else None
+            return Refused(f"the model returned only {what}" if what else "the model returned no answer text")
+        if restates_question(text, self.q.text):
+            return Refused("the model's answer only restates the question" + (" (and the prompt's instructions)" if echoed else ""))
+        supports = attribute(text, pr.kept, self.th, question=self.q.text, subjects=subjects,
+                             markers=subjects + [n for n in self.q.key_terms.numbers if n not in subjects])
+        model_abstained = False
+        for ss in supports:
+            if is_abstention(ss.text):
+                ss.supported, ss.dropped, ss.method, ss.reason = None, False, "none", "the model says the documents do not answer"
+                model_abstained = True
+        n_supported = sum(1 for s in supports if s.supported)
+        self.trace.emit(Attribution(sentences=[s.to_dict() for s in supports]))
+        if n_supported == 0:
+            if model_abstained:
+                return Refused("the model said the documents do not answer the question", supports)
+            why = self._unverifiable(text, supports, pr, subjects)
+            if why is not None and evidence == "sufficient" and not any(s.dropped for s in supports):
+                self.trace.emit(SupportDecision(verdict="unverified",
+                                                reason=f"{why}, retrieval evidence sufficient -> answer without citations"))
+                final = render_answer(text, supports, {}, markers=False)
+                return Accepted(final, [], {"sentences": len(supports), "supported": 0, "method": "unverified"})
+            return Refused(f"none of {len(supports)} answer sentence(s) is supported by the passages", supports)
+        cits, s2n = citations_for(supports, pr.kept)
+        final = render_answer(text, supports, s2n, markers=self.opt.inline_citations)
+        methods = sorted({s.method for s in supports if s.supported})
+        dropped = [s.text for s in supports if s.dropped]
+        if dropped:
+            self.trace.emit(SupportDecision(verdict="drop", reason=f"removed {len(dropped)} sentence(s) with numbers in no passage",
+                                            sentences=dropped))
+        return Accepted(final, cits, {"sentences": len(supports), "supported": n_supported, "method": "+".join(methods)})
+
+    def _clean(self, raw: str, pr: PackResult) -> tuple[str, list[str], list[str]]:
+        """(cleaned text, echoed instructions removed, captions removed); the `postprocess` event says all."""
+        text, markers = strip_citation_markers(raw)
+        allowed, untrusted = link_allowlist([p.text for p in pr.kept])
+        text, links = strip_links(text, allowed)
+        text, echoed = strip_instructions(text)
+        text, captions = strip_captions(text)
+        text, repairs = complete_figures(text, [(p.n, p.text) for p in pr.kept], self.q.lang)
+        converted = to_question_script(text, self.q.lang) if base(self.q.lang) == "zh" else text
+        script_changed = converted != text
+        text = converted
+        self.trace.emit(Postprocess(removed_markers=markers, removed_links=links, removed_instructions=echoed,
+                                    removed_captions=captions,
+                                    figures=[r.to_dict() for r in repairs],
+                                    untrusted_passages=[pr.kept[i].n for i in untrusted],
+                                    script=self.q.lang if script_changed else None))
+        return text, echoed, captions
+
+    def _unverifiable(self, text: str, supports: list[SentenceSupport], pr: PackResult, subjects: list[str]) -> str | None:
+        """Why word overlap cannot check this answer, if it cannot: the answer is a translation of the
+        context, or every sentence is too short to judge ("可以。", "stable", "Yes.")."""
+        # The language of the context as a whole: one passage of commands or package names inside a
+        # Chinese document reads as English on its own.
+        ctx_lang = base(detect_language("\n".join(p.text for p in pr.kept)))
+        answer_lang = base(detect_language(text))
+        q_lang = base(self.q.lang)
+        if answer_lang == q_lang and ctx_lang != q_lang:
+            if subjects and figures_in(text) and not any(names_subject(p.text, subjects) for p in pr.kept):
+                self.trace.emit(SupportDecision(verdict="unsupported",
+                                                reason=f"a figure across languages, and no passage names the question's subject ({', '.join(subjects[:4])})"))
+                return None
+            return (f"question and answer in {answer_lang}, passages in {ctx_lang}: word overlap "
+                    f"cannot check a translation")
+        if supports and all(s.supported is None for s in supports):
+            return "every answer sentence is too short to check by word overlap (a yes/no or one-word answer)"
+        return None
