@@ -210,11 +210,6 @@ class OpenAIGenerator(BaseGenerator):
         self.context_length = context_length
         self.timeout_s = timeout_s
 
-    @property
-    def base_url(self) -> str:
-        """The server's public base URL, the name the asking loop read before `LLM.server`."""
-        return self.server
-
     @classmethod
     def from_settings(cls, settings, where: None = None) -> tuple["OpenAIGenerator", dict]:
         """Connected to `RAG_GENERATOR_URL`, counting with the local tokenizer of `RAG_GENERATOR` if there is
