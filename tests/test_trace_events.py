@@ -279,3 +279,17 @@ def test_every_recorded_event_is_what_its_class_says(golden):
                 choices = allowed(cls, n)
                 assert choices is None or e[n] is None or e[n] in choices, (cls.__name__, n, e[n])
     assert DECISIONS and all(issubclass(c, Decision) for c in DECISIONS)
+
+
+def test_matches_reads_recorded_events_by_class_and_refuses_what_cannot_be():
+    from rag.ask.events import Decision, EvidenceDecision, ModelCallEvent, RewriteDecision, matches
+
+    evidence = {"seq": 5, "t_ms": 0.0, "type": "decision", "step": "evidence", "verdict": "weak"}
+    assert matches(evidence, Decision) and matches(evidence, EvidenceDecision, verdict="weak")
+    assert not matches(evidence, RewriteDecision) and not matches(evidence, EvidenceDecision, verdict="sufficient")
+    call = {"type": "model_call", "purpose": "answer", "output": "x"}
+    assert matches(call, ModelCallEvent, purpose="answer")  # a field of the flattened call
+    with pytest.raises(ValueError, match="one of"):
+        matches(evidence, RewriteDecision, verdict="rewrote")
+    with pytest.raises(ValueError, match="no field"):
+        matches(evidence, EvidenceDecision, verdcit="weak")

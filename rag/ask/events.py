@@ -404,8 +404,13 @@ STEPS: frozenset[str] = frozenset(c.step for c in DECISIONS)
 
 
 @functools.cache
-def hints(cls: type) -> dict[str, Any]:
+def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _wire_types(cls: type[Event]) -> dict[str, Any]:
+    return {name: tp for name, tp, _ in wire_fields(cls)}
 
 
 def allowed(cls: type[Event], name: str) -> tuple[Any, ...] | None:
@@ -419,8 +424,6 @@ def allowed(cls: type[Event], name: str) -> tuple[Any, ...] | None:
     return tuple(values) or None
 
 
-
-
 def matches(event: dict, cls: type[Event], **values: Any) -> bool:
     """Whether a recorded event (JSON) is one of `cls` with these field values. Asking for a value
     the class cannot have (a misspelt verdict) raises, so a reader cannot silently match nothing."""
@@ -432,7 +435,7 @@ def matches(event: dict, cls: type[Event], **values: Any) -> bool:
             raise ValueError(f"{cls.__name__}.{name} is one of {choices}, not {value!r}")
     if event.get("type") != cls.kind:
         return False
-    if issubclass(cls, Decision) and cls is not Decision and event.get("step") != cls.step:
+    if getattr(cls, "step", None) is not None and event.get("step") != cls.step:
         return False
     return all(event.get(name) == value for name, value in values.items())
 
@@ -441,20 +444,15 @@ def wire_fields(cls: type[Event]) -> list[tuple[str, Any, bool]]:
     """(name, type, always present) of the event's JSON in order, `seq` and `t_ms` aside: the tags
     as one-value `Literal`s, then the fields (a flattened one's own fields in its place)."""
     out: list[tuple[str, Any, bool]] = [("type", Literal[cls.kind], True)]  # type: ignore[valid-type]
-    if issubclass(cls, Decision):
+    if getattr(cls, "step", None) is not None:
         out.append(("step", Literal[cls.step], True))  # type: ignore[valid-type]
     for f in fields(cls):
         if f.metadata.get(_FLATTEN):
-            inner = hints(hints(cls)[f.name])
-            out += [(g.name, inner[g.name], True) for g in fields(hints(cls)[f.name])]
+            inner = _hints(_hints(cls)[f.name])
+            out += [(g.name, inner[g.name], True) for g in fields(_hints(cls)[f.name])]
         else:
-            out.append((f.name, hints(cls)[f.name], not f.metadata.get(_OMIT_NONE)))
+            out.append((f.name, _hints(cls)[f.name], not f.metadata.get(_OMIT_NONE)))
     return out
-
-
-@functools.cache
-def _wire_types(cls: type[Event]) -> dict[str, Any]:
-    return {name: tp for name, tp, _ in wire_fields(cls)}
 
 
 VERDICTS: dict[str, tuple[str, ...]] = {c.step: allowed(c, "verdict") or () for c in DECISIONS}
