@@ -89,10 +89,33 @@ def _stored_bodies(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
         if op is None:
             raise LookupError(f"{method.upper()} {path} is documented in STORED_BODIES but not routed")
         body = model.model_json_schema(ref_template=_REF + "{model}")
-        for name, definition in {**body.pop("$defs", {}), model.__name__: body}.items():
+        defs = body.pop("$defs", {})
+        _name_nested_unions(body, defs)
+        for name, definition in {**defs, model.__name__: body}.items():
             if schemas.setdefault(name, definition) != definition:
                 raise ValueError(f"two schemas named {name}")
         op["responses"]["200"]["content"] = {"application/json": {"schema": {"$ref": _REF + model.__name__}}}
+
+
+def _name_nested_unions(node: Any, defs: dict[str, Any]) -> None:
+    """A discriminator's mapping names schemas (ReDoc fails on anything else), but pydantic writes a
+    union nested in a discriminated union (the decisions, by `step`, inside the events, by `type`) in
+    place: each such union becomes a schema of its own, named by its title."""
+    if isinstance(node, list):
+        for item in node:
+            _name_nested_unions(item, defs)
+        return
+    if not isinstance(node, dict):
+        return
+    mapping = node.get("discriminator", {}).get("mapping", {})
+    for key, target in list(mapping.items()):
+        if isinstance(target, dict):
+            name = target["title"]
+            defs[name] = target
+            mapping[key] = _REF + name
+            node["oneOf"] = [{"$ref": _REF + name} if choice == target else choice for choice in node.get("oneOf", [])]
+    for value in list(node.values()):
+        _name_nested_unions(value, defs)
 
 
 def _operation_errors(method: str, op: dict[str, Any], schemas: dict[str, Any], settings: Settings) -> None:

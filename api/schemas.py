@@ -360,7 +360,8 @@ def _event_model(cls: type[events.Event]) -> type[BaseModel]:
 
 
 DecisionEvent = Annotated[Union[tuple(_event_model(c) for c in events.DECISIONS)],  # noqa: UP007 - built at run time
-                          Field(discriminator="step")]
+                          Field(discriminator="step", title="DecisionEvent",
+                                description="A decision of the loop with its reason; `step` says which.")]
 TraceEvent = Annotated[
     Union[(*(_event_model(c) for c in events.EVENTS if not issubclass(c, events.Decision)), DecisionEvent)],  # noqa: UP007
     Field(discriminator="type"),

@@ -65,3 +65,21 @@ def test_an_omitted_optional_key_is_valid_and_a_missing_required_one_is_not(vali
     cands = next(e for e in events if e["type"] == "candidates")
     assert "lexical_skipped" not in cands and validator.is_valid(_body([cands]))
     assert not validator.is_valid(_body([{k: v for k, v in cands.items() if k != "fused"}]))
+
+
+def test_every_discriminator_maps_to_a_named_schema(openapi):
+    """OpenAPI's `discriminator.mapping` names schemas; ReDoc fails on an inline one (the decisions'
+    union nested in the events' is given its own component)."""
+    def mappings(node):
+        if isinstance(node, dict):
+            yield from node.get("discriminator", {}).get("mapping", {}).values()
+            for value in node.values():
+                yield from mappings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from mappings(value)
+
+    targets = list(mappings(openapi))
+    assert "#/components/schemas/DecisionEvent" in targets
+    assert all(isinstance(t, str) and t.removeprefix("#/components/schemas/") in openapi["components"]["schemas"]
+               for t in targets), targets
