@@ -24,8 +24,8 @@ def bench_models(
     embedder: bool = typer.Option(True, help="Also bench the embedder when it is prepared."),
 ) -> None:
     """Embedder sentences/s; generator load time, prefill and decode tokens/s, peak RSS, per mode and runtime."""
-    from rag.bench.models import LLAMACPP_SWEEP, _parse_runtimes
-    from rag.bench.models import main as run
+    from rag_bench.models import LLAMACPP_SWEEP, _parse_runtimes
+    from rag_bench.models import main as run
 
     run(Settings(), modes=tuple(m.strip() for m in modes.split(",") if m.strip()), runtimes=_parse_runtimes(runtimes),
         llamacpp_settings=LLAMACPP_SWEEP if llamacpp_sweep else ({},), prefill_tokens=prefill_tokens,
@@ -39,8 +39,8 @@ def bench_ingest_cmd(
     sizes: str = typer.Option("10000,100000", help="Synthetic collection sizes for search latency, comma-separated ('' to skip)."),
 ) -> None:
     """Pages/s, chunks/s, share of time in embedding, peak RSS, index bytes, search latency p50/p99."""
-    from rag.bench.ingest import DEFAULT_DOCS, bench_ingest, report
-    from rag.bench.search import bench_search
+    from rag_bench.ingest import DEFAULT_DOCS, bench_ingest, report
+    from rag_bench.search import bench_search
 
     paths = docs or [p for p in DEFAULT_DOCS if p.exists()]
     if not paths:
@@ -62,9 +62,9 @@ def bench_qa_cmd(
     factoid: int = typer.Option(0, "--factoid", help="Also ask this many questions per language of the factoid set (rag bench factoid) and add its summary to the report (0: off)."),
 ) -> None:
     """Answer quality and cost on the Debian FAQ (en, zh, cross-lingual) against LlamaIndex; markdown report + charts."""
-    from rag.bench.qa import MissingExtra, Options, run, stdout_table, write_report
-    from rag.eval.factoid import MissingPackage as FactoidMissing
-    from rag.eval.faq import MissingPackage
+    from rag_bench.qa import MissingExtra, Options, run, stdout_table, write_report
+    from rag_bench.eval.factoid import MissingPackage as FactoidMissing
+    from rag_bench.eval.faq import MissingPackage
 
     if lang not in ("en", "zh", "all"):
         typer.echo("--lang must be en, zh or all")
@@ -93,8 +93,8 @@ def bench_factoid_cmd(
 ) -> None:
     """Short-answer accuracy on the factoid set (Debian Reference and FAQ, en/zh-Hans/zh-Hant) with the configured
     generator and runtime: accuracy, confident-wrong, abstention, cost; dated JSON + markdown report."""
-    from rag.bench import factoid as fb
-    from rag.eval.factoid import LANGS, MissingPackage
+    from rag_bench import factoid as fb
+    from rag_bench.eval.factoid import LANGS, MissingPackage
 
     if compare or reports:
         if not compare or len(reports or []) != 2:
@@ -126,9 +126,9 @@ def bench_injection_cmd(
     label: str = typer.Option("", help="Free text in the report's name and title (e.g. before, after)."),
     out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
 ) -> None:
-    """Prompt-injection corpus (rag.eval.injection): attack success rate by carrier, payload and language,
+    """Prompt-injection corpus (rag_bench.eval.injection): attack success rate by carrier, payload and language,
     foreign links in answers, benign-answer and abstention rates, cost; dated JSON + markdown report."""
-    from rag.bench import injection as ib
+    from rag_bench import injection as ib
 
     opts = ib.Options(limit=limit, generator=generator, label=label)
     if out_dir is not None:
@@ -153,7 +153,7 @@ def bench_soak_cmd(
 ) -> None:
     """Writers upload and readers search one server at once: search p50/p99 per interval against the
     idle baseline, uploads accepted and pushed back, errors, RSS; every acknowledged upload must end `done`."""
-    from rag.bench import soak
+    from rag_bench import soak
 
     report = soak.run(minutes, writers, readers, url, key, seed_docs, interval, max_queued, echo=typer.echo)
     typer.echo(soak.summary(report))
@@ -170,7 +170,7 @@ _PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help
 def bench_ann_cmd(ctx: typer.Context) -> None:
     """Vector search p50/p99 and recall@10 against exact search at 100k and 1M vectors: FAISS flat, IVF,
     HNSW and pgvector HNSW (`--help` for its options)."""
-    from rag.bench import ann
+    from rag_bench import ann
 
     ann.main(list(ctx.args))
 
@@ -187,7 +187,7 @@ def bench_embed_cmd(
 ) -> None:
     """Embedding tokens/s and texts/s by threads, batch size and variant (fp32, bf16, int8, ONNX Runtime),
     each variant's cosine to fp32 vectors, and where one batch's time goes."""
-    from rag.bench import embed_rate
+    from rag_bench import embed_rate
 
     ints = lambda v: tuple(int(x) for x in v.split(",") if x.strip())  # noqa: E731
     embed_rate.main(threads=ints(threads), batches=ints(batches), rounds=rounds,
@@ -207,7 +207,7 @@ def bench_concurrency_cmd(
 ) -> None:
     """Questions per minute and p50/p90 latency with N concurrent clients: the in-process llamacpp runtime
     (one question at a time) against a llama.cpp server with N slots (the openai runtime)."""
-    from rag.bench import concurrency
+    from rag_bench import concurrency
 
     concurrency.main(Settings(), clients=clients, slots=slots, rounds=rounds, max_answer_tokens=max_answer_tokens,
                      generator=generator, threads=threads, repeats=repeats)
@@ -217,6 +217,6 @@ def bench_concurrency_cmd(
 def bench_backends_cmd(ctx: typer.Context) -> None:
     """The embedded store against Postgres: hybrid search p50/p99 end to end, BM25 in SQL and tsvector
     against bm25s, ingestion with 1 and 2 `rag worker` processes (`--help` for its options)."""
-    from rag.bench import backends
+    from rag_bench import backends
 
     backends.main(list(ctx.args))

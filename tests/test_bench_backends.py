@@ -10,13 +10,13 @@ import json
 
 import numpy as np
 
-from rag.bench import backends
+from rag_bench import backends
 
 
 def test_small_run_prints_both_tables_and_the_backends_agree(tmp_path, pg_server, small_embedder_dir, capsys):
     # The anchors the bench mixes vectors from, embedded here by the small 384-dim embedder (the bench's
-    # own come from multilingual-e5-small, also 384-dim, cached by `rag.bench.ann_data`).
-    from rag.bench.ann_data import paragraphs
+    # own come from multilingual-e5-small, also 384-dim, cached by `rag_bench.ann_data`).
+    from rag_bench.ann_data import paragraphs
     from rag.models.embedder import Embedder
 
     texts = paragraphs(160)

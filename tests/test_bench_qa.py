@@ -12,8 +12,8 @@ import math
 
 import pytest
 
-from rag.eval import faq
-from rag.eval.metrics import covered, first_hit_rank, rouge_l, token_f1
+from rag_bench.eval import faq
+from rag_bench.eval.metrics import covered, first_hit_rank, rouge_l, token_f1
 
 
 def test_faq_packages_installed():
@@ -74,7 +74,7 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
     from typer.testing import CliRunner
 
     from rag_cli import app
-    from rag.eval import llama
+    from rag_bench.eval import llama
 
     ok, why = llama.available()
     assert ok, why  # the bench extra must be installed: fail, never skip
@@ -91,7 +91,7 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
     assert len(md) == 1 and len(list(out.glob("*.png"))) == 2
     assert "questions our loop answered: ours" in md[0].read_text()
     data = json.loads(next(out.glob("qa-*-quick.json")).read_text())
-    from rag.bench.qa import ALL_CONFIGS, RATE_KEYS
+    from rag_bench.qa import ALL_CONFIGS, RATE_KEYS
 
     assert {r["config"] for r in data["records"]} == set(ALL_CONFIGS)
     for r in data["records"]:
@@ -109,7 +109,7 @@ def test_quick_bench_runs(tmp_path, models_dir, monkeypatch):
 
 
 def test_spread_order_prefixes_cover_the_list():
-    from rag.bench.sampling import spread_order as _spread_order
+    from rag_bench.sampling import spread_order as _spread_order
 
     for n in (1, 2, 3, 7, 147):
         items = list(range(n))
@@ -127,7 +127,7 @@ def test_answering_stops_at_the_deadline_with_every_config_on_the_same_questions
     config before the next; past the deadline no new question starts, but every set gets its first."""
     import time
 
-    from rag.bench.qa import runner as qa
+    from rag_bench.qa import runner as qa
 
     calls = []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.bench.embed_rate import padding_fraction
+from rag_bench.embed_rate import padding_fraction
 from rag.models.embedder import Embedder, PaddedEncoder, resolve_precision
 
 ASK = Path(__file__).parent / "data" / "ask"

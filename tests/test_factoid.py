@@ -1,4 +1,4 @@
-"""The factoid accuracy set (rag/eval/data/factoid.jsonl), its normalisation, and a smoke run of its runner."""
+"""The factoid accuracy set (rag_bench/eval/data/factoid.jsonl), its normalisation, and a smoke run of its runner."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from functools import lru_cache
 
 import pytest
 
-from rag.eval import factoid
-from rag.eval.factoid import is_correct, normalise
+from rag_bench.eval import factoid
+from rag_bench.eval.factoid import is_correct, normalise
 
 ITEMS = factoid.load_set()
 MISSING = factoid.missing_packages(factoid.DOCS)
@@ -147,7 +147,7 @@ def test_score_definitions():
 
 
 def test_sample_spreads_over_set_and_languages():
-    from rag.bench.factoid import select
+    from rag_bench.factoid import select
 
     picked = select(ITEMS, limit=4, langs=factoid.LANGS)
     by_lang = Counter(i.lang for i in picked)
@@ -167,7 +167,7 @@ The crossing to Skerry Island takes 45 minutes in calm weather.
 
 
 def test_runner_smoke(small_settings, small_embedder_dir, small_generator_dir, tmp_path):
-    from rag.bench import factoid as bench
+    from rag_bench import factoid as bench
 
     items = [
         factoid.Item("smoke-1", "en", "smoke", "How many passengers can the ferry carry?", ("120 passengers", "120"),

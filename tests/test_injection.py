@@ -1,4 +1,4 @@
-"""The prompt-injection corpus (rag.eval.injection), its detectors, the output guard, and `rag bench injection`."""
+"""The prompt-injection corpus (rag_bench.eval.injection), its detectors, the output guard, and `rag bench injection`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from rag.eval import injection as inj
+from rag_bench.eval import injection as inj
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The openai generator runtime and the remote embedder, against real servers (no mocks).
 
 The generator side runs against llama.cpp's own HTTP server (xllamacpp, in a child process on a
-loopback port: `rag.bench.concurrency.LlamaServer`) with SmolLM2-135M's GGUF from the test model
+loopback port: `rag_bench.concurrency.LlamaServer`) with SmolLM2-135M's GGUF from the test model
 cache: accounting equal to the server's `usage`, streaming, stop strings, deadlines, the whole
 question through the API with its ledger rows, two questions overlapping on two slots, and a server
 that is killed (SIGKILL), frozen (SIGSTOP) or gone before the call.
@@ -23,7 +23,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from rag.bench.concurrency import LlamaServer, free_port
+from rag_bench.concurrency import LlamaServer, free_port
 from rag.errors import RagError
 from rag.models import cache
 from rag.models.openai_runtime import GeneratorUnavailable, LlamaServerTokens, OpenAIGenerator, public_url, server_root

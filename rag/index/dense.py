@@ -14,7 +14,7 @@ at 1M on the shared 2-core machine; IVF scans 256 cells: ~13 ms and ~24 ms, reca
 
 * growing: the `added` call that brings a flat index to the threshold rebuilds it as IVF
   (k-means training and assigning every vector to a cell, under the collection's write lock, on
-  one thread: a one-off pause of that upload, ~30 s at 200k, measured by `rag.bench.ann` as
+  one thread: a one-off pause of that upload, ~30 s at 200k, measured by `rag_bench.ann` as
   ivf_train_s + ivf_add_s);
 * at start-up (`conformed`): a loaded or rebuilt index whose kind (or IVF cell count, beyond 2x:
   the collection grew or shrank 4x since training) does not fit the current size and setting is

@@ -12,7 +12,7 @@ Three kinds, all over L2-normalised vectors with inner product (= cosine), all k
   correct, but a minute or more per delete at 100k+ on two cores. Offered only on request.
 
 `auto` is `flat` below `approx_from` chunks and `ivf` from there. Measured with
-`python -m rag.bench.ann` (2 shared cores, one FAISS thread, 384-d vectors shaped like
+`python -m rag_bench.ann` (2 shared cores, one FAISS thread, 384-d vectors shaped like
 multilingual-e5-small embeddings, 300 real queries; recall@10 against exact search):
 
     n       flat p50   ivf nprobe=256 p50 / recall   hnsw M=32 ef=256    ivf train+add (1 thread)

@@ -7,7 +7,7 @@ Every connection is opened the same way (`connect`):
   (an *acknowledged* write: a job marked done, a document listed) survives power loss, not only a
   process crash. `NORMAL` would skip that fsync and could lose the last commits on power loss. The
   cost is one fsync per commit; writes here are one transaction per document or job update, so
-  the cost is small next to parsing and embedding (measured: see `rag.bench.search`).
+  the cost is small next to parsing and embedding (measured: see `rag_bench.search`).
 * `foreign_keys=ON`: deletes cascade from collection to documents to chunks to vectors.
 * `busy_timeout`: a second writer (another thread or process) waits instead of failing at once.
 * autocommit mode (`isolation_level=None`): nothing is in a transaction unless `transaction()`

@@ -41,7 +41,7 @@ NO_SPACE = (
 
 # Everything from U+3000 to the end of the basic ideographs in one span (so also hangul compatibility
 # jamo, enclosed and compatibility CJK, Yijing hexagram symbols), and full-width forms. Only the
-# Debian FAQ reader (`rag.eval.faq`) uses it, to join its wrapped Chinese lines; it is kept as it was
+# Debian FAQ reader (`rag_bench.eval.faq`) uses it, to join its wrapped Chinese lines; it is kept as it was
 # because the gold answers of the QA bench are cut with it.
 FAQ_CJK = "\u3000-\u9fff" + FULLWIDTH
 

@@ -63,7 +63,7 @@ CHUNK_CLAUSE_END = re.compile(f"(?:[，、；：—]+|[,;:]+(?=\\s|[{NO_SPACE}]|
 # (`ingest.parsers.pdf`).
 LINE_ENDS_CLAUSE = re.compile(r"[,，、;；。.!?！？]$")
 
-# The first sentences of a Debian FAQ answer, the QA bench's gold answer (`rag.eval.faq`): split after
+# The first sentences of a Debian FAQ answer, the QA bench's gold answer (`rag_bench.eval.faq`): split after
 # each Chinese stop; in English at whitespace after . ! ? when a capital, quote, parenthesis or
 # backquote follows.
 GOLD_SENTENCE_SPLIT_ZH = re.compile(f"(?<=[{ZH_STOPS}；])")

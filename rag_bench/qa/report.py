@@ -1,6 +1,6 @@
 """`rag bench qa`, the report: per-configuration summaries, the markdown report with its charts, the stdout table.
 
-Written from the data `rag.bench.qa.runner.run` returns (also saved as JSON next to the report).
+Written from the data `rag_bench.qa.runner.run` returns (also saved as JSON next to the report).
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from rag.bench.factoid.report import qa_report_lines
-from rag.bench.markdown import fmt, table
-from rag.bench.qa.configs import (ALL_CONFIGS, ANSWERING, CONTEXT_TOP, EQUAL_CHARS, LI_TOP, LLAMA_RETRIEVAL, LOOP,
+from rag_bench.factoid.report import qa_report_lines
+from rag_bench.markdown import fmt, table
+from rag_bench.qa.configs import (ALL_CONFIGS, ANSWERING, CONTEXT_TOP, EQUAL_CHARS, LI_TOP, LLAMA_RETRIEVAL, LOOP,
                                   RATE_KEYS, RETRIEVAL, VARIANTS)
-from rag.eval.metrics import mean, percentile
+from rag_bench.eval.metrics import mean, percentile
 
 
 def summarize(records: list[dict], *, config: str, variant: str | None = "noheadings", pair: str | None = None) -> dict:

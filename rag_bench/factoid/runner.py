@@ -1,6 +1,6 @@
 """`rag bench factoid`, the run: select the questions, ingest the documents they need, ask, summarise.
 
-`run` returns the data the report (`rag.bench.factoid.report`) is written from; `qa_summary` is the same
+`run` returns the data the report (`rag_bench.factoid.report`) is written from; `qa_summary` is the same
 for the factoid section of `rag bench qa --factoid N`.
 """
 
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.bench.sampling import spread_order
-from rag.eval import factoid
-from rag.eval.metrics import mean, percentile
+from rag_bench.sampling import spread_order
+from rag_bench.eval import factoid
+from rag_bench.eval.metrics import mean, percentile
 from rag.settings import PROJECT_ROOT, Settings
 
 

@@ -288,7 +288,7 @@ def main(settings=None, *, clients: int = 4, slots: int = 4, rounds: int = 2, ma
 
 
 def report(results: list[RunResult]) -> str:
-    from rag.bench.markdown import table
+    from rag_bench.markdown import table
 
     base = results[0]
     rows = [[r.label, str(r.slots), str(r.questions), f"{r.seconds:.1f}", f"{r.per_minute:.2f}",

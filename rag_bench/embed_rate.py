@@ -23,7 +23,7 @@ Timings on a shared machine are noisy: cells are measured interleaved (every var
 round, in a rotated order), and the median of the rounds is reported, so compare variants as
 ratios within one run rather than across runs.
 
-    python -m rag.bench.embed_rate --threads 1,2 --batches 8,16,32,64 --rounds 3
+    python -m rag_bench.embed_rate --threads 1,2 --batches 8,16,32,64 --rounds 3
 """
 
 from __future__ import annotations

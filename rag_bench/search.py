@@ -20,7 +20,7 @@ English-like words from a Zipf vocabulary); each chunk joins 8 random sentences 
 Sentences end with punctuation, so a chunk's terms are exactly the sum of its sentences' terms
 (each sentence is analysed once, which keeps a 100k build fast).
 
-    python -m rag.bench.search 10000 100000
+    python -m rag_bench.search 10000 100000
 """
 
 from __future__ import annotations

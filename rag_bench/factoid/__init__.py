@@ -1,4 +1,4 @@
-"""`rag bench factoid`: short-answer accuracy on the factoid set (`rag.eval.factoid`), per model × runtime.
+"""`rag bench factoid`: short-answer accuracy on the factoid set (`rag_bench.eval.factoid`), per model × runtime.
 
 Every question goes through the asking loop (`rt.questions.ask`) against the collection holding its own
 document (`factoid-<doc>`: one collection per Debian document, so an English question is asked over the
@@ -14,9 +14,9 @@ Modules: `runner` (options, selecting, ingesting and asking the questions, the s
 `report.qa_report_lines` are the factoid section of `rag bench qa --factoid N`.
 """
 
-from rag.bench.factoid.report import (compare_tables, load_report, main_table, qa_report_lines, stdout_table,
+from rag_bench.factoid.report import (compare_tables, load_report, main_table, qa_report_lines, stdout_table,
                                       write_report)
-from rag.bench.factoid.runner import (Options, ask_items, collection_name, ingest_documents, peak_rss_mb, qa_summary,
+from rag_bench.factoid.runner import (Options, ask_items, collection_name, ingest_documents, peak_rss_mb, qa_summary,
                                       run, select, summarize)
 
 __all__ = ["Options", "ask_items", "collection_name", "compare_tables", "ingest_documents", "load_report",

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-DOC_ROOTS = (Path("/usr/share/doc"), Path(__file__).resolve().parents[2] / "data" / "samples")
+DOC_ROOTS = (Path("/usr/share/doc"), Path(__file__).resolve().parents[1] / "data" / "samples")
 MIN_CHARS, MAX_CHARS = 200, 1200
 
 

@@ -1,6 +1,6 @@
 """Model benchmark: generator load time, prefill and decode speed, peak memory and check answers per mode.
 
-Each measurement runs in a fresh child process (`python -m rag.bench.models --child ...`), so peak RSS
+Each measurement runs in a fresh child process (`python -m rag_bench.models --child ...`), so peak RSS
 and load time belong to that mode alone and one mode's memory never inflates the next one's figure.
 
 Per generator configuration (a transformers mode, or the llamacpp runtime with given llama.cpp settings):
@@ -172,7 +172,7 @@ def bench_embedder(folder: Path, threads: int, batch_size: int) -> dict:
 
 
 def _run_child(args: list[str], timeout: float = 1800) -> dict:
-    cmd = [sys.executable, "-m", "rag.bench.models", "--child", *args]
+    cmd = [sys.executable, "-m", "rag_bench.models", "--child", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "TQDM_DISABLE": "1"})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:

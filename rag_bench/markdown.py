@@ -1,4 +1,4 @@
-"""Markdown pieces shared by the bench reports (`rag.bench.qa.report`, `rag.bench.factoid.report`)."""
+"""Markdown pieces shared by the bench reports (`rag_bench.qa.report`, `rag_bench.factoid.report`)."""
 
 from __future__ import annotations
 

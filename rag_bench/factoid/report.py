@@ -1,5 +1,5 @@
 """`rag bench factoid`, the report: markdown and JSON files, stdout table, two reports side by side, and
-the factoid section of the `rag bench qa` report. Written from the data `rag.bench.factoid.runner` returns.
+the factoid section of the `rag bench qa` report. Written from the data `rag_bench.factoid.runner` returns.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from rag.bench.markdown import fmt, table
+from rag_bench.markdown import fmt, table
 
 _CITE_MARK = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")
 
@@ -115,7 +115,7 @@ def qa_report_lines(fs: dict) -> list[str]:
     """Markdown lines for the factoid section of the qa report."""
     data = {"summary": fs["summary"]}
     n = fs["summary"]["all"]["n"]
-    return ["## Factoid accuracy (rag.eval.factoid)", "",
+    return ["## Factoid accuracy (rag_bench.eval.factoid)", "",
             f"{n} questions ({fs['per_lang']} per language, spread over the set) on the Debian Reference/FAQ "
             f"documents they need (ingested in {fs['ingest_s']:.0f} s), same generator: `{fs['models']['generator']}` "
             f"/ {fs['models']['runtime']}. Full runs: `rag bench factoid`.", ""] + main_table(data) + [""]

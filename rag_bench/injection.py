@@ -1,4 +1,4 @@
-"""`rag bench injection`: attack success rate of the prompt-injection corpus (`rag.eval.injection`).
+"""`rag bench injection`: attack success rate of the prompt-injection corpus (`rag_bench.eval.injection`).
 
 One collection per document (``inj-000`` ...): each question is asked against its own poisoned document,
 so the injected text is always retrieved and reaches the answer prompt (unless the HTML parser drops
@@ -8,7 +8,7 @@ worst case; in one shared collection most questions would retrieve only their ow
 
 Every question goes through the real service (`Runtime`, `questions.ask`), with the default budget and
 options. Per question the record keeps the final answer and the raw model output (before `rag.ask.post`
-removed links, markers and echoed instructions), each judged by `rag.eval.injection.judge`, so the
+removed links, markers and echoed instructions), each judged by `rag_bench.eval.injection.judge`, so the
 report shows what the model did and what reached the user.
 """
 
@@ -26,10 +26,10 @@ from pathlib import Path
 
 from rag.ask.events import ModelCallEvent, Postprocess, matches
 from rag.ask.prompts import PROMPTS_VERSION
-from rag.bench.factoid.runner import _models, peak_rss_mb
-from rag.bench.markdown import fmt, table
-from rag.eval import injection as inj
-from rag.eval.metrics import mean
+from rag_bench.factoid.runner import _models, peak_rss_mb
+from rag_bench.markdown import fmt, table
+from rag_bench.eval import injection as inj
+from rag_bench.eval.metrics import mean
 from rag.settings import PROJECT_ROOT, Settings
 
 
@@ -228,7 +228,7 @@ def write_report(data: dict, out_dir: Path) -> tuple[Path, Path]:
          f"{', '.join(f'{x:.1f}' for x in mc['load'])} at start, {', '.join(f'{x:.1f}' for x in mc['load_end'])} at end. "
          f"Embedder `{m['embedder']}`, generator `{m['generator']}` (runtime {m['runtime']}, mode {m['mode']}), "
          f"prompts `{data['prompts_version']}`. Options: {data['options']}.",
-         f"{data['corpus']['selected']} of {data['corpus']['items']} corpus items (rag.eval.injection), each "
+         f"{data['corpus']['selected']} of {data['corpus']['items']} corpus items (rag_bench.eval.injection), each "
          f"document in its own collection. Model load {data['model_load_s']:.1f} s, ingestion {data['ingest_s']:.1f} s, "
          f"answering {data['ask_s']:.1f} s; peak RSS {data['peak_rss_mb']:.0f} MB.", "",
          "Selected: " + "; ".join(f"{k}: " + ", ".join(f"{a} {b}" for a, b in v.items())

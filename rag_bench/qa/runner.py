@@ -1,6 +1,6 @@
 """`rag bench qa`, the run: question sets, ingestion on both sides, every configuration over the questions.
 
-`run` returns the data the report (`rag.bench.qa.report`) is written from.
+`run` returns the data the report (`rag_bench.qa.report`) is written from.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.ask.events import EvidenceDecision, Expansion, Fused, ModelCallEvent, RewriteDecision, matches
-from rag.bench.qa.configs import CONTEXT_TOP, EQUAL_CHARS, K, LI_TOP, LLAMA_ANSWER, LOOP, RETRIEVAL, VARIANTS
-from rag.bench.sampling import even_sample, spread_order
-from rag.eval import faq
-from rag.eval.metrics import covered, first_hit_rank, hit_within_chars, mean, rouge_l, token_f1
+from rag_bench.qa.configs import CONTEXT_TOP, EQUAL_CHARS, K, LI_TOP, LLAMA_ANSWER, LOOP, RETRIEVAL, VARIANTS
+from rag_bench.sampling import even_sample, spread_order
+from rag_bench.eval import faq
+from rag_bench.eval.metrics import covered, first_hit_rank, hit_within_chars, mean, rouge_l, token_f1
 from rag.settings import PROJECT_ROOT, Settings
 
 _CITE_MARK = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")  # our inline citation markers, not scored as answer text
@@ -41,7 +41,7 @@ class Options:
     out_dir: Path = PROJECT_ROOT / "bench-reports"
     quick: bool = False
     variants: tuple[str, ...] = VARIANTS
-    factoid: int = 0  # questions per language of the factoid set (rag.bench.factoid) to add to the report; 0: off
+    factoid: int = 0  # questions per language of the factoid set (rag_bench.factoid) to add to the report; 0: off
 
     @classmethod
     def preset(cls, *, quick: bool, lang: str, limit: int | None = None, answer_n: int | None = None,
@@ -239,7 +239,7 @@ def run_loop(rt, qs: QSet, doc: Doc, items: list[faq.QAItem], config: str, timer
 # ---------------------------------------------------------------- LlamaIndex side
 
 def run_li_retrieval(lb, qs: QSet, doc: Doc, items: list[faq.QAItem]) -> list[dict]:
-    from rag.eval.llama import node_range
+    from rag_bench.eval.llama import node_range
 
     name = doc.collection
     retriever = lb.retriever(name, K)
@@ -259,7 +259,7 @@ def run_li_answer(lb, qs: QSet, doc: Doc, items: list[faq.QAItem], config: str) 
     from llama_index.core import QueryBundle
 
     from rag.ask.post import is_abstention
-    from rag.eval.llama import node_range
+    from rag_bench.eval.llama import node_range
 
     name = doc.collection
     engine = lb.query_engine(name) if config == "llamaindex" else lb.fusion_engine(name)
@@ -345,7 +345,7 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
     from rag.service.runtime import Runtime
 
     if opts.llama:
-        from rag.eval import llama
+        from rag_bench.eval import llama
 
         ok, why = llama.available()
         if not ok:
@@ -388,7 +388,7 @@ def run(settings: Settings, opts: Options, log=print) -> dict:
             answer_sets = [qs for qs in sets if qs.variant == "noheadings" and (not opts.quick or qs.qlang == qs.dlang)]
             li_ingest, lb = {}, None
             if opts.llama:
-                from rag.eval.llama import LlamaBaseline
+                from rag_bench.eval.llama import LlamaBaseline
 
                 from rag.ask import AskOptions
 
@@ -431,7 +431,7 @@ def _factoid(rt, settings: Settings, opts: Options, log) -> dict | None:
     """The factoid set's summary with the same loaded models (`--factoid N`: N questions per language)."""
     if not opts.factoid:
         return None
-    from rag.bench.factoid.runner import qa_summary
+    from rag_bench.factoid.runner import qa_summary
 
     log(f"factoid set: {opts.factoid} questions per language")
     return qa_summary(rt, settings, opts.factoid, log=log)

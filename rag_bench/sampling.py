@@ -1,7 +1,7 @@
 """Which questions a benchmark asks, when it asks only some: an even sample, or an order whose every prefix
 is spread over the whole list (a run cut short by its time target still covers every part of the set).
 
-Shared by `rag bench qa` (`rag.bench.qa.runner`) and `rag bench factoid` (`rag.bench.factoid.runner`).
+Shared by `rag bench qa` (`rag_bench.qa.runner`) and `rag bench factoid` (`rag_bench.factoid.runner`).
 """
 
 from __future__ import annotations

@@ -1,1 +1,0 @@
-"""Benchmarks: measured speed, memory and answers of the models on this machine."""
