@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or Runtime(settings)
         if runtime is None:
             rt.start()
-        if rt.settings.database_url:  # one Postgres connection per request thread: bound them together
+        if rt.shared_store:  # one Postgres connection per request thread: bound them together
             anyio.to_thread.current_default_thread_limiter().total_tokens = rt.settings.database_pool_size
         app.state.runtime = rt
         try:

@@ -46,7 +46,7 @@ def trace_cmd(
     question_id: str = typer.Argument(..., help="A question id (from `rag ask` or the API)."),
     full: bool = typer.Option(False, help="Show prompts, outputs and passages in full."),
     as_json: bool = typer.Option(False, "--json", help="Print the raw trace JSON."),
-    data_dir: Optional[Path] = data_dir_option(help=None),
+    data_dir: Optional[Path] = data_dir_option(),
 ) -> None:
     """Print a question's trace readably: queries, candidates, decisions, calls, packing, context."""
     import json
@@ -65,7 +65,7 @@ def trace_cmd(
 @cli.command()
 def replay(
     question_id: str = typer.Argument(...),
-    data_dir: Optional[Path] = data_dir_option(help=None),
+    data_dir: Optional[Path] = data_dir_option(),
 ) -> None:
     """Re-run a recorded question with its recorded budget and options; report any difference."""
     from rag.service.replay import replay as run_replay

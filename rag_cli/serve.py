@@ -50,11 +50,11 @@ def worker(
 
     # A worker has no API (no keys to check) and is itself the process to lower in priority.
     settings = settings_for(data_dir, load_generator=False, ingest_embed_process=False, auth="off")
-    if not settings.database_url:
+    runtime = Runtime(settings)
+    if not runtime.shared_store:
         raise RagError("`rag worker` needs RAG_DATABASE_URL=postgresql://...; with the embedded store, "
                        "`rag serve` runs the ingestion worker itself", code="invalid_setting")
     pin_mmap_threshold()
-    runtime = Runtime(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
