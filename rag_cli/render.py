@@ -17,6 +17,19 @@ def cost_line(usage: dict) -> str:
             f"{usage.get('completion_tokens', 0):,} completion tokens · {seconds:.1f} s")
 
 
+INCOMPLETE = {
+    "timeout_s": "cut at the question's deadline: only its whole sentences that the passages support are kept",
+    "max_answer_tokens": "cut at the answer's token limit: its unfinished last sentence is removed",
+}
+
+
+def incomplete_line(result: dict) -> str | None:
+    """A warning for an answer whose model call was cut (`complete` false), else None."""
+    if result.get("complete", True):
+        return None
+    return "incomplete answer: " + INCOMPLETE.get(result.get("incomplete_reason") or "", "the model call was cut")
+
+
 def sources(result: dict) -> list[str]:
     lines = []
     for c in result.get("citations", []):

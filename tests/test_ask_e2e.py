@@ -51,7 +51,7 @@ FACILITIES_FILES = ["bike.txt", "leave_policy.txt", "warranty.txt"]
 DESCALE_Q = "How do I descale the Brewmaster 3000 espresso machine?"
 SHIPPING_Q = "How long does standard shipping take?"
 GARAGE_Q = "How many cars fit in the company garage?"  # 1 of 4 key terms in the corpus: weak -> rewrite
-CONTRACT_KEYS = {"id", "answer", "abstained", "citations", "usage", "stopped_by"}
+CONTRACT_KEYS = {"id", "answer", "abstained", "citations", "usage", "stopped_by", "complete", "incomplete_reason"}
 CITATION_KEYS = {"n", "chunk_ids", "document_id", "filename", "page", "quote"}
 USAGE_KEYS = {"model_calls", "prompt_tokens", "completion_tokens", "seconds", "by_purpose"}
 COST_RE = re.compile(r"\d+ model calls? · [\d,]+ prompt tokens · [\d,]+ completion tokens · [\d.]+ s")
@@ -150,6 +150,11 @@ def check_contract(result: dict, trace: dict) -> None:
     """The response shape, the ledger sums, and citations inside the context inside the retrieved set."""
     assert CONTRACT_KEYS <= set(result), result.keys()
     assert USAGE_KEYS <= set(result["usage"])
+    # an answer is marked incomplete exactly when its answer call was cut, in the result and the `done` event
+    (done,) = events(trace, "done")
+    assert done["complete"] is result["complete"] is (result["incomplete_reason"] is None)
+    answer_stops = [e["stopped_by"] for e in events(trace, "model_call") if e["purpose"] == "answer"]
+    assert result["complete"] is not (answer_stops[-1:] in (["deadline"], ["max_tokens"]))
     for c in result["citations"]:
         assert CITATION_KEYS <= set(c)
         assert set(c["chunk_ids"]) <= context_ids(trace), (c, trace["context"])

@@ -215,6 +215,52 @@ def test_timeout_cuts_the_answer():
     assert res.stopped_by == "timeout_s" and res.calls[0].stopped_by == "deadline"
 
 
+def _decision(res, verdict):
+    return [e for e in events_of(res, "decision") if e.get("step") == "support" and e["verdict"] == verdict]
+
+
+def test_an_uncut_answer_is_complete():
+    res, _ = run("明长城全长多少公里？", FakeLLM({"answer": "明长城全长8851.8公里[3]。"}))
+    assert res.complete and res.incomplete_reason is None and not _decision(res, "cut")
+    done = events_of(res, "done")[0]
+    assert done["complete"] is True and "incomplete_reason" not in done
+
+
+def test_an_answer_cut_at_the_deadline_keeps_whole_supported_sentences_and_says_so():
+    # The slow generator is cut at the deadline halfway through its text: the first sentence is whole and
+    # supported, the second is an invented whole sentence, the third is unfinished.
+    clock = FakeClock()
+    text = "明长城全长8851.8公里。长城是月球上看得见的。东起鸭绿江，西至嘉峪关，" + "途经十个省份和许多地方的关口与城墙。" * 2
+    llm = FakeLLM({"answer": text}, clock=clock, seconds={"answer": 100.0})
+    res, _ = run("明长城全长多少公里？", llm, clock=clock, budget=Budget(timeout_s=60))
+    assert res.calls[0].stopped_by == "deadline" and res.stopped_by == "timeout_s"
+    assert not res.complete and res.incomplete_reason == "timeout_s" and not res.abstained
+    assert "8851.8" in res.answer and "月球" not in res.answer and "东起" not in res.answer
+    assert res.citations
+    cut = _decision(res, "cut")[0]
+    assert "长城是月球上看得见的。" in cut["sentences"] and any("东起鸭绿江" in s for s in cut["sentences"])
+    for kind in ("answer", "done"):
+        ev = events_of(res, kind)[0]
+        assert ev["complete"] is False and ev["incomplete_reason"] == "timeout_s"
+
+
+def test_an_answer_cut_before_any_whole_sentence_abstains_as_incomplete():
+    clock = FakeClock()
+    llm = FakeLLM({"answer": "明长城全长8851.8公里，东起鸭绿江，西至嘉峪关。"}, clock=clock, seconds={"answer": 100.0})
+    res, _ = run("明长城全长多少公里？", llm, clock=clock, budget=Budget(timeout_s=60))
+    assert res.abstained and not res.complete and res.incomplete_reason == "timeout_s"
+    assert "before its first sentence ended" in events_of(res, "decision")[-1]["reason"]
+
+
+def test_an_answer_cut_by_its_token_limit_drops_its_unfinished_sentence():
+    text = "Returns are allowed within 30 days of purchase with a receipt. " + "Items must be unused and in their original packaging " * 5
+    llm = FakeLLM({"answer": text})
+    res, _ = run("How many days do I have for a refund?", llm, options=AskOptions(max_answer_tokens=24, rewrite=False))
+    assert res.calls[-1].stopped_by == "max_tokens"
+    assert not res.complete and res.incomplete_reason == "max_answer_tokens" and not res.abstained
+    assert "30 days" in res.answer and "packaging" not in res.answer
+
+
 def test_max_prompt_tokens_blocks_rewrite_and_caps_the_answer_prompt():
     llm = FakeLLM({"answer": "I am not sure."})
     res, _ = run("How long do customers have to send back items?", llm, budget=Budget(max_prompt_tokens=250))

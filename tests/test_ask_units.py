@@ -235,3 +235,20 @@ def test_from_settings():
     assert Budget.from_settings(s).max_model_calls == 2
     o = AskOptions.from_settings(s, k=5)
     assert (o.context_window, o.max_answer_tokens, o.k) == (1024, 100, 5)
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("The author says that prompt injection is a risk that", ""),
+    ("Chat", ""),
+    ("明长城全长8851.8公里。东起", "明长城全长8851.8公里。"),
+    ("It is 5 days. It", "It is 5 days. "),
+    ("It is 3.14.", "It is 3.14."),
+    ("He said \"yes.\"", "He said \"yes.\""),
+    ("Steps:\n1. Install foo\n2. Run", "Steps:\n1. Install foo\n"),
+    ("第一步：安装。\n2、运行", "第一步：安装。\n"),
+    ("Line one\n", "Line one\n"),
+])
+def test_unfinished_tail_of_a_cut_answer(text, kept):
+    from rag.ask.cite import unfinished_tail
+
+    assert text[: unfinished_tail(text)] == kept

@@ -35,8 +35,24 @@ from rag.ask.types import Citation, Passage
 from rag.text.fold import fold
 from rag.text.lang import base, detect_language
 from rag.text.scripts import HAN_RE, HAN_RUN_RE
-from rag.text.sentences import ANSWER_SENTENCE
+from rag.text.sentences import ANSWER_SENTENCE, ANSWER_SENTENCE_ENDED
 
+
+
+def unfinished_tail(text: str) -> int:
+    """Where the unfinished last sentence of an answer that was cut begins: `len(text)` when the last
+    sentence ended (a stop, or a line break after it), 0 when no sentence did."""
+    sents = split_sentences(text)
+    if not sents:
+        return 0
+    start, end = sents[-1]
+    if ANSWER_SENTENCE_ENDED.search(text[start:end]) or "\n" in text[end:]:
+        return len(text)
+    line = text.rfind("\n", 0, start) + 1
+    return line if _LIST_MARKER.fullmatch(text[line:start]) else start  # "2. Run" goes whole, marker too
+
+
+_LIST_MARKER = re.compile(r"\s*(?:[-*•·]|\d{1,3}[.)、]|[（(]?\d{1,3}[)）])?\s*")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

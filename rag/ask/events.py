@@ -24,7 +24,9 @@ from rag.ask.types import StoppedBy as BudgetName
 EvidenceVerdict = Literal["sufficient", "weak", "inconclusive", "absent", "empty"]
 JudgeVerdict = Literal["judge", "skip", "sufficient", "incomplete", "weak", "unparsed"]
 RewriteVerdict = Literal["rewrite", "skip", "stop"]
-SupportVerdict = Literal["unverified", "unsupported", "drop"]
+SupportVerdict = Literal["unverified", "unsupported", "drop", "cut"]
+# Why an answer is not whole: the answer call ended by the question's deadline or by its token limit.
+IncompleteReason = Literal["timeout_s", "max_answer_tokens"]
 AbstainVerdict = Literal["abstain"]
 QueryOrigin = Literal["question", "rewrite"]
 RewriteMode = Literal["translate", "keywords"]
@@ -219,7 +221,8 @@ class RewriteDecision(Decision):
 
 @dataclass(frozen=True, kw_only=True)
 class SupportDecision(Decision):
-    """`sentences`: those removed, when the verdict is `drop`."""
+    """`sentences`: those removed, when the verdict is `drop` (a figure in no passage) or `cut` (the
+    answer call was cut: its unfinished last sentence, and after a deadline every unsupported one)."""
 
     step = "support"
     verdict: SupportVerdict
@@ -369,6 +372,8 @@ class Answer(Event):
     answer: str
     abstained: bool
     stopped_by: BudgetName | None
+    complete: bool = True  # False: the answer call was cut, and the answer is what of it could be kept
+    incomplete_reason: IncompleteReason | None = optional()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,6 +391,8 @@ class Done(Event):
     kind = "done"
     usage: dict  # rag.ask.types.usage_of()
     stopped_by: BudgetName | None
+    complete: bool = True  # as in `Answer`
+    incomplete_reason: IncompleteReason | None = optional()
     rounds: int
     queries: list[str]
 

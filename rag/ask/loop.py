@@ -36,7 +36,17 @@ from rag.ask import prompts
 from rag.ask.budgets import BudgetGuard
 from rag.ask.calls import ModelCalls
 from rag.ask.config import AskOptions, Budget
-from rag.ask.events import AbstainDecision, Answer, Citations, Context, Done, JudgeDecision, RewriteDecision, Start
+from rag.ask.events import (
+    AbstainDecision,
+    Answer,
+    Citations,
+    Context,
+    Done,
+    IncompleteReason,
+    JudgeDecision,
+    RewriteDecision,
+    Start,
+)
 from rag.ask.evidence import Assessment
 from rag.ask.expand import build_passages, expand_passages
 from rag.ask.pack import MIN_ANSWER_TOKENS, PackResult, block_of, pack
@@ -48,7 +58,7 @@ from rag.ask.trace import Trace
 from rag.ask.types import AskError, AskResult, Citation, ModelCall, Passage, QuestionTooLong, usage_of
 from rag.ask.verify import Accepted, AnswerCheck, Refused, subjects
 
-LOOP_VERSION = "ask-loop-3"  # 2: names listed as alternatives, cross-language check on the whole context; 3: figures checked by value, instruction echoes removed, subjects across languages
+LOOP_VERSION = "ask-loop-4"  # 2: names listed as alternatives, cross-language check on the whole context; 3: figures checked by value, instruction echoes removed, subjects across languages; 4: a cut answer keeps whole (after a deadline: supported) sentences and is marked incomplete
 
 
 def ask(
@@ -103,6 +113,7 @@ class _Run:
         self.rounds = Rounds(self.q, retriever, llm, options, self.trace, self.calls, self.guard)
         self.checker = AnswerCheck(self.q, options, self.trace)
         self.context: list[dict] = []  # the passages the answering call saw
+        self.cut: IncompleteReason | None = None  # why the answer call was cut, if it was
 
     def run(self) -> AskResult:
         self.begin()
@@ -121,7 +132,8 @@ class _Run:
             return self.abstain(refusal)
         c = self.answer(pr)
         subj = subjects(self.q, self.rounds.rewrite_terms)
-        return self.conclude(self.checker.check(c.text, pr, subjects=subj, evidence=evidence.assessment.verdict))
+        return self.conclude(self.checker.check(c.text, pr, subjects=subj, evidence=evidence.assessment.verdict,
+                                                cut=self.cut))
 
     # ------------------------------------------------------------------ steps
 
@@ -230,7 +242,10 @@ class _Run:
         c = self.calls.call("answer", pr.messages, round=self.rounds.current, max_new_tokens=pr.max_new_tokens,
                             deadline=self.guard.deadline, on_token=self.on_token)
         if c.stopped_by == "deadline":
+            self.cut = "timeout_s"
             self.guard.stop("timeout_s", "the answer was cut at the deadline")
+        elif c.stopped_by == "max_tokens":
+            self.cut = "max_answer_tokens"
         return c
 
     # ------------------------------------------------------------------ endings
@@ -251,9 +266,11 @@ class _Run:
         calls = self.calls.made
         usage = usage_of(calls, wall_seconds=wall)
         stopped_by = self.guard.stopped_by
-        self.trace.emit(Answer(answer=answer, abstained=abstained, stopped_by=stopped_by))
+        whole = {"complete": self.cut is None, "incomplete_reason": self.cut}
+        self.trace.emit(Answer(answer=answer, abstained=abstained, stopped_by=stopped_by, **whole))
         self.trace.emit(Citations(citations=[c.to_dict() for c in citations]))
-        self.trace.emit(Done(usage=usage, stopped_by=stopped_by, rounds=self.rounds.current, queries=list(self.rounds.issued)))
+        self.trace.emit(Done(usage=usage, stopped_by=stopped_by, rounds=self.rounds.current, queries=list(self.rounds.issued),
+                             **whole))
         return AskResult(
             question=self.q.text,
             language=self.q.lang,
@@ -265,6 +282,7 @@ class _Run:
             calls=list(calls),
             trace={"events": self.trace.events, "context": self.context, "settings": self.settings()},
             support=support,
+            **whole,
         )
 
     def settings(self) -> dict:

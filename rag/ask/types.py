@@ -211,6 +211,8 @@ class AskResult:
     calls: list[ModelCall]
     trace: dict[str, Any] = field(default_factory=dict)  # {"events", "context", "settings"}
     support: dict = field(default_factory=dict)  # {"sentences", "supported", "method"}
+    complete: bool = True  # False: the answer call was cut (deadline or token limit); see `incomplete_reason`
+    incomplete_reason: str | None = None  # "timeout_s" | "max_answer_tokens" when not complete
 
     def to_dict(self) -> dict:
         return {
@@ -221,6 +223,8 @@ class AskResult:
             "citations": [c.to_dict() for c in self.citations],
             "usage": self.usage,
             "stopped_by": self.stopped_by,
+            "complete": self.complete,
+            "incomplete_reason": self.incomplete_reason,
             "calls": [c.to_dict() for c in self.calls],
             "support": self.support,
             "trace": self.trace,

@@ -5,15 +5,27 @@ instructions, captions, script), its figures completed from the passages, each s
 Word overlap cannot check every answer: an answer that translates its context, or is too short to
 judge ("可以。", "Yes."), is returned uncited (`unverified`) when the retrieval evidence was sufficient
 and no sentence was dropped for a figure in no passage.
+
+An answer call that was cut (`cut`: the deadline, or the answer's token limit) never passes for a whole
+answer: its unfinished last sentence is removed before attribution, and after a deadline only the
+sentences the passages support are kept (no uncited fallback); with nothing left it is refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rag.ask.cite import SentenceSupport, attribute, citations_for, names_subject, render_answer, restates_question
+from rag.ask.cite import (
+    SentenceSupport,
+    attribute,
+    citations_for,
+    names_subject,
+    render_answer,
+    restates_question,
+    unfinished_tail,
+)
 from rag.ask.config import AskOptions
-from rag.ask.events import Attribution, Postprocess, SupportDecision
+from rag.ask.events import Attribution, IncompleteReason, Postprocess, SupportDecision
 from rag.ask.figures import complete as complete_figures
 from rag.ask.figures import figures_in
 from rag.ask.pack import PackResult
@@ -62,10 +74,20 @@ class AnswerCheck:
         self.th = options.thresholds
         self.trace = trace
 
-    def check(self, raw: str, pr: PackResult, *, subjects: list[str], evidence: str | None) -> Accepted | Refused:
+    def check(self, raw: str, pr: PackResult, *, subjects: list[str], evidence: str | None,
+              cut: IncompleteReason | None = None) -> Accepted | Refused:
         """`raw`: the model's output for the packed prompt `pr`; `subjects`: see `subjects()`;
-        `evidence`: the retrieval verdict the answer was asked on."""
+        `evidence`: the retrieval verdict the answer was asked on; `cut`: why the answer call was cut, if it was."""
         text, echoed, captions = self._clean(raw, pr)
+        removed: list[str] = []
+        if cut is not None:
+            end = unfinished_tail(text)
+            if text[end:].strip():
+                removed.append(text[end:].strip())
+            text = text[:end]
+            if not text.strip():
+                self._emit_cut(cut, removed)
+                return Refused(f"the answer was cut ({_CUT_WORDS[cut]}) before its first sentence ended")
         if not text.strip():
             what = "the prompt's own instructions" if echoed else "a caption or table rule" if captions else None
             return Refused(f"the model returned only {what}" if what else "the model returned no answer text")
@@ -78,9 +100,18 @@ class AnswerCheck:
             if is_abstention(ss.text):
                 ss.supported, ss.dropped, ss.method, ss.reason = None, False, "none", "the model says the documents do not answer"
                 model_abstained = True
+        if cut == "timeout_s":
+            for ss in supports:
+                if not ss.supported and not ss.dropped:
+                    ss.dropped, ss.reason = True, "the answer was cut at the deadline: only supported sentences are kept"
+                    removed.append(ss.text)
         n_supported = sum(1 for s in supports if s.supported)
         self.trace.emit(Attribution(sentences=[s.to_dict() for s in supports]))
+        if cut is not None:
+            self._emit_cut(cut, removed)
         if n_supported == 0:
+            if cut == "timeout_s":
+                return Refused("the answer was cut at the deadline and no whole supported sentence remains", supports)
             if model_abstained:
                 return Refused("the model said the documents do not answer the question", supports)
             why = self._unverifiable(text, supports, pr, subjects)
@@ -93,11 +124,17 @@ class AnswerCheck:
         cits, s2n = citations_for(supports, pr.kept)
         final = render_answer(text, supports, s2n, markers=self.opt.inline_citations)
         methods = sorted({s.method for s in supports if s.supported})
-        dropped = [s.text for s in supports if s.dropped]
+        dropped = [s.text for s in supports if s.dropped and s.text not in removed]
         if dropped:
             self.trace.emit(SupportDecision(verdict="drop", reason=f"removed {len(dropped)} sentence(s) with numbers in no passage",
                                             sentences=dropped))
         return Accepted(final, cits, {"sentences": len(supports), "supported": n_supported, "method": "+".join(methods)})
+
+    def _emit_cut(self, cut: IncompleteReason, removed: list[str]) -> None:
+        self.trace.emit(SupportDecision(
+            verdict="cut", sentences=removed,
+            reason=f"the answer call was cut ({_CUT_WORDS[cut]}): removed {len(removed)} unfinished or unsupported "
+                   f"sentence(s) -> the answer is marked incomplete"))
 
     def _clean(self, raw: str, pr: PackResult) -> tuple[str, list[str], list[str]]:
         """(cleaned text, echoed instructions removed, captions removed); the `postprocess` event says all."""
@@ -135,3 +172,6 @@ class AnswerCheck:
         if supports and all(s.supported is None for s in supports):
             return "every answer sentence is too short to check by word overlap (a yes/no or one-word answer)"
         return None
+
+
+_CUT_WORDS: dict[str, str] = {"timeout_s": "the question's deadline", "max_answer_tokens": "the answer's token limit"}

@@ -61,12 +61,14 @@ class Answer:
     citations: list[Citation]
     usage: dict
     stopped_by: str | None
+    complete: bool  # False: the answer call was cut; the answer keeps only what could be checked
+    incomplete_reason: str | None  # "timeout_s" | "max_answer_tokens" when not complete
     support: dict
 
     @classmethod
     def of(cls, qid: str, result: AskResult) -> Answer:
         return cls(qid, result.question, result.language, result.answer, result.abstained, result.citations,
-                   result.usage, result.stopped_by, result.support)
+                   result.usage, result.stopped_by, result.complete, result.incomplete_reason, result.support)
 
     def to_dict(self) -> dict:
         return {**{f.name: getattr(self, f.name) for f in fields(self)},

@@ -35,6 +35,10 @@ _STOPS = ZH_STOPS + LATIN_STOPS + SEMICOLONS
 # Every line is a sentence; an ASCII quote after a Chinese stop stays with its sentence.
 ANSWER_SENTENCE = re.compile(f"[^{_STOPS}\\n]*?(?:[{_STOPS}]+[{CLOSERS}{ASCII_QUOTES}]*|{_DOT_END}|\\n|$)")
 
+# A model answer's sentence that ended (a stop, or a "." at its end, and the closers after it), for
+# telling a whole last sentence from one the answer call was cut in (`rag.ask.cite.unfinished_tail`).
+ANSWER_SENTENCE_ENDED = re.compile(f"(?:[{_STOPS}]|\\.)[{CLOSERS}{ASCII_QUOTES}]*$")
+
 # Where a passage may be cut when it must be shortened to fit the prompt (`rag.ask.pack`): any sentence
 # stop, an ellipsis too, and any line break (a list item or a heading ends there).
 PACK_SENTENCE_END = re.compile(f"[{_STOPS}…]+[{CLOSERS}]*|{_DOT_END}|\\n+")

@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { answerWithMarkers, citationList, openCitation } from "./citations.js";
 import { clear, errorBox, fmt, h, link } from "./dom.js";
-import { costLine, describe } from "./words.js";
+import { costLine, describe, incompleteLine } from "./words.js";
 
 export async function traceView(qid) {
   const [t, result] = await Promise.all([api.trace(qid), api.question(qid)]);
@@ -47,6 +47,7 @@ function costCard(t, r) {
     h("dt", {}, "Completion tokens"), h("dd", {}, fmt.int(u.completion_tokens)),
     h("dt", {}, "Seconds"), h("dd", {}, fmt.seconds(u.wall_seconds ?? u.seconds)),
     h("dt", {}, "What stopped it"), h("dd", { id: "stopped-by" }, stopped),
+    ...(r.complete === false ? [h("dt", {}, "Answer"), h("dd", { class: "incomplete", id: "incomplete" }, incompleteLine(r))] : []),
     h("dt", {}, "Models"), h("dd", {}, `${t.models.generator} (${t.models.generator_runtime || "?"}, ${t.models.generator_mode || "?"}) · ${t.models.embedder}`),
     h("dt", {}, "Cost line"), h("dd", {}, costLine(u)));
 }

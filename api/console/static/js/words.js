@@ -70,6 +70,17 @@ export function describe(e) {
   }
 }
 
+// Why an answer is marked incomplete (`complete: false`), by its `incomplete_reason`.
+const INCOMPLETE = {
+  timeout_s: "cut at the question's deadline: only its whole sentences that the passages support are kept",
+  max_answer_tokens: "cut at the answer's token limit: its unfinished last sentence is removed",
+};
+
+export function incompleteLine(r) {
+  if (!r || r.complete !== false) return "";
+  return `Incomplete answer: ${INCOMPLETE[r.incomplete_reason] || "the model call was cut"}`;
+}
+
 export function costLine(u) {
   if (!u) return "";
   return `${u.model_calls} model ${u.model_calls === 1 ? "call" : "calls"} · ${fmt.int(u.prompt_tokens)} prompt + `
