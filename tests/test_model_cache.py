@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,74 @@ def test_small_embedder_loads_and_embeds(small_settings):
     q = emb.embed_queries(["Where did the cat sit?"])
     assert (vecs @ q[0]).argmax() == 0
     assert abs(float((vecs**2).sum(axis=1)[0]) - 1.0) < 1e-4
+
+
+# ---------------------------------------------------------------- a GGUF generator's bfloat16 folder (bf16 mode)
+
+SMOL = REGISTRY["smollm2-135m-instruct"]
+
+
+def test_the_folder_a_runtime_loads_follows_the_mode():
+    from rag.models import runtimes
+
+    transformers = runtimes.get("transformers")
+    assert transformers.folder_for("bf16") == "transformers-bf16"
+    assert transformers.folder_for("fp32") == transformers.folder_for("int8-dynamic") == "transformers"
+    assert runtimes.get("llamacpp").folder_for("bf16") == "llamacpp" and runtimes.get("openai").folder_for("bf16") is None
+    assert cache.prepared_path(MINILM, Path("/c"), "transformers-bf16") == Path("/c/all-minilm-l6-v2")  # one folder
+    assert cache.prepare_command(SMOL, "transformers-bf16") == (
+        "RAG_GENERATOR_MODE=bf16 rag models prepare smollm2-135m-instruct --runtime transformers")
+    assert cache.prepare_command(SMOL, "llamacpp") == "rag models prepare smollm2-135m-instruct --runtime llamacpp"
+    assert cache.prepare_command(MINILM, "transformers") == "rag models prepare all-minilm-l6-v2"
+
+
+def test_bf16_folder_is_bf16_checksummed_and_runs_like_the_fp32_folder_cast_at_load(models_dir, small_generator_dir):
+    import torch
+    from safetensors import safe_open
+
+    from rag.models.generator import Generator
+
+    done = cache.prepare(SMOL, models_dir, progress=False, runtime="transformers-bf16")
+    assert done.path == models_dir / f"{SMOL.name}.bf16" != small_generator_dir
+    manifest = cache.manifest_of(done.path)
+    assert manifest["runtime"] == "transformers-bf16" and manifest["dtype"] == "bfloat16"
+    assert cache.manifest_of(small_generator_dir)["dtype"] == "float32"
+    assert any(name.endswith(".safetensors") for name in manifest["files"])
+    assert cache.verify(SMOL, models_dir, sources=False, runtime="transformers-bf16")  # every file's sha256
+    for weights in done.path.glob("*.safetensors"):
+        with safe_open(str(weights), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+
+    from_bf16 = Generator.load(done.path, mode="bf16", model_id=SMOL.name)
+    from_fp32 = Generator.load(small_generator_dir, mode="bf16", model_id=SMOL.name)
+    new, old = from_bf16.model.state_dict(), from_fp32.model.state_dict()
+    assert new.keys() == old.keys() and all(torch.equal(new[k], old[k]) for k in new)  # rounded once either way
+    prompt = [{"role": "user", "content": "The secret code is 4721.\n\nWhat is the secret code?"}]
+    a, b = from_bf16.generate(prompt, max_new_tokens=16), from_fp32.generate(prompt, max_new_tokens=16)
+    assert a.text == b.text and a.completion_tokens == b.completion_tokens
+
+
+def test_the_loader_gives_bf16_mode_the_bf16_folder_and_fp32_mode_the_fp32_folder(small_settings, small_generator_dir):
+    import torch
+
+    from rag.models.loader import load_generator
+
+    gen, status = load_generator(small_settings.model_copy(update={"generator_mode": "bf16"}))
+    assert status.path == str(cache.prepared_path(SMOL, small_settings.models_dir, "transformers-bf16"))
+    assert gen.model.dtype == torch.bfloat16 and status.details["mode"] == "bf16"
+    gen, status = load_generator(small_settings.model_copy(update={"generator_mode": "fp32"}), prepare=False)
+    assert status.path == str(small_generator_dir) and gen.model.dtype == torch.float32
+
+
+def test_prepare_command_builds_the_folder_the_configured_mode_needs(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rag_cli import app
+
+    monkeypatch.setenv("RAG_MODEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("RAG_GENERATOR_RUNTIME", "transformers")
+    monkeypatch.setenv("RAG_GENERATOR_MODE", "bf16")
+    res = CliRunner().invoke(app, ["models", "prepare", SMOL.name])
+    assert res.exit_code == 0, res.output
+    assert "for transformers-bf16" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{SMOL.name}.bf16"]  # no float32 folder built

@@ -5,12 +5,16 @@ Layout: `<cache>/<name>/` holds a folder transformers or sentence-transformers l
 without a manifest is never used: preparing writes into `<cache>/.<name>.tmp-<pid>` and renames it
 into place only when complete, so an interrupted prepare leaves nothing that looks ready.
 
-GGUF generators have one folder per runtime (`RAG_GENERATOR_RUNTIME`):
-* `transformers`: `<cache>/<name>/`, the GGUF dequantized into a dense HF folder (`gguf_build`);
+GGUF generators have one folder per variant (`VARIANTS`; `rag.models.runtimes` decides which one a
+generator runtime loads in a given mode):
+* `transformers`: `<cache>/<name>/`, the GGUF dequantized into a dense float32 HF folder (`gguf_build`),
+  the GGUF's exact values, for the `fp32` and `int8-dynamic` modes;
+* `transformers-bf16`: `<cache>/<name>.bf16/`, the same folder stored in bfloat16, for `bf16` mode: it
+  loads without a cast and without the float32 pages (1.5B: peak RSS 11.5 GB -> see `gguf_build`);
 * `llamacpp`: `<cache>/<name>.gguf/`, the assembled GGUF as shipped (`model.gguf`, sha256-checked
   against the registry), the tokenizer transformers reads from it (prompt rendering and token counts),
   and a manifest that also records the GGUF header facts the runtime needs (context length, ...).
-Embedders have one folder whatever the runtime.
+Embedders have one folder whatever the variant.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from rag.store.files import fsync_dir, write_atomic
 
 MANIFEST = "manifest.json"
 GGUF_FILE = "model.gguf"  # the llamacpp folder's model file
-RUNTIMES = ("transformers", "llamacpp")  # the folder variants; `rag.models.runtimes` names the one each generator runtime loads
+VARIANTS = ("transformers", "transformers-bf16", "llamacpp")  # the folder kinds; `runtime=` arguments below name one
+_SUFFIX = {"transformers": "", "transformers-bf16": ".bf16", "llamacpp": ".gguf"}
+_DTYPE = {"transformers": "float32", "transformers-bf16": "bfloat16"}  # storage dtype of a dense GGUF folder
 
 
 @dataclass(frozen=True)
@@ -42,19 +48,20 @@ class Prepared:
 
 
 def _variant(spec: ModelSpec, runtime: str) -> str:
-    """The folder kind a runtime needs: only GGUF generators have a separate llamacpp folder."""
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-    return "llamacpp" if spec.recipe == "gguf" and runtime == "llamacpp" else "transformers"
+    """The folder kind asked for, as this model has it: only GGUF generators have more than one."""
+    if runtime not in VARIANTS:
+        raise ValueError(f"runtime must be one of {VARIANTS}, got {runtime!r}")
+    return runtime if spec.recipe == "gguf" else "transformers"
 
 
 def variants(spec: ModelSpec) -> tuple[str, ...]:
-    """The runtimes that have a folder of their own for this model."""
-    return RUNTIMES if spec.recipe == "gguf" else ("transformers",)
+    """The folder kinds that exist for this model."""
+    return VARIANTS if spec.recipe == "gguf" else ("transformers",)
 
 
 def prepared_path(spec: ModelSpec, cache_dir: Path, runtime: str = "transformers") -> Path:
-    return cache_dir / (f"{spec.name}.gguf" if _variant(spec, runtime) == "llamacpp" else spec.name)
+    """Where the `runtime` variant (one of `VARIANTS`) of the model lives."""
+    return cache_dir / f"{spec.name}{_SUFFIX[_variant(spec, runtime)]}"
 
 
 def is_prepared(spec: ModelSpec, cache_dir: Path, runtime: str | None = None) -> bool:
@@ -78,7 +85,10 @@ def prepare(spec: ModelSpec, cache_dir: Path, *, force: bool = False, progress: 
                            progress=f"verify {spec.name}" if progress else None)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache_dir))
     try:
-        extra = _build_llamacpp(spec, sources, tmp, progress) if variant == "llamacpp" else _build(spec, sources, tmp, progress)
+        if variant == "llamacpp":
+            extra = _build_llamacpp(spec, sources, tmp, progress)
+        else:
+            extra = _build(spec, sources, tmp, progress, dtype=_DTYPE[variant])
         _write_manifest(spec, tmp, runtime=variant, extra=extra)
         _swap_into_place(tmp, target)
     except BaseException:
@@ -100,12 +110,20 @@ def verify(spec: ModelSpec, cache_dir: Path, *, progress: bool = False, sources:
         checked.append(_source_label(spec, paths))
     runtimes = [r for r in variants(spec) if is_prepared(spec, cache_dir, r)] if runtime is None else [runtime]
     if not runtimes or not is_prepared(spec, cache_dir, runtimes[0]):
-        hint = f" --runtime {runtime}" if runtime not in (None, "transformers") else ""
-        raise ModelError(f"{spec.name} is not prepared in {cache_dir}; run `rag models prepare {spec.name}{hint}`",
+        raise ModelError(f"{spec.name} is not prepared in {cache_dir}; run `{prepare_command(spec, runtime)}`",
                          code="model_not_prepared")
     for r in runtimes:
         checked += verify_folder(prepared_path(spec, cache_dir, r), progress=progress)
     return checked
+
+
+def prepare_command(spec: ModelSpec, runtime: str | None = "transformers") -> str:
+    """The `rag models prepare` command line that builds the `runtime` variant (None: the configured one)."""
+    variant = None if runtime is None else _variant(spec, runtime)
+    env = {"transformers-bf16": "RAG_GENERATOR_MODE=bf16 ", "transformers": "RAG_GENERATOR_MODE=fp32 "}
+    prefix = env.get(variant, "") if spec.recipe == "gguf" else ""
+    option = " --runtime llamacpp" if variant == "llamacpp" else " --runtime transformers" if prefix else ""
+    return f"{prefix}rag models prepare {spec.name}{option}"
 
 
 def manifest_of(folder: Path) -> dict:
@@ -133,7 +151,7 @@ def _source_label(spec: ModelSpec, paths: list[Path]) -> str:
     return f"{spec.name} (concatenation of {', '.join(str(p) for p in paths)})"
 
 
-def _build(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> None:
+def _build(spec: ModelSpec, sources: list[Path], out: Path, progress: bool, dtype: str = "float32") -> dict:
     if spec.recipe == "st-folder":
         shutil.copytree(sources[0].parent, out, dirs_exist_ok=True)
     elif spec.recipe == "e5-q4":
@@ -150,10 +168,11 @@ def _build(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> N
                     fh.write(block)
             if spec.sha256:
                 files.check_sha256([gguf], spec.sha256, label=f"assembled {gguf.name}")
-            build_gguf_folder(gguf, out)
+            build_gguf_folder(gguf, out, dtype=dtype)
+        return {"dtype": dtype}
     else:  # pragma: no cover - registry is closed
         raise ModelError(f"unknown recipe {spec.recipe}")
-    return None
+    return {}
 
 
 def _build_llamacpp(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> dict:

@@ -113,9 +113,12 @@ class Generator(BaseGenerator):
 
         Modes: `fp32` runs the folder's weights as saved (the GGUF's dequantized values, exactly).
         `int8-dynamic` quantizes every Linear layer to int8 at load (fastest; answers differ slightly).
-        `bf16` casts weights and activations to bfloat16 at load: about twice fp32's prefill and decode
-        speed on CPUs with AVX512-BF16/AMX, half the memory; in our comparison it gave the same greedy answers
-        as fp32 on all six check prompts, but it is a different numeric path, not guaranteed identical.
+        `bf16` runs weights and activations in bfloat16: about twice fp32's prefill and decode speed on CPUs
+        with AVX512-BF16/AMX, half the memory; in our comparison it gave the same greedy answers as fp32 on all
+        six check prompts, but it is a different numeric path, not guaranteed identical. The service gives it
+        the folder stored in bfloat16 (`rag.models.runtimes`), which loads without a cast; a float32 folder
+        also works (cast at load, both copies in memory for a moment) and gives the same weights, each rounded
+        once from the same float32 value.
         """
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

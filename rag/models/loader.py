@@ -30,8 +30,8 @@ def resolve(name: str, settings: Settings, *, prepare: bool = True, progress: bo
     if spec is not None:
         if not cache.is_prepared(spec, settings.models_dir, runtime):
             if not prepare:
-                hint = f" --runtime {runtime}" if runtime != "transformers" else ""
-                raise ModelError(f"{name} is not prepared; run `rag models prepare {name}{hint}`", code="model_not_prepared")
+                raise ModelError(f"{name} is not prepared; run `{cache.prepare_command(spec, runtime)}`",
+                                 code="model_not_prepared")
             cache.prepare(spec, settings.models_dir, progress=progress, runtime=runtime)
         folder = cache.prepared_path(spec, settings.models_dir, runtime)
         if settings.verify_models_on_load:
@@ -80,13 +80,15 @@ def _remote_embedder(settings: Settings, where, spec: ModelSpec | None, t0: floa
 
 
 def load_generator(settings: Settings, *, prepare: bool = True, progress: bool = False):
-    """The generator `settings.generator_runtime` names (`rag.models.runtimes`): its prepared folder resolved
-    (prepared now if allowed) when the runtime loads weights here, then the runtime's class built from it."""
+    """The generator `settings.generator_runtime` names (`rag.models.runtimes`): the prepared folder it loads in
+    `settings.generator_mode` resolved (prepared now if allowed) when the runtime loads weights here, then the
+    runtime's class built from it. The status's `path` is that folder."""
     t0 = time.monotonic()
     kind = runtimes.get(settings.generator_runtime)
     where = None
-    if kind.folder is not None:
-        where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress, runtime=kind.folder)
+    folder = kind.folder_for(settings.generator_mode)
+    if folder is not None:
+        where, _ = resolve(settings.generator, settings, prepare=prepare, progress=progress, runtime=folder)
     try:
         gen, details = kind.load(settings, where)
     except OSError as exc:

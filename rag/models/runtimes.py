@@ -23,6 +23,16 @@ class GeneratorRuntime:
     in_process: bool  # computes in this process; False: on a server, whose base URL is the generator's `server`
     concurrent: bool  # serves several calls at once (the server batches them); else calls queue on a lock
     folder: str | None  # the prepared-folder variant it loads (`rag.models.cache`); None: it needs no weights here
+    bf16_folder: str | None = None  # the variant it loads instead when the generator runs in `bf16` mode
+
+    def folder_for(self, mode: str) -> str | None:
+        """The one place deciding which prepared folder this runtime loads in `RAG_GENERATOR_MODE` `mode`
+        (`auto` resolved for this CPU): a folder stored in the dtype it runs in loads without a cast."""
+        if self.bf16_folder is None:
+            return self.folder
+        from rag.models.generator import resolve_mode
+
+        return self.bf16_folder if resolve_mode(mode) == "bf16" else self.folder
 
     def load(self, settings: "Settings", where: Path | str | None) -> tuple[Any, dict]:
         module, _, name = self.cls.partition(":")
@@ -31,7 +41,7 @@ class GeneratorRuntime:
 
 RUNTIMES: dict[str, GeneratorRuntime] = {r.name: r for r in (
     GeneratorRuntime("transformers", "rag.models.generator:Generator", in_process=True, concurrent=False,
-                     folder="transformers"),
+                     folder="transformers", bf16_folder="transformers-bf16"),
     GeneratorRuntime("llamacpp", "rag.models.llamacpp:LlamaCppGenerator", in_process=True, concurrent=False,
                      folder="llamacpp"),
     GeneratorRuntime("openai", "rag.models.openai_runtime:OpenAIGenerator", in_process=False, concurrent=True,
