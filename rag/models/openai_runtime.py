@@ -153,7 +153,7 @@ def generator_tokenizer_folder(settings) -> Path | None:
 
     spec = get_spec(settings.generator)
     if spec is not None:
-        for variant in ("llamacpp", "transformers"):
+        for variant in cache.variants(spec):  # any prepared folder of it holds the tokenizer
             if cache.is_prepared(spec, settings.models_dir, variant):
                 return cache.prepared_path(spec, settings.models_dir, variant)
         return None
