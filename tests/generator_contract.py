@@ -19,3 +19,26 @@ def assert_calls_serialised(gen, messages: list[dict], *, callers: int) -> None:
     for t in threads:
         t.join()
     assert results == [expected] * callers
+
+
+def assert_on_token_errors_end_the_call(gen, long: list[dict], short: list[dict]) -> None:
+    """An exception raised by `on_token` (a client gone) reaches the caller and frees the generator."""
+    import pytest
+
+    def boom(piece):
+        raise RuntimeError("client went away")
+
+    with pytest.raises(RuntimeError, match="client went away"):
+        gen.generate(long, max_new_tokens=100, on_token=boom)
+    assert gen.generate(short, max_new_tokens=4).completion_tokens == 4
+
+
+def assert_context_overflow_refused(gen, messages: list[dict]) -> None:
+    """A prompt plus max_new_tokens beyond the context is a 400 `context_overflow` before any compute."""
+    import pytest
+
+    from rag.errors import ModelError
+
+    with pytest.raises(ModelError) as err:
+        gen.generate(messages, max_new_tokens=gen.context_length)
+    assert err.value.code == "context_overflow"

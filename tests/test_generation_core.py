@@ -139,7 +139,7 @@ def test_a_tokenizer_without_a_chat_template_is_refused():
 def test_every_setting_value_is_a_registered_runtime():
     from rag.settings import Settings
 
-    assert set(get_args(Settings.model_fields["generator_runtime"].annotation)) == set(runtimes.RUNTIMES)
+    assert set(get_args(Settings.model_fields["generator_runtime"].annotation)) == {runtimes.AUTO, *runtimes.RUNTIMES}
     with pytest.raises(ValueError, match="one of"):
         runtimes.get("nope")
 

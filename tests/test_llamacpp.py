@@ -18,7 +18,8 @@ from rag.models import cache
 from rag.models.completion import Completion
 from rag.models.llamacpp import LlamaCppGenerator
 from rag.models.registry import REGISTRY
-from tests.generator_contract import assert_calls_serialised
+from tests.generator_contract import (assert_calls_serialised, assert_context_overflow_refused,
+                                      assert_on_token_errors_end_the_call)
 
 SECRET = [{"role": "user", "content": "The secret code is 4721.\n\nWhat is the secret code?"}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -239,18 +240,11 @@ def test_deadline_already_passed(gen):
 
 
 def test_on_token_errors_propagate_and_end_the_call(gen):
-    def boom(piece):
-        raise RuntimeError("client went away")
-
-    with pytest.raises(RuntimeError, match="client went away"):
-        gen.generate(STORY, max_new_tokens=100, on_token=boom)
-    assert gen.generate(SECRET, max_new_tokens=4).completion_tokens == 4
+    assert_on_token_errors_end_the_call(gen, STORY, SECRET)
 
 
 def test_context_overflow_is_refused(gen):
-    with pytest.raises(ModelError) as err:
-        gen.generate(SECRET, max_new_tokens=gen.context_length)
-    assert err.value.code == "context_overflow"
+    assert_context_overflow_refused(gen, SECRET)
 
 
 def test_generate_calls_are_serialised(gen):

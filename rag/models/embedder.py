@@ -35,12 +35,9 @@ Precision = Literal["fp32", "bf16", "auto"]
 
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX); Linux flags, else no."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from rag.models.cpu import read_cpu
+
+    return read_cpu().native_bf16
 
 
 def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:

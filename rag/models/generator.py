@@ -36,16 +36,9 @@ MODES: tuple[str, ...] = ("fp32", "int8-dynamic", "bf16")
 def native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it torch emulates
     bf16 matrix products and `bf16` mode can be slower than fp32."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
-    flags = set()
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    from rag.models.cpu import read_cpu
+
+    return read_cpu(cpuinfo).native_bf16
 
 
 def resolve_mode(mode: str, cpuinfo: str | None = None) -> str:

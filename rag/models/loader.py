@@ -84,7 +84,7 @@ def load_generator(settings: Settings, *, prepare: bool = True, progress: bool =
     `settings.generator_mode` resolved (prepared now if allowed) when the runtime loads weights here, then the
     runtime's class built from it. The status's `path` is that folder."""
     t0 = time.monotonic()
-    kind = runtimes.get(settings.generator_runtime)
+    kind = runtimes.configured(settings)
     where = None
     folder = kind.folder_for(settings.generator_mode)
     if folder is not None:
@@ -93,6 +93,7 @@ def load_generator(settings: Settings, *, prepare: bool = True, progress: bool =
         gen, details = kind.load(settings, where)
     except OSError as exc:
         raise ModelError(f"cannot load generator {settings.generator!r}: {exc}", code="model_load_failed") from exc
+    details = {**details, "runtime_setting": settings.generator_runtime}
     path = str(where) if kind.in_process else gen.server
     status = ModelStatus(settings.generator, "generator", path, True, round(time.monotonic() - t0, 2), details)
     return gen, status

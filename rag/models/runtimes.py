@@ -8,6 +8,7 @@ a runtime is loaded, so asking about a runtime never imports torch, llama.cpp or
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,16 +45,51 @@ RUNTIMES: dict[str, GeneratorRuntime] = {r.name: r for r in (
                      folder="transformers", bf16_folder="transformers-bf16"),
     GeneratorRuntime("llamacpp", "rag.models.llamacpp:LlamaCppGenerator", in_process=True, concurrent=False,
                      folder="llamacpp"),
+    GeneratorRuntime("openvino", "rag.models.openvino_runtime:OpenVinoGenerator", in_process=True, concurrent=False,
+                     folder="openvino"),
     GeneratorRuntime("openai", "rag.models.openai_runtime:OpenAIGenerator", in_process=False, concurrent=True,
                      folder=None),
 )}
 
+AUTO = "auto"
+# What `auto` runs on each CPU class, from `rag bench models` on 2 cores with the 1.5B (README, "Which runtime
+# on which CPU"): OpenVINO's int8 weights prefill at least as fast as torch's bf16 and decode 1.7x (AMX)
+# to 3.8x (AVX512-VNNI without AMX) faster in a third of the memory; on AVX2-only CPUs torch has no fast bf16
+# and OpenVINO was not measured, while llama.cpp's wheel is built for exactly AVX2.
+AUTO_BY_CPU = {"amx": "openvino", "avx512-vnni": "openvino", "avx2": "llamacpp", "other": "transformers"}
+
+
+def auto_runtime(cpuinfo: str | None = None) -> str:
+    """The runtime `auto` picks on this CPU (or the one `cpuinfo` describes); transformers when the pick's
+    engine is not installed."""
+    from rag.models.cpu import read_cpu
+
+    name = AUTO_BY_CPU[read_cpu(cpuinfo).cpu_class]
+    engine = {"openvino": "openvino_genai", "llamacpp": "xllamacpp"}.get(name)
+    if engine is not None and importlib.util.find_spec(engine) is None:
+        return "transformers"
+    return name
+
+
+def configured(settings: "Settings") -> GeneratorRuntime:
+    """The runtime `settings` ask for; `auto` runs a packaged GGUF generator on `auto_runtime()`'s pick and
+    anything else (a local folder, a hub id) on transformers, the one runtime that loads any HF folder."""
+    if settings.generator_runtime != AUTO:
+        return get(settings.generator_runtime)
+    from rag.models.registry import get_spec
+
+    spec = get_spec(settings.generator)
+    return RUNTIMES[auto_runtime() if spec is not None and spec.recipe == "gguf" else "transformers"]
+
 
 def get(name: str) -> GeneratorRuntime:
+    """The runtime named `name` (`auto` resolved for this CPU)."""
+    if name == AUTO:
+        name = auto_runtime()
     try:
         return RUNTIMES[name]
     except KeyError:
-        raise ValueError(f"generator runtime must be one of {tuple(RUNTIMES)}, got {name!r}") from None
+        raise ValueError(f"generator runtime must be auto or one of {tuple(RUNTIMES)}, got {name!r}") from None
 
 
 def of(generator: Any) -> GeneratorRuntime | None:
