@@ -89,6 +89,35 @@ def _prefill_messages(gen, target: int = PREFILL_TARGET_TOKENS) -> list[dict]:
     return [{"role": "user", "content": body + question}]
 
 
+def weight_bytes(folder: Path) -> int:
+    """Bytes of weights a decode step reads: the folder's weight files (GGUF, safetensors, OpenVINO .bin)."""
+    return sum(p.stat().st_size for p in Path(folder).iterdir()
+               if p.suffix in (".gguf", ".safetensors") or p.name == "openvino_model.bin")
+
+
+def linear_params(folder: Path) -> int | None:
+    """Parameters of the transformer blocks' matrices (what a prompt token multiplies): from the GGUF facts
+    a GGUF-derived folder's manifest records, else counted from a safetensors folder's tensor shapes."""
+    manifest = Path(folder) / "manifest.json"
+    if manifest.is_file():
+        known = (json.loads(manifest.read_text()).get("gguf") or {}).get("linear_params")
+        if known:
+            return int(known)
+    files = list(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    for path in files:
+        with safe_open(str(path), "pt") as fh:
+            for key in fh.keys():
+                shape = fh.get_slice(key).get_shape()
+                if ".layers." in key and len(shape) == 2:
+                    total += shape[0] * shape[1]
+    return total
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # ru_maxrss is KiB on Linux
 
@@ -104,6 +133,12 @@ def bench_generator(folder: Path, mode: str, threads: int, model_id: str, *, run
         from rag.models.llamacpp import LlamaCppGenerator
 
         gen = LlamaCppGenerator.load(Path(folder), model_id=model_id, threads=threads, **(llama or {}))
+        n_threads = gen.threads
+        mode = gen.mode
+    elif runtime == "openvino":
+        from rag.models.openvino_runtime import OpenVinoGenerator
+
+        gen = OpenVinoGenerator.load(Path(folder), model_id=model_id, threads=threads)
         n_threads = gen.threads
         mode = gen.mode
     else:
@@ -126,6 +161,8 @@ def bench_generator(folder: Path, mode: str, threads: int, model_id: str, *, run
     row = {
         "kind": "generator",
         "model": model_id,
+        "weight_bytes": weight_bytes(Path(folder)),
+        "linear_params": linear_params(Path(folder)),
         "runtime": runtime,
         "mode": mode,
         "llama": {**getattr(gen, "params", {}), "set": llama or {}} if runtime == "llamacpp" else None,
@@ -221,7 +258,7 @@ def run_model_bench(
     """One row per generator configuration, one after another (and one for the embedder when a prepared
     folder is available): each transformers mode, then the llamacpp runtime once per llama.cpp setting."""
     threads = settings.threads if threads is None else threads
-    rows = []
+    rows = [{"kind": "peak", **_run_child([json.dumps({"kind": "peak", "threads": threads})])}]
     common = {"threads": threads, "prefill_tokens": prefill_tokens, "new_tokens": new_tokens, "checks": checks}
     if "transformers" in runtimes:
         if generator_folder is None:
@@ -235,6 +272,11 @@ def run_model_bench(
             row.setdefault("runtime", "transformers")
             row.setdefault("mode", mode)
             rows.append(row)
+    if "openvino" in runtimes:
+        folder, model_id = _resolve_generator(settings, "openvino")
+        row = _run_child([json.dumps({**common, "kind": "generator", "folder": str(folder), "mode": "openvino",
+                                      "model_id": model_id, "runtime": "openvino"})])
+        rows.append({"kind": "generator", "runtime": "openvino", "mode": "openvino", **row})
     if "llamacpp" in runtimes:
         if llamacpp_folder is None:
             llamacpp_folder, model_id = _resolve_generator(settings, "llamacpp")
@@ -265,20 +307,36 @@ def _label(row: dict) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    out = [f"machine: {platform.machine()} {os.cpu_count()} cpu(s), python {platform.python_version()}"]
+    from rag.models.cpu import read_cpu
+    from rag.models.runtimes import auto_runtime
+    from rag_bench.peak import fractions
+
+    cpu = read_cpu()
+    out = [f"machine: {platform.machine()} {os.cpu_count()} cpu(s), python {platform.python_version()}",
+           f"cpu: {cpu.model}; class {cpu.cpu_class} (RAG_GENERATOR_RUNTIME=auto runs {auto_runtime()}); "
+           f"flags: {' '.join(sorted(f for f in cpu.flags if f.startswith(('avx512', 'amx', 'avx2', 'avx_vnni'))))}"]
+    peak = next((r for r in rows if r.get("kind") == "peak" and "error" not in r), None)
+    if peak:
+        out.append(f"peak on {peak['threads']} threads: fp32 {peak['fp32_gflops']} GFLOP/s, bf16 {peak['bf16_gflops']} "
+                   f"GFLOP/s, int8 {peak['int8_gops']} GOP/s (GEMM {'x'.join(map(str, peak['shape']))}); "
+                   f"bf16 GEMV {peak['bf16_gemv_gb_s']} GB/s")
     gens = [r for r in rows if r.get("kind") == "generator"]
     if gens:
         out.append("")
         width = max(14, *(len(_label(r)) + 2 for r in gens))
         out.append(f"{'configuration':<{width}}{'threads':>8}{'load s':>8}{'prefill tok/s':>15}{'decode tok/s':>14}"
-                   f"{'peak RSS MB':>13}{'load avg':>10}")
+                   f"{'peak RSS MB':>13}{'load avg':>10}{'prefill/bf16 peak':>19}{'prefill/int8 peak':>19}"
+                   f"{'decode/bandwidth':>18}")
         for r in gens:
             if "error" in r:
                 out.append(f"{_label(r):<{width}} ERROR {r['error']}")
                 continue
+            frac = fractions(r, peak) if peak else {}
             out.append(
                 f"{_label(r):<{width}}{r['threads']:>8}{r['load_s']:>8.2f}{r['prefill_tok_s']:>15.1f}"
                 f"{(r['decode_tok_s'] or 0):>14.1f}{r['peak_rss_mb']:>13.0f}{r.get('loadavg_1m', 0):>10.2f}"
+                + "".join(f"{frac.get(k, float('nan')):>{w}.2f}" for k, w in (("prefill_of_bf16_peak", 19),
+                          ("prefill_of_int8_peak", 19), ("decode_of_bandwidth", 18)))
             )
         out.append("(load avg: 1-minute system load at the end of the run; above the core count, other processes competed)")
         out.append(f"(prefill over {gens[0].get('prefill_prompt_tokens', '?')} prompt tokens; "
@@ -299,7 +357,7 @@ def format_table(rows: list[dict]) -> str:
             out.append(f"embedder {r['model']}: load {r['load_s']:.2f} s, {r['sentences_s']:.1f} sentences/s, "
                        f"peak RSS {r['peak_rss_mb']:.0f} MB ({r['threads']} threads)")
         elif "error" in r and r.get("kind") != "generator":
-            out.append(f"embedder ERROR {r['error']}")
+            out.append(f"{r.get('kind', 'embedder')} ERROR {r['error']}")
     return "\n".join(out)
 
 
@@ -331,6 +389,10 @@ def _child_main(argv: list[str]) -> None:
                               runtime=spec.get("runtime", "transformers"), llama=spec.get("llama"),
                               prefill_tokens=int(spec.get("prefill_tokens", PREFILL_TARGET_TOKENS)),
                               new_tokens=int(spec.get("new_tokens", DECODE_TOKENS)), checks=bool(spec.get("checks", True)))
+    elif spec["kind"] == "peak":
+        from rag_bench.peak import measure_peak
+
+        row = {"kind": "peak", **measure_peak(int(spec["threads"]) or (os.cpu_count() or 1))}
     elif spec["kind"] == "embedder":
         row = bench_embedder(Path(spec["folder"]), int(spec["threads"]), int(spec["batch_size"]))
     else:
@@ -340,9 +402,9 @@ def _child_main(argv: list[str]) -> None:
 
 def _parse_runtimes(value: str) -> tuple[str, ...]:
     runtimes = tuple(r.strip() for r in value.split(",") if r.strip())
-    bad = [r for r in runtimes if r not in ("transformers", "llamacpp")]
+    bad = [r for r in runtimes if r not in ("transformers", "llamacpp", "openvino")]
     if bad:
-        raise SystemExit(f"unknown runtime(s) {bad}: use transformers and/or llamacpp")
+        raise SystemExit(f"unknown runtime(s) {bad}: use transformers, llamacpp and/or openvino")
     return runtimes
 
 
@@ -352,7 +414,7 @@ if __name__ == "__main__":
     else:
         p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         p.add_argument("--modes", default="fp32,int8-dynamic")
-        p.add_argument("--runtimes", default="transformers", help="transformers and/or llamacpp, comma-separated")
+        p.add_argument("--runtimes", default="transformers", help="transformers, llamacpp and/or openvino, comma-separated")
         p.add_argument("--llamacpp-sweep", action="store_true", help="run llamacpp once per setting in LLAMACPP_SWEEP")
         p.add_argument("--llamacpp-folder", type=Path)
         p.add_argument("--prefill-tokens", type=int, default=PREFILL_TARGET_TOKENS)

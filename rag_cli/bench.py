@@ -15,7 +15,7 @@ cli = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (not
 @cli.command("models")
 def bench_models(
     modes: str = typer.Option("fp32,int8-dynamic", help="Generator modes (transformers runtime), comma-separated."),
-    runtimes: str = typer.Option("transformers", help="Generator runtimes: transformers and/or llamacpp, comma-separated."),
+    runtimes: str = typer.Option("transformers", help="Generator runtimes: transformers, llamacpp and/or openvino, comma-separated (each prints its prefill and decode as fractions of this CPU's measured peak)."),
     llamacpp_sweep: bool = typer.Option(False, help="Run llamacpp once per llama.cpp setting (batch sizes, flash attention, KV type, batch threads), without the answer checks."),
     prefill_tokens: int = typer.Option(500, help="Prompt length for the prefill measurement, in generator tokens."),
     new_tokens: int = typer.Option(128, help="New tokens for the decode measurement."),

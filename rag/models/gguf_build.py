@@ -163,7 +163,8 @@ def gguf_metadata(gguf_path: Path) -> dict:
     from gguf import GGUFReader
 
     try:
-        fields = GGUFReader(str(gguf_path)).fields
+        reader = GGUFReader(str(gguf_path))
+        fields = reader.fields
     except Exception as exc:
         raise ModelError(f"cannot read GGUF {Path(gguf_path).name}: {exc}") from exc
 
@@ -184,6 +185,9 @@ def gguf_metadata(gguf_path: Path) -> dict:
         "block_count": value(f"{arch}.block_count"),
         "file_type": value("general.file_type"),
         "has_chat_template": "tokenizer.chat_template" in fields,
+        # the transformer blocks' matrices: a prompt token costs 2 FLOPs per one (`rag bench models`' peak fractions)
+        "linear_params": sum(int(t.n_elements) for t in reader.tensors
+                             if t.name.startswith("blk.") and len(t.shape) == 2),
     }
     if not meta["context_length"]:
         raise ModelError(f"{Path(gguf_path).name}: no {arch}.context_length in the GGUF header")

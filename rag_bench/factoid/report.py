@@ -16,7 +16,7 @@ _CITE_MARK = re.compile(r"\s*\[\d+(?:\s*[,，]\s*\d+)*\]")
 COLUMNS = [("n", "n", 0), ("accuracy", "accuracy", 2), ("confident_wrong_rate", "confident-wrong", 2),
            ("abstain_unanswerable", "abstain (unanswerable)", 2), ("false_abstention", "false abstention", 2),
            ("calls_q", "calls/q", 2), ("prompt_tokens_q", "prompt tok/q", 0), ("s_p50", "s/q p50", 1),
-           ("s_p90", "s/q p90", 1)]
+           ("s_p90", "s/q p90", 1), ("ttft_p50", "TTFT p50", 1), ("ttft_p90", "TTFT p90", 1)]
 
 
 def main_table(data: dict) -> list[str]:
@@ -44,7 +44,7 @@ def write_report(data: dict, out_dir: Path) -> tuple[Path, Path]:
     stem = f"factoid-{data['date'][:10]}-{data['date'][11:16].replace(':', '')}-{slug}"
     L = [f"# Factoid accuracy: {_label(data)} ({data['date']})", ""]
     mc = data["machine"]
-    L += [f"Machine: {mc['cpus']} CPUs, {mc['platform']}, Python {mc['python']}; load average "
+    L += [f"Machine: {mc['cpus']} CPUs ({mc.get('cpu', '?')}, class {mc.get('cpu_class', '?')}), {mc['platform']}, Python {mc['python']}; load average "
           f"{', '.join(f'{x:.1f}' for x in mc['load'])} at start, {', '.join(f'{x:.1f}' for x in mc['load_end'])} "
           f"at end. Embedder `{m['embedder']}`; generator `{m['generator']}` (runtime {m['runtime']}, mode "
           f"{m['mode']}). Options: {data['options']}.",

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.models.cpu import read_cpu
 from rag_bench.sampling import spread_order
 from rag_bench.eval import factoid
 from rag_bench.eval.metrics import mean, percentile
@@ -116,7 +117,14 @@ def ask_items(rt, items: list[factoid.Item], *, budget: dict | None = None, dead
             log(f"wall-clock target reached after {len(records)} of {len(items)} questions")
             break
         t0 = time.monotonic()
-        result = rt.questions.ask(AskRequest(collection_name(it.doc), it.question, budget, None)).to_dict()
+        first: list[float] = []  # when the first answer text reached the caller: what a streaming user waits for
+
+        def on_token(piece: str) -> None:
+            if not first and piece.strip():
+                first.append(time.monotonic() - t0)
+
+        result = rt.questions.ask(AskRequest(collection_name(it.doc), it.question, budget, None),
+                                  on_token=on_token).to_dict()
         secs = time.monotonic() - t0
         usage = result.get("usage") or {}
         abstained = bool(result.get("abstained"))
@@ -130,6 +138,8 @@ def ask_items(rt, items: list[factoid.Item], *, budget: dict | None = None, dead
             "support": (result.get("support") or {}).get("method"),
             "model_calls": usage.get("model_calls", 0), "prompt_tokens": usage.get("prompt_tokens", 0),
             "completion_tokens": usage.get("completion_tokens", 0), "seconds": secs,
+            "ttft_s": first[0] if first else None, "complete": result.get("complete"),
+            "cached_prompt_tokens": sum(c.get("cached_prompt_tokens", 0) for c in result.get("calls") or ()),
             "stopped_by": result.get("stopped_by"), "question_id": result.get("id"),
         })
         mark = "abstained" if abstained else ("correct" if correct else "wrong")
@@ -144,7 +154,9 @@ def summarize(records: list[dict]) -> dict:
         if key not in out:
             continue
         secs = [r["seconds"] for r in rows]
+        ttft = [r["ttft_s"] for r in rows if r.get("ttft_s") is not None]
         out[key].update({
+            "ttft_p50": percentile(ttft, 0.5) if ttft else None, "ttft_p90": percentile(ttft, 0.9) if ttft else None,
             "calls_q": mean([r["model_calls"] for r in rows]) if rows else None,
             "prompt_tokens_q": mean([r["prompt_tokens"] for r in rows]) if rows else None,
             "completion_tokens_q": mean([r["completion_tokens"] for r in rows]) if rows else None,
@@ -205,6 +217,7 @@ def run(settings: Settings, opts: Options, *, items: list[factoid.Item] | None =
                     "data_dir": str(opts.data_dir) if opts.data_dir else None, "budget": opts.budget},
         "models": models,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "cpu": read_cpu().model, "cpu_class": read_cpu().cpu_class,
                     "load": load_start, "load_end": os.getloadavg(),
                     "threads": os.environ.get("RAG_THREADS")},
         "set": {"path": str(factoid.DATA) if items is None else None, "items": len(pool), "selected": len(chosen),
