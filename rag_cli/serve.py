@@ -29,7 +29,7 @@ def serve(
     pin_mmap_threshold()  # before the models load: see rag.malloc
     settings = settings_for(data_dir, host=host, port=port)
     runtime = Runtime(settings)
-    runtime.start(progress=True)
+    runtime.start(progress=True, warm_ingest=True)
     typer.echo(f"serving on http://{settings.host}:{settings.port}  (data: {settings.data_dir})")
     uvicorn.run(create_app(settings, runtime), host=settings.host, port=settings.port, log_level="info")
 

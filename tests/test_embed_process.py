@@ -93,6 +93,31 @@ def test_the_runtime_ingests_through_the_child_and_stops_it(small_settings):
         pytest.fail("the embedding child outlived the runtime")
 
 
+def test_serving_starts_the_child_before_the_first_upload(small_settings):
+    from rag.service.runtime import Runtime
+
+    settings = small_settings.model_copy(update={"ingest_embed_process": True})
+    cold = Runtime(settings)
+    cold.start()
+    try:
+        time.sleep(1)
+        assert cold.embed_process.pid is None  # a one-off command starts it only when something is ingested
+    finally:
+        cold.close()
+    warm = Runtime(settings)
+    warm.start(warm_ingest=True)
+    try:
+        deadline = time.monotonic() + 60
+        while warm.embed_process.pid is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = warm.embed_process.pid
+        assert pid is not None and pid != os.getpid()  # ready with nothing uploaded
+        vectors = warm.embed_process.embed_passages(["长城很长。"])
+        assert vectors.shape == (1, warm.embedder.dim) and warm.embed_process.pid == pid  # the same child serves
+    finally:
+        warm.close()
+
+
 def test_concurrent_queries_are_embedded_together_with_the_same_vectors(embedder):
     """Many request threads asking at once: fewer model calls than queries, each query gets its own
     vector (as embedded alone), and a failure reaches every waiting thread."""

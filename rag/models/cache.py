@@ -189,12 +189,12 @@ def _assembled_gguf(spec: ModelSpec, sources: list[Path], out: Path, progress: b
 
 def _build_openvino(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> dict:
     """The openvino folder: the GGUF converted by OpenVINO and its weights compressed to int8 (`openvino_build`)."""
-    from rag.models.openvino_build import build_openvino_folder
+    from rag.models.openvino_build import build_in_child
 
     if spec.recipe != "gguf":  # pragma: no cover - _variant only sends GGUF generators here
         raise ModelError(f"{spec.name} is not a GGUF model")
     with _assembled_gguf(spec, sources, out, progress) as gguf:
-        return build_openvino_folder(gguf, out)
+        return build_in_child(gguf, out)
 
 
 def _build_llamacpp(spec: ModelSpec, sources: list[Path], out: Path, progress: bool) -> dict:

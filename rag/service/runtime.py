@@ -9,7 +9,9 @@ see only the `Connections` and `SearchIndex` protocols.
 
 from __future__ import annotations
 
+import logging
 import platform
+import threading
 from dataclasses import dataclass, field
 
 from rag import __version__
@@ -27,6 +29,8 @@ from rag.service.quotas import Quotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
 from rag.store import Connections, StoreLocation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,8 +62,12 @@ class Runtime:
         """PostgreSQL (`RAG_DATABASE_URL`): state shared with other processes, nothing to recover here."""
         return StoreLocation.from_settings(self.settings).shared
 
-    def start(self, *, progress: bool = False, worker: bool = True) -> None:
-        """Everything the service needs before it answers: models, database, indexes, ingestion."""
+    def start(self, *, progress: bool = False, worker: bool = True, warm_ingest: bool = False) -> None:
+        """Everything the service needs before it answers: models, database, indexes, ingestion.
+
+        `warm_ingest` starts ingestion's embedding child now, in the background, instead of at the first
+        upload: starting it (a Python process importing torch and loading the embedder) is seconds a first
+        small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_models(progress=progress)
         backend = open_backend(self.settings, dim=self.embedder.dim)
@@ -83,6 +91,15 @@ class Runtime:
         self.quotas = Quotas(self.settings)
         if worker and (self.settings.serve_worker or not backend.shared):
             self.ingest.start()
+            if warm_ingest and self.embed_process is not None:
+                threading.Thread(target=self._warm_embed_process, name="rag-embed-warm", daemon=True).start()
+
+    def _warm_embed_process(self) -> None:
+        """A failure here is only logged: the first batch starts the child again and reports its error."""
+        try:
+            self.embed_process.start()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("the ingestion embedding process did not start ahead of use: %s", exc)
 
     def health(self, *, detail: bool = True) -> dict:
         """Status for anyone; versions, models and the queue only for a caller with a key."""
