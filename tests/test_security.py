@@ -63,7 +63,11 @@ def test_fresh_install_answers_401_without_a_key_and_keeps_the_admin_key_private
     r = client.get("/v1/collections", headers=_as(client, "rag_000000000000_forged"))
     assert r.status_code == 401
     assert client.get("/health", headers=_as(client, None)).json() == {"status": "ok"}
-    assert "models" in client.get("/health").json()
+    detail = client.get("/health").json()
+    assert "models" in detail
+    machine = detail["machine"]  # the CPU class auto chose a runtime by, and this process's memory
+    assert machine["cpu_class"] in ("amx", "avx512-vnni", "avx2", "other") and machine["cpus"] >= 1
+    assert 0 < machine["rss_mb"] <= machine["peak_rss_mb"]
     assert key not in caplog.text
     assert client.get("/v1/collections/beta/documents").status_code == 200  # nothing was deleted
 

@@ -10,6 +10,7 @@ see only the `Connections` and `SearchIndex` protocols.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import threading
 from dataclasses import dataclass, field
@@ -112,6 +113,7 @@ class Runtime:
             "models": {kind: vars(status) for kind, status in self.models.items()},
             "store": self.store_info(),
             "ingestion": {"pending_jobs": self.ingest.pending() if self.ingest else 0},
+            "machine": machine_info(),
         }
 
     def store_info(self) -> dict:
@@ -136,6 +138,23 @@ class Runtime:
             self.index.close()
         if self.db is not None:
             self.db.close_all()
+
+
+def machine_info() -> dict:
+    """The CPU (its class decides what `RAG_GENERATOR_RUNTIME=auto` runs) and this process's memory: resident
+    now and at its peak (VmHWM, which includes loading the models), in MB."""
+    from rag.models.cpu import read_cpu
+
+    cpu = read_cpu()
+    memory = {}
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                memory[{"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb"}[key]] = round(int(value.split()[0]) / 1024)
+    except OSError:  # not Linux: no figures rather than wrong ones
+        pass
+    return {"cpu": cpu.model, "cpu_class": cpu.cpu_class, "cpus": os.cpu_count(), **memory}
 
 
 def versions() -> dict[str, str]:
