@@ -261,12 +261,14 @@ def run_model_bench(
     rows = [{"kind": "peak", **_run_child([json.dumps({"kind": "peak", "threads": threads})])}]
     common = {"threads": threads, "prefill_tokens": prefill_tokens, "new_tokens": new_tokens, "checks": checks}
     if "transformers" in runtimes:
-        if generator_folder is None:
-            generator_folder, model_id = _resolve_generator(settings)
-        else:
-            model_id = Path(generator_folder).name
-        for mode in modes:
-            row = _run_child([json.dumps({**common, "kind": "generator", "folder": str(generator_folder), "mode": mode,
+        from rag.models.runtimes import RUNTIMES
+
+        for mode in modes:  # each mode loads the folder stored in its dtype (bf16: the .bf16 folder), as the service does
+            if generator_folder is None:
+                folder, model_id = _resolve_generator(settings, RUNTIMES["transformers"].folder_for(mode))
+            else:
+                folder, model_id = generator_folder, Path(generator_folder).name
+            row = _run_child([json.dumps({**common, "kind": "generator", "folder": str(folder), "mode": mode,
                                           "model_id": model_id, "runtime": "transformers"})])
             row.setdefault("kind", "generator")
             row.setdefault("runtime", "transformers")
