@@ -42,3 +42,34 @@ def assert_context_overflow_refused(gen, messages: list[dict]) -> None:
     with pytest.raises(ModelError) as err:
         gen.generate(messages, max_new_tokens=gen.context_length)
     assert err.value.code == "context_overflow"
+
+
+def assert_streams_exactly(gen, messages: list[dict]) -> None:
+    """`on_token` pieces are non-empty and concatenate to exactly the completion's text."""
+    pieces: list[str] = []
+    c = gen.generate(messages, max_new_tokens=40, on_token=pieces.append)
+    assert len(pieces) > 1 and all(pieces)
+    assert "".join(pieces) == c.text
+
+
+def assert_max_new_tokens_respected(gen, messages: list[dict]) -> None:
+    """The token limit ends a call as `max_tokens`; 0 tokens generates nothing but still counts the prompt."""
+    c = gen.generate(messages, max_new_tokens=5)
+    assert c.completion_tokens == 5 and c.stopped_by == "max_tokens"
+    z = gen.generate(messages, max_new_tokens=0)
+    assert z.completion_tokens == 0 and z.text == "" and z.prompt_tokens == gen.prompt_tokens(messages)
+
+
+def assert_stop_string_cuts(gen, messages: list[dict]):
+    """A stop string (the sixth word of the plain answer) ends the call before it, streamed or not; returns
+    (completion, stop string) for runtime-specific checks."""
+    ref = gen.generate(messages, max_new_tokens=40).text
+    words = ref.split()
+    assert len(words) > 6
+    stop = " " + words[5]
+    expected = ref[: ref.find(stop)]
+    pieces: list[str] = []
+    c = gen.generate(messages, max_new_tokens=40, stop=[stop], on_token=pieces.append)
+    assert c.stopped_by == "stop"
+    assert c.text == expected and "".join(pieces) == expected
+    return c, stop

@@ -19,7 +19,8 @@ from rag.models import cache, runtimes
 from rag.models.openvino_runtime import OpenVinoGenerator
 from rag.models.registry import REGISTRY
 from tests.generator_contract import (assert_calls_serialised, assert_context_overflow_refused,
-                                      assert_on_token_errors_end_the_call)
+                                      assert_max_new_tokens_respected, assert_on_token_errors_end_the_call,
+                                      assert_stop_string_cuts, assert_streams_exactly)
 
 SECRET = [{"role": "user", "content": "The secret code is 4721.\n\nWhat is the secret code?"}]
 STORY = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -181,29 +182,15 @@ def test_greedy_is_deterministic_and_matches_the_transformers_runtime(gen, small
 
 
 def test_streamed_pieces_concatenate_to_text(gen):
-    pieces: list[str] = []
-    c = gen.generate(STORY, max_new_tokens=40, on_token=pieces.append)
-    assert len(pieces) > 1 and all(pieces)
-    assert "".join(pieces) == c.text
+    assert_streams_exactly(gen, STORY)
 
 
 def test_max_new_tokens_respected(gen):
-    c = gen.generate(STORY, max_new_tokens=5)
-    assert c.completion_tokens == 5 and c.stopped_by == "max_tokens"
-    z = gen.generate(STORY, max_new_tokens=0)
-    assert z.completion_tokens == 0 and z.text == "" and z.prompt_tokens == gen.prompt_tokens(STORY)
+    assert_max_new_tokens_respected(gen, STORY)
 
 
 def test_stop_string_ends_generation_and_is_not_streamed(gen):
-    ref = gen.generate(STORY, max_new_tokens=40).text
-    words = ref.split()
-    assert len(words) > 6
-    stop = " " + words[5]
-    expected = ref[: ref.find(stop)]
-    pieces: list[str] = []
-    c = gen.generate(STORY, max_new_tokens=40, stop=[stop], on_token=pieces.append)
-    assert c.stopped_by == "stop"
-    assert c.text == expected and "".join(pieces) == expected
+    assert_stop_string_cuts(gen, STORY)
 
 
 def test_deadline_stops_generation(gen):
