@@ -59,9 +59,12 @@ def JsonInt(ge: int, le: int) -> Any:  # noqa: N802 - a type
 
 
 class _In(BaseModel):
-    """A request body: JSON types as the schema says them (no `"5"` for 5, no `0` for false)."""
+    """A request body: JSON types as the schema says them (no `"5"` for 5, no `0` for false), and no field
+    the schema does not name (`{"temperature": 2}` beside a question, or inside its budget, is refused as
+    `invalid_request` naming the field, as unknown loop options always were: a misspelt budget must not
+    silently run unbounded)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 # Path and query parameters, with the bounds validation enforces (and the OpenAPI shows).
@@ -316,8 +319,6 @@ Grants = Annotated[dict[CollectionName, Literal["read", "write"]], Field(max_len
 
 
 class KeyIn(_In):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
     role: str = Field(..., pattern="^(read|write|admin)$")
     collections: list[CollectionName] | None = Field(None, max_length=1000, description="Collections the role "
                                                      "applies to; omitted: every collection (ignored for admin).")

@@ -145,12 +145,28 @@ def test_keys_are_shown_once_listed_without_secrets_and_revocable(secured):
     ({"options": {"thresholds": "x"}}, "invalid_request"),
     ({"options": {"expand": "notabool"}}, "invalid_request"),
     ({"options": {"no_such_option": 1}}, "invalid_request"),
+    ({"temperature": 2}, "invalid_request"),  # unknown anywhere in the body: refused alike, naming the field
+    ({"budget": {"max_model_call": 1}}, "invalid_request"),  # a misspelt budget must not run unbounded
 ])
 def test_a_client_cannot_raise_a_ceiling_or_send_unbounded_options(secured, body, code):
     client, _ = secured
     r = client.post("/v1/collections/alpha/questions", json={"question": "Where do I park?", **body})
     assert r.status_code == 422, r.text
     assert r.json()["error"]["code"] == code
+    unknown = {"temperature", "max_model_call", "no_such_option", "rrf_k", "thresholds"} & set(str(body).split("'"))
+    if unknown:
+        assert any(d["loc"][-1] in unknown for d in r.json()["error"]["details"]), r.text
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/collections", {"name": "gamma", "colour": "red"}),
+    ("/v1/collections/alpha/search", {"query": "park", "k": 3, "rerank": True}),
+])
+def test_unknown_fields_are_refused_on_every_json_body(secured, path, body):
+    client, _ = secured
+    r = client.post(path, json=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
+    assert [d["loc"][-1] for d in r.json()["error"]["details"]] == [next(k for k in body if k in ("colour", "rerank"))]
 
 
 def test_host_header_and_cross_origin_changes_are_refused(secured):
