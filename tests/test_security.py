@@ -132,6 +132,28 @@ def test_keys_are_shown_once_listed_without_secrets_and_revocable(secured):
         assert r.status_code in (400, 422) and r.json()["error"]["code"] in ("invalid_request", "invalid_collection_name"), r.text
 
 
+def test_health_tells_a_limited_key_only_about_its_own_collections(secured):
+    from rag.store.jobs import create_job, update_job
+
+    client, settings = secured
+    conn = client.app.state.runtime.db.get()
+    made = [create_job(conn, "beta", f"beta-{i}.txt").id for i in range(3)] + [create_job(conn, "alpha", "a.txt").id]
+    try:
+        admin = client.get("/health").json()
+        assert {"versions", "store", "machine", "ingestion"} <= set(admin)
+        limited = client.get("/health", headers=_as(client, _key(client, "read", ["alpha"]))).json()
+        assert set(limited) == {"status", "models", "ingestion"}
+        assert limited["ingestion"]["pending_jobs"] == 1  # beta's three jobs are another tenant's activity
+        text = str(limited)
+        assert str(settings.data_dir) not in text and "/" not in text  # no folder, database file or URL
+        assert set(limited["models"]["embedder"]) == {"name", "loaded", "runtime", "mode"}
+        everywhere = client.get("/health", headers=_as(client, _key(client, "read"))).json()
+        assert set(everywhere) == {"status", "models", "ingestion"} and everywhere["ingestion"]["pending_jobs"] >= 4
+    finally:
+        for job_id in made:
+            update_job(conn, job_id, status="cancelled")
+
+
 @pytest.mark.parametrize("body, code", [
     ({"budget": {"max_model_calls": 50}}, "budget_above_limit"),
     ({"budget": {"timeout_s": 3600}}, "budget_above_limit"),

@@ -102,8 +102,12 @@ class Runtime:
         except Exception as exc:  # noqa: BLE001
             log.warning("the ingestion embedding process did not start ahead of use: %s", exc)
 
-    def health(self, *, detail: bool = True) -> dict:
-        """Status for anyone; versions, models and the queue only for a caller with a key."""
+    def health(self, *, detail: bool = True, scope: list[str] | None = None) -> dict:
+        """Status for anyone. With `detail` (an admin key, or auth off) versions, model folders, the store,
+        the queue and the machine; with a `scope` (a key limited to those collections) only what it may
+        know: which models answer, and the jobs queued or running in its own collections."""
+        if scope is not None:
+            return self._scoped_health(scope)
         if not detail:
             return {"status": "ok"}
         return {
@@ -115,6 +119,14 @@ class Runtime:
             "ingestion": {"pending_jobs": self.ingest.pending() if self.ingest else 0},
             "machine": machine_info(),
         }
+
+    def _scoped_health(self, collections: list[str]) -> dict:
+        from rag.store.jobs import count_unfinished_jobs
+
+        models = {kind: {"name": st.name, "loaded": st.loaded, "runtime": st.details.get("runtime"),
+                         "mode": st.details.get("mode")} for kind, st in self.models.items()}
+        pending = count_unfinished_jobs(self.db.get(), collections) if self.db is not None else 0
+        return {"status": "ok", "models": models, "ingestion": {"pending_jobs": pending}}
 
     def store_info(self) -> dict:
         """Which store this process uses; the Postgres URL without its password."""

@@ -157,6 +157,15 @@ def count_queued_jobs(conn: Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM ingestion_jobs WHERE status = 'queued'").fetchone()[0])
 
 
+def count_unfinished_jobs(conn: Connection, collections: list[str]) -> int:
+    """Jobs queued or running in these collections: what a key limited to them may know of the queue."""
+    if not collections:
+        return 0
+    marks = ", ".join("?" for _ in collections)
+    return int(conn.execute(f"SELECT count(*) FROM ingestion_jobs WHERE status IN ('queued', 'running') "
+                            f"AND collection IN ({marks})", tuple(collections)).fetchone()[0])
+
+
 def recent_job_seconds(conn: Connection, n: int = 20) -> float | None:
     """Mean run time of the last `n` jobs that ran to an end (None before the first): how long a
     place in the queue takes to free up."""
