@@ -3,6 +3,7 @@ front of the app (Host allow-list, browser origins, body size before parsing).""
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
@@ -40,6 +41,9 @@ def bearer(request: Request) -> Principal | None:
     return request.app.state.runtime.keys.authenticate(token.strip())
 
 
+_UPLOAD_ROUTE = re.compile(r"/v1/collections/[^/]+/documents/?")  # the one route that takes files
+
+
 class BodyTooLarge(StarletteHTTPException):
     """Raised while the body arrives; an HTTPException so body parsers pass it on unchanged."""
 
@@ -72,8 +76,10 @@ class Guards:
         if origin and scope["method"] not in _SAFE_METHODS and not self._same_site(origin, headers.get("host", "")):
             return await _refuse(scope, receive, send, 403, "cross_origin_refused",
                                  f"requests from {origin!r} may not change anything here (RAG_CORS_ORIGINS)")
-        multipart = headers.get("content-type", "").lower().startswith("multipart/")
-        limit = self.settings.max_request_bytes if multipart else self.settings.max_json_bytes
+        # The route decides the limit, never the Content-Type a client claims: a keyless
+        # `multipart/form-data` POST to a JSON route once got the upload limit and was read whole before the 401.
+        upload = scope["method"] == "POST" and _UPLOAD_ROUTE.fullmatch(scope.get("path", "")) is not None
+        limit = self.settings.max_request_bytes if upload else self.settings.max_json_bytes
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return await _refuse(scope, receive, send, 413, "body_too_large",

@@ -217,6 +217,17 @@ def test_bodies_are_limited_before_they_are_parsed(secured):
     r = client.post("/v1/collections/alpha/search", content=chunked(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
 
+    # claiming multipart does not lift a JSON route to the upload limit, with or without a key
+    for route in ("/v1/collections", "/v1/collections/alpha/questions", "/v1/keys", "/v1/collections/alpha/search"):
+        for headers in ({}, _as(client, None)):
+            r = client.post(route, content=chunked(), headers={"Content-Type": "multipart/form-data; boundary=x",
+                                                              **headers})
+            assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", (route, r.text)
+    # while the upload route keeps its own, larger limit: this body is read whole and judged on its content
+    r = client.post("/v1/collections/alpha/documents",
+                    files=[("files", ("big.bin", b"\x00\x01" * settings.max_json_bytes, "application/octet-stream"))])
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_type", r.text
+
 
 def test_rate_limits_answer_429_with_retry_after(tmp_path, models_dir):
     app, settings = _app(tmp_path, models_dir, requests_per_minute=5, max_files_per_request=2)
