@@ -41,6 +41,8 @@ def bearer(request: Request) -> Principal | None:
     return request.app.state.runtime.keys.authenticate(token.strip())
 
 
+# A hostname or an IP literal, then an optional port: nothing may follow `]` but a port.
+_HOST_HEADER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(:[0-9]{1,5})?")
 _UPLOAD_ROUTE = re.compile(r"/v1/collections/[^/]+/documents/?")  # the one route that takes files
 
 
@@ -67,7 +69,15 @@ class Guards:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        names = [k.decode("latin-1").lower() for k, _ in scope["headers"]]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        repeated = sorted({n for n in ("host", "origin") if names.count(n) > 1})
+        if repeated:  # which one would count differs between proxies and us: refuse rather than guess
+            return await _refuse(scope, receive, send, 400, "invalid_header",
+                                 f"repeated {' and '.join(repeated)} header: send each once")
+        if not _HOST_HEADER.fullmatch(headers.get("host", "").strip()):
+            return await _refuse(scope, receive, send, 400, "invalid_host",
+                                 f"malformed Host header {headers.get('host', '')!r}")
         host = _hostname(headers.get("host", ""))
         if "*" not in self.hosts and host not in self.hosts:
             return await _refuse(scope, receive, send, 400, "invalid_host",

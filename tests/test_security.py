@@ -195,6 +195,13 @@ def test_host_header_and_cross_origin_changes_are_refused(secured):
     client, _ = secured
     r = client.get("/v1/collections", headers={"Host": "rebind.evil.example"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
+    r = client.get("/v1/collections", headers={"Host": "[::1]evil.example"})  # allowed-looking prefix, junk after
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
+    for name, value in (("Origin", "http://127.0.0.1"), ("Host", "127.0.0.1")):
+        r = client.get("/v1/collections", headers=[(name, value), (name, "http://evil.example" if name == "Origin"
+                                                                        else "rebind.evil.example")])
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_header", (name, r.text)
+    assert client.get("/v1/collections", headers={"Host": "127.0.0.1:8000"}).status_code == 200
     r = client.post("/v1/collections/alpha/documents", files=[("files", ("x.txt", b"planted", "text/plain"))],
                     headers={"Origin": "http://evil.example"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "cross_origin_refused"
