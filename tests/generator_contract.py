@@ -5,6 +5,15 @@ from __future__ import annotations
 import threading
 
 
+def _ask(passage: str, question: str) -> list[dict]:
+    return [{"role": "user", "content": f"{passage}\n\n根据上面的内容回答：{question}"}]
+
+
+# The Qwen models' checks in every runtime: a Chinese and an English answer from a passage.
+ZH = _ask("明长城东起鸭绿江，西至嘉峪关，全长约8851.8公里。", "明长城全长多少公里？")
+EN = _ask("The secret code of the vault is 4721. The vault is in Zurich.", "What is the secret code of the vault?")
+
+
 def assert_calls_serialised(gen, messages: list[dict], *, callers: int) -> None:
     """Concurrent `generate` calls queue instead of interleaving: each gets the answer a lone call gets."""
     expected = gen.generate(messages, max_new_tokens=12).text

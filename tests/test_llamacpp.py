@@ -18,7 +18,7 @@ from rag.models import cache
 from rag.models.completion import Completion
 from rag.models.llamacpp import LlamaCppGenerator
 from rag.models.registry import REGISTRY
-from tests.generator_contract import (assert_calls_serialised, assert_context_overflow_refused,
+from tests.generator_contract import (EN, ZH, assert_calls_serialised, assert_context_overflow_refused,
                                       assert_max_new_tokens_respected, assert_on_token_errors_end_the_call,
                                       assert_stop_string_cuts, assert_streams_exactly)
 
@@ -239,14 +239,6 @@ def test_generate_calls_are_serialised(gen):
 
 
 # ---------------------------------------------------------------- the Qwen models (slow)
-
-
-def _ask(passage: str, question: str) -> list[dict]:
-    return [{"role": "user", "content": f"{passage}\n\n根据上面的内容回答：{question}"}]
-
-
-ZH = _ask("明长城东起鸭绿江，西至嘉峪关，全长约8851.8公里。", "明长城全长多少公里？")
-EN = _ask("The secret code of the vault is 4721. The vault is in Zurich.", "What is the secret code of the vault?")
 
 
 def _check_answers(g) -> None:
