@@ -72,14 +72,20 @@ def auto_runtime(cpuinfo: str | None = None) -> str:
 
 
 def configured(settings: "Settings") -> GeneratorRuntime:
-    """The runtime `settings` ask for; `auto` runs a packaged GGUF generator on `auto_runtime()`'s pick and
-    anything else (a local folder, a hub id) on transformers, the one runtime that loads any HF folder."""
+    """The runtime `settings` ask for; `auto` runs a packaged GGUF generator on `auto_runtime()`'s pick (but
+    not on openvino where the registry says its int8 weights lost accuracy) and anything else (a local
+    folder, a hub id) on transformers, the one runtime that loads any HF folder."""
     if settings.generator_runtime != AUTO:
         return get(settings.generator_runtime)
     from rag.models.registry import get_spec
 
     spec = get_spec(settings.generator)
-    return RUNTIMES[auto_runtime() if spec is not None and spec.recipe == "gguf" else "transformers"]
+    if spec is None or spec.recipe != "gguf":
+        return RUNTIMES["transformers"]
+    pick = auto_runtime()
+    if pick == "openvino" and not spec.auto_openvino:  # its int8 weights measured less accurate
+        pick = "transformers"
+    return RUNTIMES[pick]
 
 
 def get(name: str) -> GeneratorRuntime:
