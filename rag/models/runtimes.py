@@ -89,13 +89,11 @@ def configured(settings: "Settings") -> GeneratorRuntime:
 
 
 def get(name: str) -> GeneratorRuntime:
-    """The runtime named `name` (`auto` resolved for this CPU)."""
-    if name == AUTO:
-        name = auto_runtime()
+    """The runtime named `name` (`auto` is a setting, not a runtime: see `configured`)."""
     try:
         return RUNTIMES[name]
     except KeyError:
-        raise ValueError(f"generator runtime must be auto or one of {tuple(RUNTIMES)}, got {name!r}") from None
+        raise ValueError(f"generator runtime must be one of {tuple(RUNTIMES)}, got {name!r}") from None
 
 
 def of(generator: Any) -> GeneratorRuntime | None:
