@@ -10,7 +10,7 @@ from rag.service.auth import Principal
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=errors({403: ["forbidden"]}))
 
 
-@router.post("", status_code=201, response_model=NewKeyOut)
+@router.post("", status_code=201, response_model=NewKeyOut, responses=errors({404: ["collection_not_found"]}))
 def create_key(body: KeyIn, request: Request, who: Principal = Depends(principal)) -> NewKeyOut:
     who.require_admin()
     new = request.app.state.runtime.keys.create(body.role, collections=body.collections, grants=body.grants,

@@ -320,8 +320,9 @@ Grants = Annotated[dict[CollectionName, Literal["read", "write"]], Field(max_len
 
 class KeyIn(_In):
     role: str = Field(..., pattern="^(read|write|admin)$")
-    collections: list[CollectionName] | None = Field(None, max_length=1000, description="Collections the role "
-                                                     "applies to; omitted: every collection (ignored for admin).")
+    collections: list[CollectionName] | None = Field(None, max_length=1000, description="Existing collections the "
+                                                     "role applies to (a grant ends when its collection is deleted); "
+                                                     "omitted: every collection (ignored for admin).")
     grants: Grants | None = Field(None, description="A role per collection instead of `collections`, e.g. "
                                   "{\"manuals\": \"write\", \"faq\": \"read\"}.")
     name: str = Field("", max_length=200)

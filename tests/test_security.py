@@ -116,6 +116,22 @@ def test_a_key_can_hold_a_different_role_on_each_collection(secured):
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
 
 
+def test_a_grant_is_to_a_collection_not_to_its_name(secured):
+    client, _ = secured
+    r = client.post("/v1/keys", json={"role": "read", "collections": ["notyet"]})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "collection_not_found"
+    assert client.post("/v1/collections", json={"name": "fleeting"}).status_code == 201
+    key = _key(client, "read", ["fleeting"])
+    assert client.get("/v1/collections/fleeting/documents", headers=_as(client, key)).status_code == 200
+    assert client.delete("/v1/collections/fleeting").status_code == 204
+    assert client.post("/v1/collections", json={"name": "fleeting"}).status_code == 201
+    r = client.get("/v1/collections/fleeting/documents", headers=_as(client, key))
+    assert r.status_code == 404 and r.json()["error"]["code"] == "collection_not_found"
+    assert client.get("/v1/collections", headers=_as(client, key)).json()["collections"] == []
+    key_id = key.split("_")[1]
+    assert next(k for k in client.get("/v1/keys").json()["keys"] if k["id"] == key_id)["grants"] == {}
+
+
 def test_keys_are_shown_once_listed_without_secrets_and_revocable(secured):
     client, _ = secured
     r = client.post("/v1/keys", json={"role": "read", "name": "temp"})

@@ -7,7 +7,8 @@ database is useless without the secret file. Keys are shown once, at creation.
 
 Roles: `read` (search, ask, read documents, jobs, questions, traces and usage), `write` (plus
 upload and delete documents), `admin` (everything, every collection, keys, creating and deleting
-collections). A read/write key holds its role on every collection or on a listed set. Anything a
+collections). A read/write key holds its role on every collection or on a listed set of existing
+collections; a grant belongs to that collection (not its name) and ends when it is deleted. Anything a
 key may not read is reported exactly as if it did not exist (404), so a key learns nothing about
 other tenants; a key that may read a collection but not change it gets 403.
 """

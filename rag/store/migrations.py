@@ -259,6 +259,27 @@ ALTER TABLE model_calls ADD COLUMN status TEXT NOT NULL DEFAULT 'ok' CHECK (stat
 """
 
 
+M009_KEY_GRANTS = """
+-- A grant belongs to one collection, not to a name: it refers to the collection's uid (new at
+-- every creation) and goes with it when the collection is deleted, so a collection created later
+-- under the same name is not readable by an old key. `scoped` says the key holds only its listed
+-- grants (0: its role on every collection). Grants whose collection no longer existed are dropped.
+CREATE TABLE key_grants (
+    key_id         TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+    collection_uid TEXT NOT NULL REFERENCES collections(uid) ON DELETE CASCADE,
+    role           TEXT NOT NULL CHECK (role IN ('read', 'write')),
+    PRIMARY KEY (key_id, collection_uid)
+);
+CREATE INDEX key_grants_collection ON key_grants(collection_uid);
+ALTER TABLE api_keys ADD COLUMN scoped INTEGER NOT NULL DEFAULT 0 CHECK (scoped IN (0, 1));
+UPDATE api_keys SET scoped = 1 WHERE grants IS NOT NULL;
+INSERT INTO key_grants (key_id, collection_uid, role)
+SELECT k.id, c.uid, g.value FROM api_keys k, json_each(k.grants) g JOIN collections c ON c.name = g.key
+WHERE k.grants IS NOT NULL AND g.value IN ('read', 'write');
+ALTER TABLE api_keys DROP COLUMN grants;
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
@@ -268,6 +289,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "m006_document_language", M006_DOCUMENT_LANGUAGE),
     Migration(7, "m007_job_cancelled", M007_JOB_CANCELLED),
     Migration(8, "m008_call_server", M008_CALL_SERVER),
+    Migration(9, "m009_key_grants", M009_KEY_GRANTS),
 ]
 
 

@@ -202,8 +202,26 @@ CREATE TABLE install_secrets (
 );
 """
 
+P002_KEY_GRANTS = """
+-- As SQLite's m009: a grant refers to its collection's uid and is deleted with the collection.
+CREATE TABLE key_grants (
+    key_id         TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+    collection_uid TEXT NOT NULL REFERENCES collections(uid) ON DELETE CASCADE,
+    role           TEXT NOT NULL CHECK (role IN ('read', 'write')),
+    PRIMARY KEY (key_id, collection_uid)
+);
+CREATE INDEX key_grants_collection ON key_grants(collection_uid);
+ALTER TABLE api_keys ADD COLUMN scoped INTEGER NOT NULL DEFAULT 0 CHECK (scoped IN (0, 1));
+UPDATE api_keys SET scoped = 1 WHERE grants IS NOT NULL;
+INSERT INTO key_grants (key_id, collection_uid, role)
+SELECT k.id, c.uid, g.value FROM api_keys k, json_each_text(k.grants::json) g JOIN collections c ON c.name = g.key
+WHERE k.grants IS NOT NULL AND g.value IN ('read', 'write');
+ALTER TABLE api_keys DROP COLUMN grants;
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "p001_initial", P001_INITIAL),
+    Migration(2, "p002_key_grants", P002_KEY_GRANTS),
 ]
 
 

@@ -58,7 +58,7 @@ class KeyRecord:
     id: str
     name: str
     role: str  # read | write | admin
-    grants: dict[str, str] | None  # collection -> read|write; None: every collection at `role`
+    grants: dict[str, str] | None  # existing collection -> read|write (key_grants); None: every collection
     secret_hash: bytes
     created_at: str
     revoked_at: str | None
