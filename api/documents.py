@@ -11,6 +11,7 @@ from ingest import errors
 from ingest.uploads import Upload
 from rag.errors import IngestError, RagError
 from rag.service.auth import Principal
+from rag.service.ingesting import Submitted
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["documents"])
 
@@ -18,11 +19,11 @@ _READ = 1024 * 1024
 
 
 async def _read_limited(upload: UploadFile, limit: int) -> bytes:
+    """The file's bytes, or its first `limit + 1` when it is larger: enough for the service to refuse
+    it as `file_too_large` without holding more of it."""
     parts, size = [], 0
-    while block := await upload.read(_READ):
+    while size <= limit and (block := await upload.read(min(_READ, limit + 1 - size))):
         size += len(block)
-        if size > limit:
-            raise IngestError(f"{upload.filename!r} is larger than the {limit:,}-byte limit", code="file_too_large", status=413)
         parts.append(block)
     return b"".join(parts)
 
@@ -54,8 +55,12 @@ _READ_404 = error_responses({404: ["collection_not_found"]})
     400: ["bad_filename"], 403: ["forbidden"], 404: ["collection_not_found"],
     413: ["file_too_large", "too_many_files"], 415: ["unsupported_type"],
     422: ["no_files", "empty_file", "pdf_malformed"], 429: ["queue_full"]}))
-async def upload_documents(name: CollectionPath, request: Request, who: Principal = Depends(principal)) -> dict:
-    """Queues one job per file (202); parsing and indexing happen in the job (poll `/v1/jobs/{id}`)."""
+async def upload_documents(name: CollectionPath, request: Request, who: Principal = Depends(principal),
+                           all_or_nothing: bool = Query(False, description="Refuse the whole request when any "
+                                                        "file is refused (nothing is queued).")) -> JobsOut:
+    """Queues one job per good file (202) and lists each refused file with its error under
+    `rejected`; when every file is refused (or any, with `all_or_nothing`), the first file's error
+    is the answer and nothing is queued. Parsing and indexing happen in the job (poll `/v1/jobs/{id}`)."""
     who.require(name, "write")
     runtime = request.app.state.runtime
     limit = runtime.settings.max_upload_bytes
@@ -76,9 +81,12 @@ async def upload_documents(name: CollectionPath, request: Request, who: Principa
     if not files:
         raise IngestError("send one or more files in the multipart field 'files'", code="no_files")
     uploads = [Upload(f.filename or "", await _read_limited(f, limit)) for f in files]
-    runtime.quotas.uploaded(who.key_id, sum(len(u.data) for u in uploads))
-    jobs = runtime.ingest.submit(name, uploads)
-    return {"jobs": [{"id": j.id, "filename": j.filename} for j in jobs]}
+    if all_or_nothing:
+        submitted = Submitted(runtime.ingest.submit(name, uploads), [])
+    else:
+        submitted = runtime.ingest.submit_each(name, uploads)
+    runtime.quotas.uploaded(who.key_id, sum(int(j.progress.get("bytes", 0)) for j in submitted.jobs))
+    return JobsOut.of(submitted)
 
 
 @router.get("/documents", response_model=DocumentsOut, responses=_READ_404)

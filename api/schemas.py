@@ -189,8 +189,26 @@ class JobRef(BaseModel):
     filename: str
 
 
+class RefusedError(BaseModel):
+    code: str = Field(description="As the same file alone would be refused with (README error table).")
+    message: str
+
+
+class Refused(BaseModel):
+    filename: str
+    error: RefusedError
+
+
 class JobsOut(BaseModel):
-    jobs: list[JobRef]
+    jobs: list[JobRef] = Field(description="A job per accepted file, in request order.")
+    rejected: list[Refused] = Field([], description="Each refused file of the request with its error "
+                                    "(the codes of a single-file refusal), in request order.")
+
+    @classmethod
+    def of(cls, submitted) -> "JobsOut":
+        return cls(jobs=[JobRef(id=j.id, filename=j.filename) for j in submitted.jobs],
+                   rejected=[Refused(filename=r.filename, error=RefusedError(**r.error.to_dict()))
+                             for r in submitted.rejected])
 
 
 class JobError(BaseModel):

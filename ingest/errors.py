@@ -118,7 +118,9 @@ def pdf_resource_limit(detail: str = "") -> IngestError:
 
 
 def file_too_large(size: int, limit: int) -> IngestError:
-    return _err(FILE_TOO_LARGE, f"The file has {size} bytes; at most {limit} are accepted.")
+    """`size` is what was read: the API stops reading one byte past the limit."""
+    return _err(FILE_TOO_LARGE, f"The file has more than {limit:,} bytes, the most accepted (RAG_MAX_UPLOAD_BYTES)."
+                if size > limit else f"The file has {size} bytes; at most {limit} are accepted.")
 
 
 def bad_filename(detail: str = "") -> IngestError:

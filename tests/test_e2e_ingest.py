@@ -56,9 +56,9 @@ def error_code(resp: httpx.Response) -> str | None:
         return None
 
 
-def upload(client: httpx.Client, collection: str, *files: tuple[str, bytes]) -> httpx.Response:
+def upload(client: httpx.Client, collection: str, *files: tuple[str, bytes], **params) -> httpx.Response:
     return client.post(
-        f"/v1/collections/{collection}/documents",
+        f"/v1/collections/{collection}/documents", params=params,
         files=[("files", (name, data, "application/octet-stream")) for name, data in files],
     )
 
@@ -540,12 +540,19 @@ HOSTILE_CASES = {
                   ("upload", 413, "file_too_large")),
     "encrypted_pdf": (lambda: [("locked.pdf", _encrypted_pdf())], ("job", "pdf_encrypted")),
     "blank_pdf": (lambda: [("scan.pdf", _blank_pdf())], ("job", "pdf_no_text")),
-    # one bad file refuses the whole request: the good one beside it gets no job either
-    "batch_with_one_bad_name": (lambda: [("fine.txt", b"A perfectly fine note about apt pinning."),
-                                         ("../evil.txt", b"evil")], ("upload", 400, "bad_filename")),
+    # a folder dropped with bad files in it: the good ones are queued, each bad one reported
+    "batch_with_bad_files": (lambda: [("fine.txt", b"A perfectly fine note about apt pinning."),
+                                      ("../evil.txt", b"evil"), ("empty.md", b""),
+                                      ("x.exe", b"MZ\x90\x00" + bytes(200))],
+                             ("mixed", [("../evil.txt", "bad_filename"), ("empty.md", "empty_file"),
+                                        ("x.exe", "unsupported_type")])),
+    # ... unless the client asks for all or nothing: then the good file beside a bad one gets no job
+    "batch_all_or_nothing": (lambda: [("also-fine.txt", b"Another fine note about apt pinning."),
+                                      ("../evil.txt", b"evil")], ("upload", 400, "bad_filename")),
 }
+PARAMS = {"batch_all_or_nothing": {"all_or_nothing": "true"}}
 
-GOOD = {"faq-ch1-gbk.txt", "ref-1.2-big5.txt"}
+GOOD = {"faq-ch1-gbk.txt", "ref-1.2-big5.txt", "fine.txt"}
 
 
 @pytest.fixture(scope="module")
@@ -571,7 +578,7 @@ def hostile(tmp_path_factory, models_dir, small_embedder_dir):
             else:
                 for _, data in files:
                     assert len(data) > 100_000 if name == "too_large" else len(data) <= 100_000, name
-                resp = upload(client, "hostile", *files)
+                resp = upload(client, "hostile", *files, **PARAMS.get(name, {}))
             out = {"status": resp.status_code, "code": error_code(resp), "body": resp.json(), "jobs": []}
             if resp.status_code == 202:
                 out["jobs"] = [wait_job(client, j["id"]) for j in resp.json()["jobs"]]
@@ -595,6 +602,13 @@ def test_hostile_input_gets_its_specific_error(hostile, case):
         assert out["body"]["error"]["message"]
         return
     assert out["status"] == 202, out["body"]
+    if expected[0] == "mixed":
+        refused = [(r["filename"], r["error"]["code"]) for r in out["body"]["rejected"]]
+        assert refused == expected[1] and all(r["error"]["message"] for r in out["body"]["rejected"])
+        (job,) = out["jobs"]
+        assert job["status"] == "done" and job["filename"] == "fine.txt", job
+        return
+    assert out["body"]["rejected"] == []
     (job,) = out["jobs"]
     if expected[0] == "job":
         assert job["status"] == "failed" and job["document_id"] is None, job
@@ -633,7 +647,7 @@ def test_failed_uploads_leave_no_trace(hostile):
                             "WHERE c.id IS NULL").fetchone()[0] == 0
         jobs = {r["filename"]: dict(r) for r in conn.execute("SELECT * FROM ingestion_jobs")}
         # refused uploads never became jobs; parsed-and-failed ones have no document
-        assert "fine.txt" not in jobs and not any("evil" in name for name in jobs)
+        assert "also-fine.txt" not in jobs and not any("evil" in name for name in jobs)
         for job in jobs.values():
             if job["filename"] in GOOD:
                 assert job["status"] == "done" and job["document_id"] in good_ids

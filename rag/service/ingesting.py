@@ -13,7 +13,9 @@ worker's lease is renewed by a heartbeat while it runs a job, and a killed worke
 claimed again when its lease runs out. Nothing is recovered at start-up: the leases do it.
 
 The queue is bounded (`max_queued_jobs`: an upload beyond it is refused with 429 before any byte
-is written) and any queued or running job can be cancelled.
+is written) and any queued or running job can be cancelled. A request of several files queues the
+good ones and reports each file it refused (`Submitted.rejected`), as a user dropping a folder
+expects (`submit_each`); `submit` refuses the whole request for one bad file instead.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 from ingest import errors
 from ingest.detect import clean_filename, detect_format
 from ingest.uploads import Upload
 from rag import store
-from rag.errors import RagError
+from rag.errors import IngestError, RagError
 from rag.index.search_index import SearchIndex
 from rag.models.embedder import Embedder
 from rag.service.pipeline import Cancel, Outcome, PassageEmbedder, Pipeline, ProgressFn
@@ -45,6 +48,20 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 MAX_ATTEMPTS = 3  # runs a job may start before a crash during it means it is not run again
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file of an upload request that was not queued, and why (its error's code and message)."""
+
+    filename: str
+    error: IngestError
+
+
+@dataclass(frozen=True)
+class Submitted:
+    jobs: list[store.JobRecord]  # one per accepted file, in request order
+    rejected: list[Rejected]  # one per refused file, in request order
 
 
 class IngestService:
@@ -143,9 +160,28 @@ class IngestService:
         return Upload(name, upload.data)
 
     def submit(self, collection: str, uploads: list[Upload]) -> list[store.JobRecord]:
+        """All or nothing: one job per file, or the first bad file's error and nothing queued."""
         conn = self.db.get()
         store.get_collection(conn, collection)
-        checked = [self.validate(u) for u in uploads]
+        return self._queue_jobs(conn, collection, [self.validate(u) for u in uploads])
+
+    def submit_each(self, collection: str, uploads: list[Upload]) -> Submitted:
+        """Queues every file that passes `validate` and reports the others. When every file is
+        refused, raises the first one's error (nothing is queued). Errors of the request as a
+        whole (collection, queue room) always raise."""
+        conn = self.db.get()
+        store.get_collection(conn, collection)
+        checked, rejected = [], []
+        for upload in uploads:
+            try:
+                checked.append(self.validate(upload))
+            except IngestError as exc:
+                rejected.append(Rejected(upload.filename[:300], exc))
+        if not checked:
+            raise rejected[0].error
+        return Submitted(self._queue_jobs(conn, collection, checked), rejected)
+
+    def _queue_jobs(self, conn: Connection, collection: str, checked: list[Upload]) -> list[store.JobRecord]:
         with self._submit_lock:
             self._check_room(conn, len(checked))
             if self.shared:
