@@ -39,6 +39,7 @@ NO_TEXT = "no_text"
 INTERRUPTED = "interrupted"
 DOCUMENT_TOO_LONG = "document_too_long"
 TOO_MANY_CHUNKS = "too_many_chunks"
+REPETITIVE_TEXT = "repetitive_text"
 EMBED_TIME_LIMIT = "embed_time_limit"
 JOB_CANCELLED = "job_cancelled"
 INTERNAL = "internal_error"
@@ -59,6 +60,7 @@ ERROR_STATUS: dict[str, int] = {
     INTERRUPTED: 500,
     DOCUMENT_TOO_LONG: 422,
     TOO_MANY_CHUNKS: 422,
+    REPETITIVE_TEXT: 422,
     EMBED_TIME_LIMIT: 422,
     JOB_CANCELLED: 409,
     INTERNAL: 500,
@@ -148,6 +150,11 @@ def document_too_long(chars: int, limit: int) -> IngestError:
 def too_many_chunks(chunks: int, limit: int) -> IngestError:
     return _err(TOO_MANY_CHUNKS, f"The document makes {chunks:,} chunks; at most {limit:,} are accepted "
                                  "(RAG_MAX_DOCUMENT_CHUNKS). Split it into smaller files.")
+
+
+def repetitive_text(chunks: int, content_bytes: int) -> IngestError:
+    return _err(REPETITIVE_TEXT, f"The text repeats itself: its {chunks:,} chunks hold {content_bytes:,} bytes of "
+                                 "content (compressed), too little to be worth indexing chunk by chunk.")
 
 
 def embed_time_limit(seconds: float, done: int, total: int) -> IngestError:

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     embedder_passage_prefix: str = Field("", description="Passage prefix for an embedder given by path or hub id.")
     verify_models_on_load: bool = Field(True, description="Re-check prepared model files' sha256 before loading them.")
     embed_batch_size: int = Field(32, description="Texts per embedder batch.")
+    ingest_workers: int = Field(2, ge=1, le=16, description="Ingestion jobs one process runs at once (worker threads; with Postgres, claim loops). They take turns at the embedder batch by batch, so a large document slows a small upload rather than stopping it.")
     embed_precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Embedder arithmetic: `bf16` casts the transformer once at load (pooling stays fp32; cosine to fp32 vectors >= 0.9999; 2.4-3.3x the tokens/s on an AVX512-BF16 CPU, `rag bench embed`), `fp32` exact, `auto` bf16 only on CPUs with native bf16 (AVX512-BF16 or AMX). Vectors of either mix in one index.")
     ingest_embed_process: bool = Field(True, description="Embed ingested documents in a child process at a lower CPU priority (`RAG_INGEST_NICENESS`), so searches and questions are served first while documents are ingested (costs one more copy of the embedder in memory); off: the server's own embedder, shared with searches.")
     ingest_niceness: int = Field(10, ge=0, le=19, description="`nice` increment of the ingestion embedding process (0-19; higher yields the CPU to searches more readily).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -37,10 +38,20 @@ def bench_models(
 def bench_ingest_cmd(
     docs: Optional[list[Path]] = typer.Argument(None, help="Documents to ingest (default: the English and Chinese Debian Reference PDFs)."),
     sizes: str = typer.Option("10000,100000", help="Synthetic collection sizes for search latency, comma-separated ('' to skip)."),
+    fairness: bool = typer.Option(False, "--fairness", help="Instead: how long a 1 KB upload waits while a 2 MB document ingests."),
 ) -> None:
     """Pages/s, chunks/s, share of time in embedding, peak RSS, index bytes, search latency p50/p99."""
     from rag_bench.ingest import DEFAULT_DOCS, bench_ingest, report
     from rag_bench.search import bench_search
+
+    if fairness:
+        from rag.models.cpu import read_cpu
+        from rag_bench import fairness as fair
+
+        cpu = read_cpu()
+        typer.echo(f"CPU: {cpu.model} ({cpu.cpu_class}), {os.cpu_count()} cores")
+        typer.echo(fair.report(fair.bench_fairness(Settings())))
+        return
 
     paths = docs or [p for p in DEFAULT_DOCS if p.exists()]
     if not paths:

@@ -333,7 +333,7 @@ def nested(depth: int, open_: bytes, close: bytes, inner: bytes = b"0") -> bytes
 
 ANY_PDF_FAILURE = frozenset({"pdf_malformed", "pdf_no_text", "pdf_resource_limit", "pdf_too_many_pages"})
 TEXT_OR_REFUSAL = frozenset({"done", "undecodable_text"})
-BOUNDED = frozenset({"done", "document_too_long", "too_many_chunks", "no_text", "empty_file"})
+BOUNDED = frozenset({"done", "document_too_long", "too_many_chunks", "repetitive_text", "no_text", "empty_file"})
 BINARY = frozenset({"unsupported_type", "undecodable_text"})
 
 
@@ -713,15 +713,15 @@ def degenerate_cases() -> list[Case]:
     add("one-word-html", "word.html", {"done"}, lambda: b"<b>word</b>", text="word")
     add("one-cjk-char", "zh.txt", TEXT_OR_REFUSAL, lambda: "长".encode(), text="长")
     add("one-word-10k-letters", "long-word.txt", {"done"}, lambda: b"a" * 10_000)
-    add("one-word-just-under-char-limit", "longer-word.txt", {"done", "too_many_chunks"},
+    add("one-word-just-under-char-limit", "longer-word.txt", {"done", "too_many_chunks", "repetitive_text"},
         lambda: b"b" * (MAX_DOCUMENT_CHARS - 10))
     add("one-word-at-upload-limit", "huge-word.txt", {"document_too_long"}, lambda: b"c" * limit)
-    add("cjk-no-punctuation-under-char-limit", "cjk.txt", {"done", "too_many_chunks"},
+    add("cjk-no-punctuation-under-char-limit", "cjk.txt", {"done", "too_many_chunks", "repetitive_text"},
         lambda: ("长城" * (MAX_DOCUMENT_CHARS // 2 - 10)).encode())
     add("cjk-900k", "cjk-big.txt", {"document_too_long"}, lambda: ("长" * 900_000).encode())
     add("digits-at-upload-limit", "digits.txt", {"document_too_long"}, lambda: b"7" * limit)
     add("emoji-700k", "emoji.txt", {"document_too_long"}, lambda: ("\U0001F600" * 700_000).encode())
-    add("same-word-just-under-char-limit", "words.txt", {"done", "too_many_chunks"},
+    add("same-word-just-under-char-limit", "words.txt", {"done", "too_many_chunks", "repetitive_text"},
         lambda: b" ".join([b"word"] * (MAX_DOCUMENT_CHARS // 5)))
     add("spaces-1mb", "spaces.txt", {"empty_file", "no_text"}, lambda: b" " * 1_000_000)
     add("newlines-1mb", "newlines.txt", {"empty_file", "no_text"}, lambda: b"\n" * 1_000_000)

@@ -60,7 +60,8 @@ UPLOAD_CODES = frozenset({
 #: Documented codes a job may fail with. Never `internal_error`.
 JOB_CODES = frozenset({
     "undecodable_text", "empty_file", "no_text", "pdf_malformed", "pdf_encrypted", "pdf_no_text",
-    "pdf_too_many_pages", "pdf_resource_limit", "document_too_long", "too_many_chunks", "embed_time_limit",
+    "pdf_too_many_pages", "pdf_resource_limit", "document_too_long", "too_many_chunks", "repetitive_text",
+    "embed_time_limit",
 })
 
 #: Cases that show a bug outside the files this test's author may change: they fail today, and

@@ -97,7 +97,7 @@ def test_cancel_a_running_job_stops_it_and_stores_nothing(small_settings):
 
 
 def test_cancel_a_queued_job_means_it_never_runs(small_settings):
-    with app_client(small_settings) as client:
+    with app_client(small_settings.model_copy(update={"ingest_workers": 1})) as client:  # the second job waits
         gate = gated(client)
         first = upload(client, "first.txt").json()["jobs"][0]["id"]
         assert gate.waiting.wait(60)
@@ -139,7 +139,7 @@ def test_cancel_errors(small_settings):
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_writes_nothing(small_settings):
-    settings = small_settings.model_copy(update={"max_queued_jobs": 2})
+    settings = small_settings.model_copy(update={"max_queued_jobs": 2, "ingest_workers": 1})
     with app_client(settings) as client:
         gate = gated(client)
         running = upload(client, "running.txt").json()["jobs"][0]["id"]

@@ -4,7 +4,9 @@ An accepted upload is durable before it is acknowledged: its bytes are on disk u
 and its job row is committed. A worker thread runs jobs in order; at start-up, jobs a crash left
 queued or running are queued again from their stored bytes, so nothing acknowledged is lost,
 except a job that was running when the process died `MAX_ATTEMPTS` times (it is what kills it).
-Writes are serialised by the single worker (and by the index's per-collection write lock).
+`RAG_INGEST_WORKERS` threads run jobs at once, taking turns at the embedder batch by batch, so a
+large document slows a small upload behind it rather than stopping it; a document's writes are one
+transaction under the index's per-collection write lock.
 
 With PostgreSQL (`RAG_DATABASE_URL`) the queue is the database's: an upload's bytes are stored
 with its job row in one transaction, and any number of workers (`rag worker`, or this server's
@@ -73,38 +75,46 @@ class IngestService:
         self.pipeline = Pipeline(settings, embedder, index, passages)
         self.uploads_dir = settings.data_dir / "uploads"
         self._queue: queue.Queue = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._running: dict[str, Cancel] = {}  # job id -> its cancel request, while it runs here
         self._submit_lock = threading.Lock()  # the queue-length check and the new rows, as one step
         self.shared = dialect(db.get()) == "postgres"  # the queue is the database's, shared by workers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
-        self._claiming: threading.Thread | None = None
+        self._claiming: list[threading.Thread] = []
         self.poll_s = 0.25
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        n = self.settings.ingest_workers
         if self.shared:
             self._stop.clear()
-            self._claiming = threading.Thread(target=self._claim_loop, name="ingest-worker", daemon=True)
-            self._claiming.start()
+            self._claiming = [threading.Thread(target=self._claim_loop, name=f"ingest-worker-{i}", daemon=True)
+                              for i in range(n)]
+            for t in self._claiming:
+                t.start()
             return
         self._recover()
-        self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name=f"ingest-worker-{i}", daemon=True) for i in range(n)]
+        for t in self._workers:
+            t.start()
 
     def stop(self, timeout: float = 30) -> None:
-        if self._claiming is not None:
+        deadline = time.monotonic() + timeout
+        if self._claiming:
             self._stop.set()
             for cancel in list(self._running.values()):
                 cancel.requested.set()
-            self._claiming.join(timeout)
-            self._claiming = None
-        if self._worker is not None:
-            self._queue.put(_STOP)
-            self._worker.join(timeout)
-            self._worker = None
+            for t in self._claiming:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self._claiming = []
+        if self._workers:
+            for _ in self._workers:
+                self._queue.put(_STOP)
+            for t in self._workers:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self._workers = []
 
     def pending(self) -> int:
         """Jobs queued or running (in this process; with Postgres, on every worker)."""

@@ -4,9 +4,10 @@ Nothing is written until the end: the document, its chunks, vectors and the job'
 land in one SQLite transaction (`IndexManager.add_document`), and only then reach the indexes.
 A failure at any stage leaves no trace but the job's error.
 
-Work per document is bounded so that no single upload can hold the one worker: its text length
-and chunk count are checked before any embedding, embedding has a wall-clock limit, and a
-client's cancel request is honoured between stages and between embedding batches.
+Work per document is bounded so that no single upload can hold a worker for long: its text length,
+chunk count and repetitiveness are checked before any embedding, embedding has a wall-clock limit,
+and a client's cancel request is honoured between stages and between embedding batches. Jobs that
+run at once take turns at the embedder batch by batch (`FairTurns`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -28,6 +30,7 @@ from rag import store
 from rag.index.search_index import SearchIndex
 from rag.index.windows import pooled
 from rag.models.embedder import Embedder
+from rag.service.turns import FairTurns
 from rag.settings import Settings
 from rag.text.lang import Language, detect_language
 
@@ -85,6 +88,23 @@ def document_language(texts: list[str], max_chars: int = LANGUAGE_SAMPLE_CHARS) 
     return detect_language("\n".join(texts[i][:share] for i in picked)[:max_chars])
 
 
+# Compressed bytes of text per chunk: natural text, logs and numeric tables measured 82-374 (Debian FAQ
+# en/zh, a syslog, CSVs); a character, word or sentence repeated all over 1-7. Documents of few
+# chunks are cheap whatever they hold, so only more than `REPETITION_FROM_CHUNKS` are judged.
+MIN_CONTENT_BYTES_PER_CHUNK = 20
+REPETITION_FROM_CHUNKS = 32
+
+
+def check_not_repetitive(text: str, chunks: int) -> None:
+    """`repetitive_text` for a document whose chunks would mostly repeat each other (100 KB of `[`
+    makes ~400 chunks): it would hold a worker embedding near-identical vectors."""
+    if chunks <= REPETITION_FROM_CHUNKS:
+        return
+    content = len(zlib.compress(text.encode("utf-8", "surrogatepass"), 1))
+    if content < chunks * MIN_CONTENT_BYTES_PER_CHUNK:
+        raise errors.repetitive_text(chunks, content)
+
+
 def effective_chunk_cap(settings: Settings, embedder: Embedder) -> int:
     """The configured cap, lowered if the embedder could not see a whole chunk (it would truncate it)."""
     return max(8, min(settings.chunk_tokens, embedder.max_content_tokens))
@@ -97,6 +117,7 @@ class Pipeline:
         self.embedder = embedder  # tokens, dimension, model id; and passages unless `passages` is given
         self.passages = passages or embedder
         self.index = index
+        self.turns = FairTurns()  # the embedder, batch by batch, among the jobs running at once
 
     def run(self, conn: store.Connection, collection: str, filename: str, data: bytes, job_id: str | None,
             progress: ProgressFn = lambda p: None, cancel: Cancel | None = None) -> Outcome:
@@ -123,6 +144,7 @@ class Pipeline:
         times.chunk_s = time.monotonic() - t0
         if len(chunks) > self.settings.max_document_chunks:
             raise errors.too_many_chunks(len(chunks), self.settings.max_document_chunks)
+        check_not_repetitive(doc.text, len(chunks))
         cancel.check()
 
         vectors, windows = self._embed(chunks, doc, progress, times, cancel)
@@ -171,7 +193,9 @@ class Pipeline:
             if time.monotonic() > deadline:
                 raise errors.embed_time_limit(time.monotonic() - t0, start, len(order))
             idx = order[start:start + batch]
-            out[idx] = self.passages.embed_passages([chunks[pieces[j][0]].text[pieces[j][1]:pieces[j][2]] for j in idx])
+            texts = [chunks[pieces[j][0]].text[pieces[j][1]:pieces[j][2]] for j in idx]
+            with self.turns:
+                out[idx] = self.passages.embed_passages(texts)
             now = time.monotonic()
             if now - last > 0.5:
                 last = now
