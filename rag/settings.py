@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     max_concurrent_questions: int = Field(4, ge=1, description="Questions answered at the same time with a server runtime (`openai`); the in-process runtimes answer one at a time.")
     embedder_query_prefix: str = Field("", description="Query prefix for an embedder given by path or hub id (registry models know theirs).")
     embedder_passage_prefix: str = Field("", description="Passage prefix for an embedder given by path or hub id.")
-    verify_models_on_load: bool = Field(True, description="Re-check prepared model files' sha256 before loading them.")
+    verify_models_on_load: bool = Field(True, description="Re-check prepared model files' sha256 before loading them (a file whose size, times and inode are what the last full check recorded is not re-read; `rag models verify` reads every file).")
     embed_batch_size: int = Field(32, description="Texts per embedder batch.")
     ingest_workers: int = Field(2, ge=1, le=16, description="Ingestion jobs one process runs at once (worker threads; with Postgres, claim loops). They take turns at the embedder batch by batch, so a large document slows a small upload rather than stopping it.")
     embed_precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="Embedder arithmetic: `bf16` casts the transformer once at load (pooling stays fp32; cosine to fp32 vectors >= 0.9999; 2.4-3.3x the tokens/s on an AVX512-BF16 CPU, `rag bench embed`), `fp32` exact, `auto` bf16 only on CPUs with native bf16 (AVX512-BF16 or AMX). Vectors of either mix in one index.")

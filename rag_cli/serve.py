@@ -30,6 +30,7 @@ def serve(
     settings = settings_for(data_dir, host=host, port=port)
     runtime = Runtime(settings)
     runtime.start(progress=True, warm_ingest=True)
+    typer.echo(runtime.startup_line())
     typer.echo(f"serving on http://{settings.host}:{settings.port}  (data: {settings.data_dir})")
     uvicorn.run(create_app(settings, runtime), host=settings.host, port=settings.port, log_level="info")
 

@@ -99,6 +99,25 @@ def test_load_generator_picks_the_runtime(small_settings):
         g.close()
 
 
+def test_the_generator_loads_beside_the_embedder_when_it_needs_no_torch_and_nothing_is_built(
+        small_settings, smol_dir, small_embedder_dir, tmp_path):
+    from rag.models.loader import loads_in_parallel
+    from rag.service.runtime import Runtime
+
+    settings = small_settings.model_copy(update={"generator_runtime": "llamacpp", "threads": 2})
+    assert loads_in_parallel(settings)
+    assert not loads_in_parallel(settings.model_copy(update={"generator_runtime": "transformers"}))
+    assert not loads_in_parallel(settings.model_copy(update={"model_cache_dir": tmp_path / "empty"}))  # a build
+    rt = Runtime(settings)
+    try:
+        rt.start(worker=False)
+        assert rt.startup["models_at_once"] and rt.generator.runtime == "llamacpp" and rt.embedder.dim > 0
+        assert rt.startup["total_s"] >= rt.startup["models_s"] >= max(rt.startup["embedder_s"], rt.startup["generator_s"])
+        assert rt.startup_line().startswith("ready in ") and "at once" in rt.startup_line()
+    finally:
+        rt.close()
+
+
 def test_not_prepared_is_a_clear_error(small_settings, tmp_path):
     from rag.models.loader import load_generator
 

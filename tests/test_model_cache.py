@@ -168,3 +168,22 @@ def test_prepare_command_builds_the_folder_the_configured_mode_needs(tmp_path, m
     assert res.exit_code == 0, res.output
     assert "for transformers-bf16" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{SMOL.name}.bf16"]  # no float32 folder built
+
+
+def test_start_up_rehashes_only_files_changed_since_the_last_full_check(tmp_path, monkeypatch):
+    prepared = cache.prepare(MINILM, tmp_path, progress=False).path
+    hashed = []
+    real = files.check_sha256
+    monkeypatch.setattr(files, "check_sha256", lambda paths, *a, **k: (hashed.extend(paths), real(paths, *a, **k)))
+    listed = cache.verify_folder(prepared, trust_unchanged=True)
+    assert len(hashed) == len(listed) > 1  # the first check reads everything
+    hashed.clear()
+    cache.verify_folder(prepared, trust_unchanged=True)
+    assert hashed == []  # nothing changed: nothing re-read
+    weights = prepared / "model.safetensors"
+    _flip_one_byte(weights, offset=200)
+    with pytest.raises(ModelChecksumError):
+        cache.verify_folder(prepared, trust_unchanged=True)
+    assert hashed == [weights]
+    with pytest.raises(ModelChecksumError):  # `rag models verify` hashes all, stamps or not
+        cache.verify_folder(prepared)

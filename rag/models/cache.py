@@ -135,19 +135,54 @@ def manifest_of(folder: Path) -> dict:
     return json.loads((Path(folder) / MANIFEST).read_text())
 
 
-def verify_folder(folder: Path, *, progress: bool = False) -> list[str]:
-    """Checks each file listed in the folder's manifest against its recorded sha256 and size."""
+VERIFIED = ".verified.json"  # what a full check saw of each file (`verify_folder(..., trust_unchanged=True)`)
+
+
+def _seen(path: Path) -> list[int]:
+    """What changes whenever a file's bytes can have: size, mtime, ctime (which `touch` cannot set
+    back) and identity (a copy or a replaced file is another inode)."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def verify_folder(folder: Path, *, progress: bool = False, trust_unchanged: bool = False) -> list[str]:
+    """Checks each file listed in the folder's manifest against its recorded sha256 and size.
+
+    With `trust_unchanged` (loading at start-up) a file whose size, times and inode are what the last
+    full check recorded for the same checksum is not hashed again: restarts stop paying seconds
+    to re-read gigabytes nothing wrote to. `rag models verify` always hashes everything."""
     manifest = json.loads((folder / MANIFEST).read_text())
-    checked = []
+    stamps = _read_stamps(folder) if trust_unchanged else {}
+    seen, checked = {}, []
     for rel, meta in sorted(manifest["files"].items()):
         path = folder / rel
         if not path.is_file():
             raise ModelChecksumError(str(path), meta["sha256"], "missing")
         if path.stat().st_size != meta["size"]:
             raise ModelChecksumError(str(path), meta["sha256"], f"a file of {path.stat().st_size} bytes (expected {meta['size']})")
-        files.check_sha256([path], meta["sha256"], progress=f"verify {rel}" if progress else None)
+        seen[rel] = [meta["sha256"], *_seen(path)]
+        if stamps.get(rel) != seen[rel]:
+            files.check_sha256([path], meta["sha256"], progress=f"verify {rel}" if progress else None)
         checked.append(str(path))
+    if seen != stamps:
+        _write_stamps(folder, seen)
     return checked
+
+
+def _read_stamps(folder: Path) -> dict:
+    try:
+        data = json.loads((folder / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_stamps(folder: Path, seen: dict) -> None:
+    """Best effort: a read-only model folder is hashed in full at every start instead."""
+    try:
+        write_atomic(folder / VERIFIED, json.dumps(seen, sort_keys=True).encode())
+    except OSError:
+        pass
 
 
 def _source_label(spec: ModelSpec, paths: list[Path]) -> str:

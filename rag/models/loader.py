@@ -35,12 +35,31 @@ def resolve(name: str, settings: Settings, *, prepare: bool = True, progress: bo
             cache.prepare(spec, settings.models_dir, progress=progress, runtime=runtime)
         folder = cache.prepared_path(spec, settings.models_dir, runtime)
         if settings.verify_models_on_load:
-            cache.verify_folder(folder)
+            cache.verify_folder(folder, trust_unchanged=True)
         return folder, spec
     path = Path(name).expanduser()
     if path.exists():
         return path, None
     return name, None  # a hub id: transformers will look only in the local cache (offline mode)
+
+
+def prepared_already(settings: Settings) -> bool:
+    """Whether loading the configured models builds nothing (every registry model's folder is ready)."""
+    wanted = [(settings.embedder, "transformers")]
+    if settings.load_generator:
+        folder = runtimes.configured(settings).folder_for(settings.generator_mode)
+        if folder is not None:
+            wanted.append((settings.generator, folder))
+    return all(spec is None or cache.is_prepared(spec, settings.models_dir, runtime)
+               for spec, runtime in ((get_spec(name), runtime) for name, runtime in wanted))
+
+
+def loads_in_parallel(settings: Settings) -> bool:
+    """The generator may load beside the embedder: it uses no torch (transformers' loading patches
+    torch globally while it builds a model, so two torch models load one after the other) and neither
+    model is built now (two builds at once would add up their memory and interleave their progress)."""
+    return (settings.load_generator and runtimes.configured(settings).name != "transformers"
+            and prepared_already(settings))
 
 
 def load_embedder(settings: Settings, *, prepare: bool = True, progress: bool = False) -> tuple[Embedder, ModelStatus]:

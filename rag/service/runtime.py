@@ -13,6 +13,8 @@ import logging
 import os
 import platform
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from rag import __version__
@@ -20,7 +22,7 @@ from rag.ask import LLM
 from rag.index.search_index import OpenReport, SearchIndex
 from rag.models.embed_process import ChildSpec, EmbedProcess
 from rag.models.embedder import Embedder
-from rag.models.loader import ModelStatus, load_embedder, load_generator
+from rag.models.loader import ModelStatus, load_embedder, load_generator, loads_in_parallel
 from rag.service.answering import QuestionService
 from rag.service.auth import KeyService
 from rag.service.backend import open_backend
@@ -50,13 +52,21 @@ class Runtime:
     questions: QuestionService | None = None
     keys: KeyService | None = None
     quotas: Quotas | None = None
+    startup: dict[str, float] = field(default_factory=dict)  # seconds per start-up phase (logged, in /health)
 
     def load_models(self, *, progress: bool = False) -> None:
-        self.embedder, status = load_embedder(self.settings, progress=progress)
-        self.models["embedder"] = status
-        if self.settings.load_generator:
-            self.generator, status = load_generator(self.settings, progress=progress)
-            self.models["generator"] = status
+        """The embedder, and the generator beside it when they can load at once (`loads_in_parallel`):
+        a restart is ready in about the longer of the two loads instead of their sum."""
+        self.startup["models_at_once"] = loads_in_parallel(self.settings)
+        if not self.startup["models_at_once"]:
+            self.embedder, self.models["embedder"] = load_embedder(self.settings, progress=progress)
+            if self.settings.load_generator:
+                self.generator, self.models["generator"] = load_generator(self.settings, progress=progress)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="rag-load-generator") as pool:
+            generator = pool.submit(load_generator, self.settings, progress=progress)
+            self.embedder, self.models["embedder"] = load_embedder(self.settings, progress=progress)
+            self.generator, self.models["generator"] = generator.result()
 
     @property
     def shared_store(self) -> bool:
@@ -69,11 +79,14 @@ class Runtime:
         `warm_ingest` starts ingestion's embedding child now, in the background, instead of at the first
         upload: starting it (a Python process importing torch and loading the embedder) is seconds a first
         small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not."""
+        t0 = time.monotonic()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_models(progress=progress)
+        t1 = time.monotonic()
         backend = open_backend(self.settings, dim=self.embedder.dim)
         self.db, self.index = backend.db, backend.index
         self.index_reports = self.index.open()
+        t2 = time.monotonic()
         self.searcher = Searcher(self.db, self.index, self.embedder)
         self.collections = CollectionService(self.db, self.index)
         if self.settings.ingest_embed_process and not self.settings.embedder_url:  # a server embeds: no child
@@ -94,6 +107,22 @@ class Runtime:
             self.ingest.start()
             if warm_ingest and self.embed_process is not None:
                 threading.Thread(target=self._warm_embed_process, name="rag-embed-warm", daemon=True).start()
+        self._log_startup(t0, t1, t2, time.monotonic())
+
+    def _log_startup(self, t0: float, t1: float, t2: float, t3: float) -> None:
+        """Where start-up time went: restarts must stay quick, and this says which phase did not."""
+        loads = {kind: st.load_seconds for kind, st in self.models.items() if st.load_seconds is not None}
+        self.startup = {**self.startup, "total_s": round(t3 - t0, 2), "models_s": round(t1 - t0, 2),
+                        **{f"{kind}_s": v for kind, v in loads.items()},
+                        "store_and_indexes_s": round(t2 - t1, 2), "services_s": round(t3 - t2, 2)}
+        log.info("%s", self.startup_line())
+
+    def startup_line(self) -> str:
+        s = self.startup
+        loads = ", ".join(f"{kind} {s[f'{kind}_s']:.1f} s" for kind in self.models if f"{kind}_s" in s)
+        at_once = " at once" if s.get("models_at_once") else ""
+        return (f"ready in {s['total_s']:.1f} s: models {s['models_s']:.1f} s ({loads}{at_once}), store and indexes "
+                f"{s['store_and_indexes_s']:.1f} s, services and recovery {s['services_s']:.1f} s")
 
     def _warm_embed_process(self) -> None:
         """A failure here is only logged: the first batch starts the child again and reports its error."""
@@ -118,6 +147,7 @@ class Runtime:
             "store": self.store_info(),
             "ingestion": {"pending_jobs": self.ingest.pending() if self.ingest else 0},
             "machine": machine_info(),
+            "startup": self.startup,
         }
 
     def _scoped_health(self, collections: list[str]) -> dict:
