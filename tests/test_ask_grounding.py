@@ -236,3 +236,42 @@ def test_a_caption_is_not_an_answer():
     table = "表格 2.4. 架構與軟體包數\n|amd64|68980|"
     res = _loop("amd64 架構目前有多少個可用的軟體包？", "表格 2.4.", table)
     assert res.abstained and "caption" in events_of(res, "decision")[-1]["reason"]
+
+
+# ----------------------------------------------------------------------------- repairs, spellings and units
+
+
+@pytest.mark.parametrize("passage_text, answer", [
+    ("The tower's staircase has 1,204 steps from the crypt to the bell.", "The staircase has 1,204."),
+    ("The orchard sold 340 apples on Saturday.", "It sold 340."),
+    ("The mill was built in 1743 beside the river.", "It was built in 1743."),
+])
+def test_a_repair_never_takes_the_next_word_for_a_unit(passage_text, answer):
+    assert complete(answer, [(1, passage_text)], "en") == (answer, [])
+
+
+def test_a_unit_is_completed_as_the_passage_writes_it():
+    text, repairs = complete("The Ming wall is 6259.6.", [(1, "The Ming wall is 6259.6 kilometres long.")], "en")
+    assert text == "The Ming wall is 6259.6 kilometres." and repairs[0].after == "6259.6 kilometres"
+
+
+@pytest.mark.parametrize("answer, passage_text, question", [
+    ("The dish is 2.4 meters in diameter.", "The radio dish is 2.4 metres in diameter and turns once an hour.",
+     "How wide is the dish?"),
+    ("The canal is 12 km long.", "The canal is 12 kilometres long and has four locks.", "How long is the canal?"),
+    ("明长城全长6259.6千米。", WALL, "明长城有多长？"),
+])
+def test_spelling_variants_and_unit_synonyms_are_the_same_word(answer, passage_text, question):
+    (ss,) = attribute(answer, [passage(passage_text)], Thresholds(), question=question)
+    assert ss.supported, ss.reason
+
+
+def test_a_repaired_figure_is_never_the_support():
+    """An invented '514 million' became '514' from a view count (repair), and then the rule that accepts
+    a restated question plus a figure would have accepted it: a repair must not create support."""
+    header = "星云科技发布年度报告。浏览量 514"
+    text, repairs = complete("Acme's revenue in 2023 was 514 million.", [(1, header)], "en")
+    assert repairs and "514 million" not in text
+    (ss,) = attribute(text, [passage(header)], Thresholds(), question="What was Acme's revenue in 2023?",
+                      subjects=["acme"], repaired=[r.after for r in repairs])
+    assert not ss.supported

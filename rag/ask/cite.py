@@ -36,6 +36,7 @@ from rag.text.fold import fold
 from rag.text.lang import base, detect_language
 from rag.text.scripts import HAN_RE, HAN_RUN_RE
 from rag.text.sentences import ANSWER_SENTENCE, ANSWER_SENTENCE_ENDED
+from rag.text.variants import canonical_units_zh
 
 
 
@@ -77,7 +78,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 def features(text: str) -> set[str]:
-    f = fold(text)
+    f = canonical_units_zh(fold(text))
     feats: set[str] = set()
     for run in HAN_RUN_RE.findall(f):
         for i in range(len(run) - 1):
@@ -130,11 +131,14 @@ def _passage_sentences(p: Passage) -> list[tuple[int, int]]:
 
 
 def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
-              question: str = "", subjects: list[str] | None = None, markers: list[str] | None = None) -> list[SentenceSupport]:
+              question: str = "", subjects: list[str] | None = None, markers: list[str] | None = None,
+              repaired: list[str] | None = None) -> list[SentenceSupport]:
     """`subjects`: folded names the question is about (its key entities and those of its translations):
     support across languages needs a passage naming one. `markers`: those names and the question's
     numbers: a figure must not be the one its passage states next to a marker for another subject
-    (see `figures.belongs_to_other_subject`)."""
+    (see `figures.belongs_to_other_subject`). `repaired`: figures as `figures.complete` rewrote them
+    from the passages: a repair makes a figure agree with a passage, so it is never the evidence a
+    sentence rests on (the rules that accept a sentence for its figure skip sentences holding one)."""
     qfeats = features(question)
     qnums = numbers_in(question)
     subjects = [s for s in (subjects or []) if s]
@@ -146,9 +150,11 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
     pvalues = [{f.value for f in figs} for figs in pfigs]
     pdigits = [{f.digits: f.value for f in figs} for figs in pfigs]
     psents = [_passage_sentences(p) for p in passages]
+    repaired = [r for r in (repaired or []) if r]
     out: list[SentenceSupport] = []
     for s, e in split_sentences(answer):
         sent = answer[s:e]
+        by_repair = any(r in sent for r in repaired)
         f = features(sent)
         figs_all = figures_in(sent)
         figs = [g for g in figs_all if g.digits not in qnums or g.magnitude]  # what the sentence adds
@@ -180,7 +186,7 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
                 ss.reason += f"; {len(novel & pfeats[best_i])} of {len(novel)} not from the question"
             qs, qe = _best_quote(f, passages[best_i], psents[best_i])
             ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[best_i].text[qs:qe]
-        elif (i := _adds_only_passage_figures(f, qfeats, pfeats, eligible)) is not None:
+        elif not by_repair and (i := _adds_only_passage_figures(f, qfeats, pfeats, eligible)) is not None:
             ss.supported, ss.method, ss.passage = True, "lexical", passages[i].n
             ss.reason = (f"the question's words plus what the sentence adds, {len(f - qfeats)} feature(s) with a figure, "
                          f"all in passage {passages[i].n}")
@@ -191,7 +197,7 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
             ss.supported, ss.passage = False, passages[best_i].n
             ss.reason = (f"only question words are supported: {len(novel & pfeats[best_i])} of {len(novel)} features "
                          f"not from the question are in passage {passages[best_i].n} (< {th.support_min:.2f})")
-        elif (hit := _cross_language_number(sent, qnums, passages, pvalues, plangs, subjects)) is not None:
+        elif not by_repair and (hit := _cross_language_number(sent, qnums, passages, pvalues, plangs, subjects)) is not None:
             i, n = hit
             ss.supported, ss.method, ss.passage = True, "number", passages[i].n
             ss.reason = f"cross-language: figure {n} (not in the question) occurs in passage {passages[i].n} ({plangs[i]})"
@@ -205,6 +211,8 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
                 f"best passage {passages[best_i].n if best_i is not None else '-'} shares {best_ov} of {len(f)} features "
                 f"({best_score:.2f} < {th.support_min:.2f} or < {th.support_min_overlap})"
             )
+            if by_repair:
+                ss.reason += "; its figure was repaired from a passage, so the figure alone is no support"
             if best_i is not None:
                 ss.passage = passages[best_i].n
         if ss.supported and figs and markers:

@@ -29,13 +29,14 @@ from decimal import Decimal, InvalidOperation
 from rag.text.fold import fold
 from rag.text.lang import base, to_simplified
 from rag.text.sentences import FIGURE_CLAUSE_END, FIGURE_SENTENCE_END
+from rag.text.variants import MEASURE_UNITS_EN, canonical_unit
 
 # Magnitudes, longest first so 万亿 wins over 万.
 _ZH_MAGNITUDE = {"万亿": 12, "千亿": 11, "百亿": 10, "亿": 8, "千万": 7, "百万": 6, "万": 4, "千": 3}
 _EN_MAGNITUDE = {"trillion": 12, "billion": 9, "million": 6, "thousand": 3, "bn": 9, "mn": 6}
 # Units and measure words that may follow a number in Chinese text, longest first.
 _ZH_UNITS = sorted(
-    """平方公里 平方米 立方米 公里 千米 厘米 毫米 公斤 千克 个月 小时 分钟 毫秒 字节 美元 人民币 欧元 英镑 日元 港元 万元
+    """平方公里 平方米 立方米 公里 千米 厘米 毫米 公斤 千克 千瓦 个月 小时 分钟 毫秒 字节 美元 人民币 欧元 英镑 日元 港元 万元
     年 月 天 日 周 秒 岁 次 个 种 位 名 人 台 部 篇 页 章 行 字 元 米 克 吨 度 倍 项 条 家 座 所 辆 件 本 张 份 户 届 层 步 期
     块 套 款 首 场 亩 斤 里 核 线 兆 代 版""".split(),
     key=len,
@@ -94,6 +95,8 @@ def _magnitude_at(text: str, pos: int) -> tuple[int, int]:
     m = re.match(r"\s*", text[pos:])
     p = pos + (m.end() if m else 0)
     seg = to_simplified(text[p : p + 2])
+    if seg in ("千米", "千克", "千瓦"):  # units that begin with a magnitude word (万元 stays 万 + 元)
+        return 0, pos
     for word, power in _ZH_MAGNITUDE.items():
         if seg.startswith(word):
             return power, p + len(word)
@@ -110,14 +113,20 @@ def _unit_at(text: str, pos: int) -> tuple[str, int]:
     folded = to_simplified(text[pos : pos + 4])
     for unit in _ZH_UNITS:
         if folded.startswith(unit):
-            return unit, pos + len(unit)
+            return canonical_unit(unit), pos + len(unit)
     m = re.match(r" ?([A-Za-z]+)", text[pos:])
     if m:
         word = m.group(1).casefold()
         if word in _EN_MAGNITUDE or len(word) > 12:
             return "", pos
-        return _singular(word), pos + m.end()
+        return canonical_unit(_singular(word)), pos + m.end()
     return "", pos
+
+
+def _completes(unit: str) -> bool:
+    """Whether a bare number may be given this passage unit: a Chinese unit or measure word, or an
+    English unit of measure (the word after a number in English is often just the next word)."""
+    return bool(unit) and unit != "%" and (not unit.isascii() or unit in MEASURE_UNITS_EN)
 
 
 def _singular(word: str) -> str:
@@ -226,6 +235,7 @@ def complete(answer: str, passages: list[tuple[int, str]], lang: str) -> tuple[s
     Anything else is left for attribution to judge (a figure in no passage is removed there).
     """
     pfigs = [(n, f) for n, t in passages for f in figures_in(t, chinese_numerals=True)]
+    literal = {(n, f.start): t[f.end:f.unit_end].strip() for n, t in passages for f in figures_in(t, chinese_numerals=True)}
     repairs: list[Repair] = []
     out, pos = [], 0
     for f in figures_in(answer):
@@ -236,17 +246,20 @@ def complete(answer: str, passages: list[tuple[int, str]], lang: str) -> tuple[s
         if same:
             units = {p.unit for _, p in same if p.unit}
             unit = units.pop() if len(units) == 1 else ""
-            if not f.unit and unit and _ends_sentence(answer, f.end) and (base(lang) == "zh" or unit.isascii()):
+            if (not f.unit and (_completes(unit) or unit == "%") and _ends_sentence(answer, f.end)
+                    and (base(lang) == "zh" or unit.isascii())):
+                n, p = next((n, p) for n, p in same if p.unit)
                 sep = " " if base(lang) != "zh" and unit != "%" else ""
-                replacement = (answer[f.start : f.end] + sep + unit, same[0][0], f"completed with its unit from passage {same[0][0]}")
+                replacement = (answer[f.start : f.end] + sep + literal[(n, p.start)], n,
+                               f"completed with its unit from passage {n}")
         else:
             digits = [(n, p) for n, p in pfigs if p.digits == f.digits and not p.is_version]
             values = {p.value for _, p in digits}
             if digits and len(values) == 1:
                 n, p = digits[0]
                 new = render(p.value, lang)
-                if p.unit and p.unit != "%" and not f.unit and (base(lang) == "zh" or p.unit.isascii()):
-                    new += ("" if base(lang) == "zh" else " ") + p.unit
+                if _completes(p.unit) and not f.unit and (base(lang) == "zh" or p.unit.isascii()):
+                    new += ("" if base(lang) == "zh" else " ") + literal[(n, p.start)]
                 what = "magnitude added" if f.magnitude == 0 else "magnitude corrected"
                 replacement = (new, n, f"{what}: passage {n} gives {answer[f.start:f.end]!s} as {render(p.value, lang)}")
         if replacement is None:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from rag.text.fold import fold
 from rag.text.lang import base, to_simplified
 from rag.text.scripts import HAN_RE
+from rag.text.variants import canonical_word
 
 ZH_STOPWORDS = frozenset(
     """
@@ -102,6 +103,7 @@ def stem(word: str) -> str:
     w = word.casefold().replace("’", "'")
     if w.endswith("'s"):
         w = w[:-2]
+    w = canonical_word(w)  # metres/meters, km/kilometer: one fact, one stem
     if len(w) <= 3 or not w.isalpha():
         return w
     if w.endswith("ies") and len(w) > 4:

@@ -78,7 +78,7 @@ class AnswerCheck:
               cut: IncompleteReason | None = None) -> Accepted | Refused:
         """`raw`: the model's output for the packed prompt `pr`; `subjects`: see `subjects()`;
         `evidence`: the retrieval verdict the answer was asked on; `cut`: why the answer call was cut, if it was."""
-        text, echoed, captions = self._clean(raw, pr)
+        text, echoed, captions, repaired = self._clean(raw, pr)
         removed: list[str] = []
         if cut is not None:
             end = unfinished_tail(text)
@@ -94,7 +94,8 @@ class AnswerCheck:
         if restates_question(text, self.q.text):
             return Refused("the model's answer only restates the question" + (" (and the prompt's instructions)" if echoed else ""))
         supports = attribute(text, pr.kept, self.th, question=self.q.text, subjects=subjects,
-                             markers=subjects + [n for n in self.q.key_terms.numbers if n not in subjects])
+                             markers=subjects + [n for n in self.q.key_terms.numbers if n not in subjects],
+                             repaired=repaired)
         model_abstained = False
         for ss in supports:
             if is_abstention(ss.text):
@@ -136,8 +137,9 @@ class AnswerCheck:
             reason=f"the answer call was cut ({_CUT_WORDS[cut]}): removed {len(removed)} unfinished or unsupported "
                    f"sentence(s) -> the answer is marked incomplete"))
 
-    def _clean(self, raw: str, pr: PackResult) -> tuple[str, list[str], list[str]]:
-        """(cleaned text, echoed instructions removed, captions removed); the `postprocess` event says all."""
+    def _clean(self, raw: str, pr: PackResult) -> tuple[str, list[str], list[str], list[str]]:
+        """(cleaned text, echoed instructions removed, captions removed, figures as repaired); the
+        `postprocess` event says all."""
         text, markers = strip_citation_markers(raw)
         allowed, untrusted = link_allowlist([p.text for p in pr.kept])
         text, links = strip_links(text, allowed)
@@ -152,7 +154,8 @@ class AnswerCheck:
                                     figures=[r.to_dict() for r in repairs],
                                     untrusted_passages=[pr.kept[i].n for i in untrusted],
                                     script=self.q.lang if script_changed else None))
-        return text, echoed, captions
+        return text, echoed, captions, [to_question_script(r.after, self.q.lang) if script_changed else r.after
+                                        for r in repairs]
 
     def _unverifiable(self, text: str, supports: list[SentenceSupport], pr: PackResult, subjects: list[str]) -> str | None:
         """Why word overlap cannot check this answer, if it cannot: the answer is a translation of the
