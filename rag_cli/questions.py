@@ -23,7 +23,7 @@ def ask(
     """Ask a question in this process: the answer, its sources, and one cost line."""
     from rag.service.answering import AskRequest
     from rag.service.runtime import Runtime
-    from rag_cli.render import cost_line, incomplete_line, render_trace, sources
+    from rag_cli.render import cost_line, incomplete_line, render_trace, sources, support_lines
 
     runtime = Runtime(settings_for(data_dir))
     try:
@@ -33,6 +33,8 @@ def ask(
         typer.echo(answer.answer)
         if (warning := incomplete_line(answer.to_dict())) is not None:
             typer.secho(warning, fg=typer.colors.YELLOW)
+        for line in support_lines(answer.to_dict()):
+            typer.secho(line, fg=typer.colors.YELLOW)
         for line in sources(answer.to_dict()):
             typer.echo("  " + line)
         typer.echo(cost_line(answer.usage) + (f" · stopped by {answer.stopped_by}" if answer.stopped_by else "")

@@ -30,6 +30,18 @@ def incomplete_line(result: dict) -> str | None:
     return "incomplete answer: " + INCOMPLETE.get(result.get("incomplete_reason") or "", "the model call was cut")
 
 
+def support_lines(result: dict) -> list[str]:
+    """What a reader must know beside the answer: not verified, or sentences removed as unsupported."""
+    out = []
+    if result.get("verified") is False:
+        why = (result.get("support") or {}).get("why_unverified") or "no check could tie it to the passages"
+        out.append(f"not verified: answered without citations ({why})")
+    if result.get("dropped_sentences"):
+        n = result["dropped_sentences"]
+        out.append(f"{n} sentence{'s' if n != 1 else ''} of the model's answer removed: not supported by the passages")
+    return out
+
+
 def sources(result: dict) -> list[str]:
     lines = []
     for c in result.get("citations", []):

@@ -32,7 +32,7 @@ def test_sufficient_evidence_costs_exactly_one_call():
     assert decision["verdict"] == "sufficient"
     assert "3 of 3 key terms" in decision["reason"] and "-> answer" in decision["reason"]
     assert r.queries == ["明长城全长多少公里？"]
-    assert res.support == {"sentences": 1, "supported": 1, "method": "lexical"}
+    assert res.support == {"sentences": 1, "supported": 1, "dropped": 0, "method": "lexical"}
 
 
 def test_weak_evidence_rewrites_then_answers_with_two_calls():
@@ -387,6 +387,16 @@ def test_a_short_answer_over_sufficient_evidence_is_returned_uncited(answer, abs
     if not abstained:
         assert res.citations == [] and res.support["method"] == "unverified"
         assert any("too short to check" in e["reason"] for e in events_of(res, "decision") if e["step"] == "support")
+        assert res.to_dict()["verified"] is False and "too short" in res.support["why_unverified"]
+    else:
+        assert res.to_dict()["verified"] is None
+
+
+def test_an_answer_that_lost_sentences_says_how_many():
+    res, _ = run("明长城全长多少公里？", FakeLLM({"answer": "明长城全长8851.8公里。它每年接待9999万名游客。"}))
+    out = res.to_dict()
+    assert not res.abstained and out["verified"] is True and out["dropped_sentences"] == 1
+    assert "9999" not in res.answer and res.citations
 
 
 def _inconclusive_options(**kw):

@@ -210,9 +210,17 @@ class AskResult:
     stopped_by: str | None
     calls: list[ModelCall]
     trace: dict[str, Any] = field(default_factory=dict)  # {"events", "context", "settings"}
-    support: dict = field(default_factory=dict)  # {"sentences", "supported", "method"}
+    support: dict = field(default_factory=dict)  # {"sentences", "supported", "dropped", "method"[, "why_unverified"]}
     complete: bool = True  # False: the answer call was cut (deadline or token limit); see `incomplete_reason`
     incomplete_reason: str | None = None  # "timeout_s" | "max_answer_tokens" when not complete
+
+    @property
+    def verified(self) -> bool | None:
+        """False: answered without citations because no check could tie it to the passages (a translation,
+        or sentences too short to judge); None for an abstention; True otherwise."""
+        if self.abstained:
+            return None
+        return self.support.get("method") != "unverified"
 
     def to_dict(self) -> dict:
         return {
@@ -225,6 +233,8 @@ class AskResult:
             "stopped_by": self.stopped_by,
             "complete": self.complete,
             "incomplete_reason": self.incomplete_reason,
+            "verified": self.verified,
+            "dropped_sentences": int(self.support.get("dropped", 0)),
             "calls": [c.to_dict() for c in self.calls],
             "support": self.support,
             "trace": self.trace,

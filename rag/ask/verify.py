@@ -120,7 +120,8 @@ class AnswerCheck:
                 self.trace.emit(SupportDecision(verdict="unverified",
                                                 reason=f"{why}, retrieval evidence sufficient -> answer without citations"))
                 final = render_answer(text, supports, {}, markers=False)
-                return Accepted(final, [], {"sentences": len(supports), "supported": 0, "method": "unverified"})
+                return Accepted(final, [], {"sentences": len(supports), "supported": 0, "dropped": 0,
+                                            "method": "unverified", "why_unverified": why})
             return Refused(f"none of {len(supports)} answer sentence(s) is supported by the passages", supports)
         cits, s2n = citations_for(supports, pr.kept)
         final = render_answer(text, supports, s2n, markers=self.opt.inline_citations)
@@ -129,7 +130,8 @@ class AnswerCheck:
         if dropped:
             self.trace.emit(SupportDecision(verdict="drop", reason=f"removed {len(dropped)} sentence(s) with numbers in no passage",
                                             sentences=dropped))
-        return Accepted(final, cits, {"sentences": len(supports), "supported": n_supported, "method": "+".join(methods)})
+        return Accepted(final, cits, {"sentences": len(supports), "supported": n_supported,
+                                      "dropped": sum(1 for s in supports if s.dropped), "method": "+".join(methods)})
 
     def _emit_cut(self, cut: IncompleteReason, removed: list[str]) -> None:
         self.trace.emit(SupportDecision(
