@@ -66,7 +66,7 @@ def test_whitespace_only_text_is_empty_file():
 
 
 def test_unsupported_extension_is_415():
-    err = expect_error("unsupported_type", parse_document, b"hello", "a.docx", SETTINGS)
+    err = expect_error("unsupported_type", parse_document, b"hello", "a.doc", SETTINGS)
     assert err.status == 415
 
 
