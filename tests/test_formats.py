@@ -86,6 +86,7 @@ def test_epub_reads_the_spine_in_order_with_html_structure():
     texts = [t for _, t, _, _ in got]
     assert texts.index(hf.ZH_HANS) < texts.index(hf.ZH_HANT) < texts.index(hf.EN)
     assert ("paragraph", hf.ZH_HANT, ("第二章 設定",), None) in got
+    assert ("table", "端口: 22 | 服务: ssh", ("第一章 安装",), None) in got
 
 
 def test_eml_keeps_headers_body_and_attached_documents_as_parts():
@@ -116,3 +117,32 @@ def test_bad_files_get_a_specific_code(name, data, code):
         parse_document(data, name, Settings())
     assert exc.value.code == code
     assert exc.value.status == (415 if code == "unsupported_type" else 422)
+
+
+# --------------------------------------------------------------------------- tables as rows (item 2)
+
+
+def table_texts(data: str, name: str) -> list[str]:
+    doc = parse_document(data.encode(), name, Settings())
+    assert_offsets_exact(doc)
+    return [doc.text[b.start:b.end] for b in doc.blocks if b.kind == "table"]
+
+
+def test_html_tables_repeat_their_header_names_in_every_row():
+    html = """<h1>服务</h1>
+    <table><thead><tr><th>端口</th><th colspan="2">服务 / 说明</th></tr></thead>
+    <tbody><tr><td>22</td><td>ssh</td><td>远程登录</td></tr><tr><td>443</td><td colspan="2">https</td></tr></tbody></table>
+    <table><tr><th>主機</th><th>用途</th></tr><tr><td>db1</td><td>資料庫</td></tr></table>
+    <table><tr><td>no</td><td>header</td></tr><tr><td>just</td><td>cells</td></tr></table>
+    <table><tr><th>only</th><th>a header</th></tr></table>
+    <table><tr><th>outer</th></tr><tr><td><table><tr><th>k</th><th>v</th></tr><tr><td>a</td><td>1</td></tr></table></td></tr></table>"""
+    rows = table_texts(html, "t.html")
+    assert rows[:4] == ["端口: 22 | 服务 / 说明: ssh | 服务 / 说明: 远程登录", "端口: 443 | 服务 / 说明: https",
+                        "主機: db1 | 用途: 資料庫", "no | header"]
+    assert "just | cells" in rows and "only | a header" in rows
+    assert rows[-1].startswith("outer: ") and "1" in rows[-1]  # a table inside a cell is that cell's text
+
+
+def test_markdown_tables_repeat_their_header_names_in_every_row():
+    md = "# 端口\n\n| 端口 | 服务 |\n|---|:--|\n| 22 | ssh |\n| 443 | **https** |\n\n| a | b |\n| c | d |\n"
+    assert table_texts(md, "t.md") == ["端口: 22 | 服务: ssh\n端口: 443 | 服务: https", "a | b\nc | d"]
