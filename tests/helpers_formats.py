@@ -172,3 +172,120 @@ def eml_bytes(attachments: list[tuple[str, bytes]] = (), *, subject: str = "会�
     if inner is not None:
         m.add_attachment(message_from_bytes(inner, policy=policy.default))
     return m.as_bytes()
+
+
+# --------------------------------------------------------------------------- hostile files (#26, item 4)
+
+W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def zip_bomb_docx(unpacked: int) -> bytes:
+    """A real DOCX plus one member of `unpacked` zero bytes (deflates about 1000:1)."""
+    bio = io.BytesIO()
+    src = zipfile.ZipFile(io.BytesIO(docx_bytes(footnote=None)))
+    with zipfile.ZipFile(bio, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+        with dst.open("word/media/zeros.bin", "w", force_zip64=True) as fh:
+            block = bytes(1 << 20)
+            for _ in range(unpacked // len(block)):
+                fh.write(block)
+    return bio.getvalue()
+
+
+def many_members_docx(members: int) -> bytes:
+    return rewrite_zip(docx_bytes(footnote=None), {}, {f"customXml/item{i}.bin": b"" for i in range(members)})
+
+
+def laughs_docx(levels: int = 10) -> bytes:
+    """The billion laughs in word/document.xml."""
+    ents = '<!ENTITY lol0 "lol">' + "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">'
+                                             for i in range(1, levels))
+    body = (f'<?xml version="1.0"?><!DOCTYPE lolz [{ents}]><w:document xmlns:w="{W_NS}"><w:body><w:p><w:r>'
+            f"<w:t>&lol{levels - 1};</w:t></w:r></w:p></w:body></w:document>").encode()
+    return rewrite_zip(docx_bytes(footnote=None), {"word/document.xml": lambda _: body})
+
+
+def external_entity_xlsx() -> bytes:
+    """An external entity (a local file) in a worksheet."""
+    def evil(xml: bytes) -> bytes:
+        xml = xml.replace(b"<worksheet", b'<!DOCTYPE worksheet [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><worksheet', 1)
+        return xml.replace(b"<t>ssh</t>", b"<t>&xxe;</t>", 1)
+    return rewrite_zip(xlsx_bytes(), {"xl/worksheets/sheet1.xml": evil})
+
+
+def sheet_xml(rows_xml: str) -> bytes:
+    return ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+            '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+            + rows_xml + "</sheetData></worksheet>").encode()
+
+
+def empty_rows_xlsx(rows: int) -> bytes:
+    """A sheet of `rows` empty <row> elements, then one with a value."""
+    body = "".join(f'<row r="{i}"/>' for i in range(1, rows + 1))
+    body += f'<row r="{rows + 1}"><c r="A{rows + 1}" t="inlineStr"><is><t>end</t></is></c></row>'
+    return rewrite_zip(xlsx_bytes(), {"xl/worksheets/sheet1.xml": lambda _: sheet_xml(body)})
+
+
+def huge_shared_strings_xlsx(unpacked: int) -> bytes:
+    """A workbook whose shared-strings table is about `unpacked` bytes (one string repeated: it deflates
+    to little), registered as Excel registers it."""
+    piece = "<si><t>重复的共享字符串 repeated shared string</t></si>".encode()
+    count = unpacked // len(piece) + 1
+    sst = (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="http://schemas.openxmlformats.org/'
+           b'spreadsheetml/2006/main" count="' + str(count).encode() + b'">' + piece * count + b"</sst>")
+
+    def content_types(xml: bytes) -> bytes:
+        return xml.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                           b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>')
+
+    def rels(xml: bytes) -> bytes:
+        return xml.replace(b"</Relationships>", b'<Relationship Id="rIdSst" Type="http://schemas.openxmlformats.org/'
+                           b'officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>')
+    return rewrite_zip(xlsx_bytes(), {"[Content_Types].xml": content_types, "xl/_rels/workbook.xml.rels": rels},
+                       {"xl/sharedStrings.xml": sst})
+
+
+def nested_tables_docx(depth: int) -> bytes:
+    inner = "<w:p><w:r><w:t>最深处</w:t></w:r></w:p>"
+    for _ in range(depth):
+        inner = f"<w:tbl><w:tr><w:tc>{inner}</w:tc></w:tr></w:tbl><w:p/>"
+    body = f'<?xml version="1.0"?><w:document xmlns:w="{W_NS}"><w:body>{inner}</w:body></w:document>'.encode()
+    return rewrite_zip(docx_bytes(footnote=None), {"word/document.xml": lambda _: body})
+
+
+def macro_xlsm() -> bytes:
+    """An .xlsm: macro-enabled content type and a VBA project; the text is read, the macro never runs."""
+    def macro_type(xml: bytes) -> bytes:
+        return xml.replace(b"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+                           b"application/vnd.ms-excel.sheet.macroEnabled.main+xml")
+    return rewrite_zip(xlsx_bytes(), {"[Content_Types].xml": macro_type},
+                       {"xl/vbaProject.bin": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"Sub AutoOpen(): Shell \"rm -rf /\"" * 20})
+
+
+def macro_docm() -> bytes:
+    def macro_type(xml: bytes) -> bytes:
+        return xml.replace(b"application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+                           b"application/vnd.ms-word.document.macroEnabled.main+xml")
+    return rewrite_zip(docx_bytes(footnote=None), {"[Content_Types].xml": macro_type},
+                       {"word/vbaProject.bin": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(512)})
+
+
+def encrypted_docx(password: str = "secret") -> bytes:
+    """A DOCX encrypted with a password, as Word saves it (an OLE2 file with an EncryptedPackage)."""
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    out = io.BytesIO()
+    OOXMLFile(io.BytesIO(docx_bytes(footnote=None))).encrypt(password, out)
+    return out.getvalue()
+
+
+def eml_many_attachments(n: int) -> bytes:
+    return eml_bytes([(f"note-{i}.txt", f"附件 {i}".encode()) for i in range(n)])
+
+
+def eml_nested(depth: int) -> bytes:
+    data = eml_bytes(subject="最里层", body="最里层的正文。")
+    for level in range(depth):
+        data = eml_bytes(subject=f"第 {level} 层", body=f"第 {level} 层的正文。", inner=data)
+    return data

@@ -3,6 +3,7 @@ sandboxed worker. The files are built here with the libraries that write them (`
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 import pytest
@@ -11,6 +12,7 @@ from ingest.parsers import parse_document
 from rag.errors import IngestError
 from rag.settings import Settings
 from tests import helpers_formats as hf
+from tests import hostile_files as hostile
 from tests.test_parsers import assert_offsets_exact
 
 
@@ -146,3 +148,30 @@ def test_html_tables_repeat_their_header_names_in_every_row():
 def test_markdown_tables_repeat_their_header_names_in_every_row():
     md = "# 端口\n\n| 端口 | 服务 |\n|---|:--|\n| 22 | ssh |\n| 443 | **https** |\n\n| a | b |\n| c | d |\n"
     assert table_texts(md, "t.md") == ["端口: 22 | 服务: ssh\n端口: 443 | 服务: https", "a | b\nc | d"]
+
+
+# --------------------------------------------------------------------------- hostile files (item 4)
+
+
+@pytest.mark.parametrize("case_id", [c.id for c in hostile.office_cases()])
+def test_hostile_office_files_end_in_their_code_quickly(case_id):
+    """Each case of the hostile corpus's office category, parsed with the corpus server's limits but
+    without a server (`test_hostile_corpus` sends them through one)."""
+    (case,) = [c for c in hostile.office_cases() if c.id == case_id]
+    ((name, data),) = case.files()
+    settings = Settings(max_upload_bytes=hostile.MAX_UPLOAD_BYTES, max_archive_bytes=hostile.MAX_ARCHIVE_BYTES,
+                        max_archive_members=hostile.MAX_ARCHIVE_MEMBERS, max_sheet_rows=hostile.MAX_SHEET_ROWS,
+                        max_attachments=hostile.MAX_ATTACHMENTS, max_attachment_depth=hostile.MAX_ATTACHMENT_DEPTH,
+                        parse_cpu_seconds=hostile.PARSE_CPU_SECONDS, parse_wall_seconds=hostile.PARSE_WALL_SECONDS,
+                        parse_memory_mb=hostile.PARSE_MEMORY_MB)
+    assert len(data) <= hostile.MAX_UPLOAD_BYTES
+    t0 = time.monotonic()
+    try:
+        doc = parse_document(data, name, settings)
+        outcome = "done"
+        assert "端口" in doc.text or "网络" in doc.text  # the macro-enabled files' text is read
+    except IngestError as exc:
+        outcome = exc.code
+        assert 400 <= exc.status < 500
+    assert outcome in case.expect
+    assert time.monotonic() - t0 < hostile.PARSE_WALL_SECONDS

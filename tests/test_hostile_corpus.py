@@ -428,7 +428,9 @@ def test_corpus_covers_the_issue():
                    "rtl-override", "zero-width", "newline", "double-quote", "256-chars", "CON.txt", "hidden", "dot-dot",
                    "nfd-accents", "no-files-field", "files-as-string-field", "part-without-filename", "too-many-files",
                    "body-over-request-limit", "truncated-before-closing-boundary", "wrong-boundary", "missing-boundary",
-                   "lying-content-length"):
+                   "lying-content-length", "zip-bomb", "zip-3000-members", "billion-laughs-docx", "external-entity",
+                   "million-empty-rows", "shared-strings-60mb", "nested-tables", "macro-enabled", "encrypted-docx",
+                   "eml-500-attachments", "eml-nested-10-deep"):
         assert needle in ids, needle
     assert sum(1 for c in CASES if c.id.startswith("pdf/truncated/")) >= 20
 

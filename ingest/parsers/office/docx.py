@@ -32,7 +32,12 @@ def _open(path: str):
 
     PartFactory.part_type_for.setdefault(_MACRO_MAIN, DocumentPart)
     with library_errors():
-        part = Package.open(path).main_document_part
+        try:
+            part = Package.open(path).main_document_part
+        except Exception as exc:  # libxml2 stops at 256 levels: tables in tables in tables
+            if "Excessive depth" in str(exc):
+                raise Refused("parse_resource_limit", "XML nested more than 256 levels deep") from None
+            raise
         if part.content_type not in (_DOCX_MAIN, _MACRO_MAIN):
             raise Refused("document_malformed", f"not a Word document (content type {part.content_type})")
         return part.document

@@ -65,47 +65,70 @@ class _Rows:
             self.out.add(f"row {number}: {line}", "table", self.path, self.page)
 
 
-def _merged_ranges(wb, ws) -> list[tuple[int, int, int, int]]:
-    """(min_row, min_col, max_row, max_col) of each merged range, streamed from the sheet's XML (the
-    read-only worksheet does not parse them)."""
-    from openpyxl.utils.cell import range_boundaries
-    from openpyxl.xml.functions import iterparse
+def _prescan(path: str, max_rows: int) -> dict[str, list[tuple[int, int, int, int]]]:
+    """One streaming pass (lxml, C speed) over every worksheet's XML before openpyxl opens the file.
 
-    ranges = []
-    tag = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}mergeCell"
-    with wb._archive.open(ws._worksheet_path) as src:
-        for _, el in iterparse(src):
-            if el.tag == tag and el.get("ref"):
-                try:
-                    c1, r1, c2, r2 = range_boundaries(el.get("ref"))
-                except (ValueError, TypeError):
-                    continue
-                if r1 and c1 and r2 and c2 and (r2 - r1 + 1) * (c2 - c1 + 1) <= 1_000_000:
-                    ranges.append((r1, c1, r2, c2))
-            el.clear()
-    return ranges
+    It refuses a workbook over `max_rows` rows at once: openpyxl itself spends seconds of Python per
+    million empty rows (even opening a sheet without a <dimension> reads all of it) before the
+    first row would reach our count. And it returns each sheet's merged ranges (min_row, min_col,
+    max_row, max_col), which the read-only worksheet does not parse, by member name.
+    """
+    import zipfile
+
+    from lxml import etree
+    from openpyxl.utils.cell import range_boundaries
+
+    ns = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    merged: dict[str, list[tuple[int, int, int, int]]] = {}
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            ranges = merged.setdefault(name, [])
+            last = 0
+            with zf.open(name) as src:
+                for _, el in etree.iterparse(src, events=("end",), tag=(f"{ns}row", f"{ns}mergeCell"),
+                                             resolve_entities=False, no_network=True, huge_tree=False):
+                    if el.tag == f"{ns}row":
+                        r = el.get("r")
+                        step = int(r) - last if r and r.isdigit() and int(r) > last else 1
+                        last += step
+                        total += step
+                        if total > max_rows:
+                            raise Refused("sheet_too_large", f"more than {max_rows:,} rows")
+                    elif el.get("ref"):
+                        try:
+                            c1, r1, c2, r2 = range_boundaries(el.get("ref"))
+                        except (ValueError, TypeError):
+                            continue
+                        if r1 and c1 and r2 and c2 and (r2 - r1 + 1) * (c2 - c1 + 1) <= 1_000_000:
+                            ranges.append((r1, c1, r2, c2))
+                    el.clear()
+    return merged
 
 
 def extract_xlsx(path: str, out: Out) -> None:
     import openpyxl
 
     with library_errors():
+        merged = _prescan(path, out.limits.max_rows)
         # a file object: openpyxl refuses a path whose name does not end in .xlsx/.xlsm
         wb = openpyxl.load_workbook(open(path, "rb"), read_only=True, data_only=True, keep_vba=False, keep_links=False)
         try:
             budget = [out.limits.max_rows]
             for number, ws in enumerate(wb.worksheets, start=1):
                 if hasattr(ws, "iter_rows"):  # not a chartsheet
-                    _sheet(wb, ws, _Rows(out, (ws.title,), number, budget))
+                    _sheet(ws, merged.get(ws._worksheet_path.lstrip("/"), []), _Rows(out, (ws.title,), number, budget))
         finally:
             wb.close()
         title = (wb.properties.title or "").strip() if wb.properties is not None else ""
     out.title = title or None
 
 
-def _sheet(wb, ws, rows: _Rows) -> None:
+def _sheet(ws, merged: list[tuple[int, int, int, int]], rows: _Rows) -> None:
     """Stream one sheet's rows into `rows`, a merged range's value copied to each of its cells."""
-    anchors = {(r1, c1): (r1, c1, r2, c2) for r1, c1, r2, c2 in _merged_ranges(wb, ws)}
+    anchors = {(r1, c1): (r1, c1, r2, c2) for r1, c1, r2, c2 in merged}
     fills: dict[tuple[int, int], object] = {}
     width = min(ws.max_column or MAX_COLUMNS, MAX_COLUMNS)
     for r, values in enumerate(ws.iter_rows(values_only=True, max_col=width), start=1):
