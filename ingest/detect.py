@@ -6,7 +6,8 @@ Rules, in order:
 2. Content with a PDF header (``%PDF-`` within the first 1,024 bytes, where PDF readers look for it)
    is a PDF whatever its name says.
 3. The extension decides (`EXTENSIONS`): .pdf, .txt, .md/.markdown, .html/.htm, .docx/.docm,
-   .xlsx/.xlsm, .csv, .pptx/.pptm, .epub, .eml, .msg. Any other extension, or none, is
+   .xlsx/.xlsm, .csv, .pptx/.pptm, .epub, .eml, .msg, .png/.jpg/.jpeg/.tif/.tiff (OCR). Any other
+   extension, or none, is
    `unsupported_type` (415).
 4. A .pdf without a PDF header is `pdf_malformed`; a DOCX/XLSX/PPTX/EPUB that is neither a ZIP nor
    an OLE2 file (encrypted Office packages are OLE2), or a .msg that is not OLE2, is
@@ -22,7 +23,7 @@ from typing import Literal
 
 from ingest import errors
 
-Format = Literal["pdf", "text", "markdown", "html", "docx", "xlsx", "csv", "pptx", "epub", "eml", "msg"]
+Format = Literal["pdf", "text", "markdown", "html", "docx", "xlsx", "csv", "pptx", "epub", "eml", "msg", "image"]
 
 EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf",
@@ -41,6 +42,11 @@ EXTENSIONS: dict[str, Format] = {
     ".epub": "epub",
     ".eml": "eml",
     ".msg": "msg",
+    ".png": "image",  # read by OCR
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tif": "image",
+    ".tiff": "image",
 }
 
 #: Formats in a ZIP container: their content must start with a ZIP signature (or be an OLE2 file,
@@ -48,6 +54,7 @@ EXTENSIONS: dict[str, Format] = {
 ZIP_FORMATS: frozenset[str] = frozenset({"docx", "xlsx", "pptx", "epub"})
 #: Formats that are OLE2 compound files.
 OLE_FORMATS: frozenset[str] = frozenset({"msg"})
+IMAGE_MAGIC: tuple[bytes, ...] = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -129,6 +136,10 @@ def detect_format(filename: str, head: bytes) -> Format:
         if head.startswith(ZIP_MAGIC) or head.startswith(OLE_MAGIC):
             return fmt
         raise errors.document_malformed(f"a {ext} file must be a ZIP container; this one is not")
+    if fmt == "image":
+        if head.startswith(IMAGE_MAGIC):
+            return fmt
+        raise errors.document_malformed(f"a {ext} file must be a PNG, JPEG or TIFF image; this one is not")
     if fmt in OLE_FORMATS:
         if head.startswith(OLE_MAGIC):
             return fmt

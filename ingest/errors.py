@@ -18,6 +18,9 @@
 | `sheet_too_large`    | 422    | more spreadsheet/CSV rows (empty ones counted) than `max_sheet_rows`  |
 | `too_many_attachments` | 422  | an e-mail with more attachments (all levels) than `max_attachments`   |
 | `attachments_too_deep` | 422  | e-mails attached inside e-mails deeper than `max_attachment_depth`    |
+| `image_too_large`    | 422    | an image over `max_image_pixels` pixels (checked before decoding)      |
+| `ocr_too_many_pages` | 422    | a multi-page TIFF with more pages than `max_ocr_pages`                |
+| `ocr_time_limit`     | 422    | OCR of one document took longer than `max_ocr_seconds`                |
 | `parse_resource_limit` | 422  | parsing a non-PDF document hit its CPU, memory, wall-clock or output limit |
 | `bad_filename`       | 400    | missing, over-long, or control characters in the file name           |
 | `document_too_long`  | 422    | more characters of text than `max_document_chars`                     |
@@ -31,7 +34,8 @@ from __future__ import annotations
 from rag.errors import IngestError
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".docx", ".docm",
-                                         ".xlsx", ".xlsm", ".csv", ".pptx", ".pptm", ".epub", ".eml", ".msg")
+                                         ".xlsx", ".xlsm", ".csv", ".pptx", ".pptm", ".epub", ".eml", ".msg",
+                                         ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _SUPPORTED_TEXT = " ".join(SUPPORTED_EXTENSIONS)
 
 EMPTY_FILE = "empty_file"
@@ -59,6 +63,9 @@ SHEET_TOO_LARGE = "sheet_too_large"
 TOO_MANY_ATTACHMENTS = "too_many_attachments"
 ATTACHMENTS_TOO_DEEP = "attachments_too_deep"
 PARSE_RESOURCE_LIMIT = "parse_resource_limit"
+IMAGE_TOO_LARGE = "image_too_large"
+OCR_TOO_MANY_PAGES = "ocr_too_many_pages"
+OCR_TIME_LIMIT = "ocr_time_limit"
 
 #: code -> HTTP status
 ERROR_STATUS: dict[str, int] = {
@@ -87,11 +94,15 @@ ERROR_STATUS: dict[str, int] = {
     TOO_MANY_ATTACHMENTS: 422,
     ATTACHMENTS_TOO_DEEP: 422,
     PARSE_RESOURCE_LIMIT: 422,
+    IMAGE_TOO_LARGE: 422,
+    OCR_TOO_MANY_PAGES: 422,
+    OCR_TIME_LIMIT: 422,
 }
 
 #: The codes a document worker (`ingest.parsers.doc_worker`) may refuse a file with.
 WORKER_CODES = frozenset({DOCUMENT_MALFORMED, DOCUMENT_ENCRYPTED, ARCHIVE_LIMIT, XML_FORBIDDEN, SHEET_TOO_LARGE,
-                          TOO_MANY_ATTACHMENTS, ATTACHMENTS_TOO_DEEP, PARSE_RESOURCE_LIMIT, EMPTY_FILE})
+                          TOO_MANY_ATTACHMENTS, ATTACHMENTS_TOO_DEEP, PARSE_RESOURCE_LIMIT, EMPTY_FILE,
+                          IMAGE_TOO_LARGE, OCR_TOO_MANY_PAGES, OCR_TIME_LIMIT})
 
 
 def _err(code: str, message: str) -> IngestError:
@@ -200,6 +211,9 @@ _WORKER_MESSAGES = {
     PARSE_RESOURCE_LIMIT: "Parsing the document hit a resource limit{detail}; the file is too complex or crafted to "
                           "exhaust resources.",
     EMPTY_FILE: "Nothing to ingest{detail}.",
+    IMAGE_TOO_LARGE: "The image is too large to read{detail} (RAG_MAX_IMAGE_PIXELS).",
+    OCR_TOO_MANY_PAGES: "The image has too many pages to read by OCR{detail} (RAG_MAX_OCR_PAGES).",
+    OCR_TIME_LIMIT: "Reading the image by OCR took too long{detail} (RAG_MAX_OCR_SECONDS); nothing was stored.",
 }
 
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     max_sheet_rows: int = Field(100_000, description="Most rows read from one spreadsheet or CSV, empty ones counted.")
     max_attachments: int = Field(100, description="Most attachments read from one e-mail, all levels together.")
     max_attachment_depth: int = Field(3, description="Deepest e-mail attached inside e-mails that is read.")
+    max_image_pixels: int = Field(40_000_000, description="Largest image read by OCR, in pixels (checked before "
+                                                          "decoding: a decompression bomb is refused unread).")
+    max_ocr_pages: int = Field(50, description="Most pages (TIFF frames) read by OCR in one document.")
+    max_ocr_seconds: int = Field(300, description="Wall-clock limit of OCR for one document.")
+    ocr_memory_mb: int = Field(3072, description="Address-space limit of the parsing subprocess when it runs OCR "
+                                                 "(onnxruntime reserves far more address space than it touches).")
     max_document_chars: int = Field(5_000_000, ge=1, description="Most characters of text in one document after parsing (~1,500 pages of prose; the largest Debian reference manual has ~0.9 M); more fails the job with `document_too_long`.")
     max_document_chunks: int = Field(20_000, ge=1, description="Most chunks one document may make; more fails the job with `too_many_chunks` before any embedding.")
     max_embed_seconds: float = Field(900.0, gt=0, description="Wall-clock limit for embedding one document; over it the job fails with `embed_time_limit`, so one document cannot hold the worker.")

@@ -289,3 +289,64 @@ def eml_nested(depth: int) -> bytes:
     for level in range(depth):
         data = eml_bytes(subject=f"第 {level} 层", body=f"第 {level} 层的正文。", inner=data)
     return data
+
+
+# --------------------------------------------------------------------------- images for OCR
+
+CJK_FONT = "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"  # Debian's fonts-noto-cjk
+OCR_TEXTS = {
+    "zh-Hans": ["防火墙只开放必要的端口，其余端口一律关闭。", "软件包管理器记录系统中安装的每一个软件包。"],
+    "zh-Hant": ["伺服器的設定檔存放在系統目錄中，修改前請先備份。", "套件管理員會記錄系統上安裝的每一個套件。"],
+    "en": ["Pinning lets a machine follow the stable release for most packages.",
+           "The package manager keeps a list of every package that is installed."],
+}
+
+
+def text_image(lines: list[str], dpi: int = 300, points: int = 12):
+    """A strip of an A4 page (full width) with `lines` typeset at `points` pt, as scanned at `dpi`."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = round(points / 72 * dpi)
+    img = Image.new("L", (round(8.27 * dpi), round((1 + 0.3 * len(lines)) * dpi)), 255)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(CJK_FONT, size)
+    for i, line in enumerate(lines):
+        draw.text((round(0.7 * dpi), round(0.5 * dpi) + i * round(size * 1.8)), line, font=font, fill=0)
+    return img
+
+
+def image_bytes(images: list, fmt: str = "PNG") -> bytes:
+    bio = io.BytesIO()
+    images[0].save(bio, fmt, save_all=len(images) > 1, append_images=images[1:])
+    return bio.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares `width` x `height` pixels and holds almost none: a decompression bomb's shape."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def many_page_tiff(pages: int) -> bytes:
+    """A TIFF of `pages` 1x1 bilevel frames, its IFD chain written by hand (Pillow takes minutes to
+    save 10,000 frames)."""
+    import struct
+
+    strip = 8  # one byte of pixel data right after the header
+    entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 1), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, strip), (278, 3, 1, 1), (279, 4, 1, 1)]
+    ifd_size = 2 + 12 * len(entries) + 4
+    first = 12
+    out = bytearray(b"II*\x00" + struct.pack("<I", first) + b"\x80\x00\x00\x00")
+    for i in range(pages):
+        nxt = first + (i + 1) * ifd_size if i + 1 < pages else 0
+        out += struct.pack("<H", len(entries))
+        for tag, kind, count, value in entries:
+            out += struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value))
+        out += struct.pack("<I", nxt)
+    return bytes(out)

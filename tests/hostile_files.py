@@ -933,6 +933,9 @@ def office_cases() -> list[Case]:
     add("docx-named-pptx", "wrong.pptx", {"document_malformed"}, fm.docx_bytes)
     add("text-named-xlsx", "plain.xlsx", {"document_malformed"}, lambda: b"port,service\n22,ssh\n")
     add("text-named-msg", "plain.msg", {"document_malformed"}, lambda: b"From: a@b\n\nnot an Outlook file")
+    add("image-30000x30000", "huge.png", {"image_too_large"}, lambda: fm.png_header_only(30_000, 30_000))
+    add("tiff-10000-pages", "pages.tiff", {"ocr_too_many_pages"}, lambda: fm.many_page_tiff(10_000))
+    add("text-named-png", "plain.png", {"document_malformed"}, lambda: b"not an image at all")
     return c
 
 

@@ -430,7 +430,7 @@ def test_corpus_covers_the_issue():
                    "body-over-request-limit", "truncated-before-closing-boundary", "wrong-boundary", "missing-boundary",
                    "lying-content-length", "zip-bomb", "zip-3000-members", "billion-laughs-docx", "external-entity",
                    "million-empty-rows", "shared-strings-60mb", "nested-tables", "macro-enabled", "encrypted-docx",
-                   "eml-500-attachments", "eml-nested-10-deep"):
+                   "eml-500-attachments", "eml-nested-10-deep", "image-30000x30000", "tiff-10000-pages"):
         assert needle in ids, needle
     assert sum(1 for c in CASES if c.id.startswith("pdf/truncated/")) >= 20
 

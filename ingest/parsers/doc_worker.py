@@ -8,7 +8,8 @@ Run only by `ingest.parsers.documents.parse_office`. Like `pdf_worker`, it limit
      "detail": "...", "message": "..."}
 
 ZIP containers (DOCX, XLSX, PPTX, EPUB) pass `office.zipcheck` first. An attached document inside
-an e-mail is read here too (`extract_into`), PDFs included (pypdf in this same sandbox).
+an e-mail is read here too (`extract_into`), PDFs included (pypdf in this same sandbox). Images are
+read by OCR (`office.ocr`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def _extract_path(fmt: str, path: str, out, prefix: tuple[str, ...], depth: int)
         extract_msg(path, out, (), depth)
     elif fmt == "pdf":
         _pdf(path, out)
+    elif fmt == "image":
+        from ingest.parsers.office.ocr import extract_image
+
+        extract_image(path, out)
     else:
         with open(path, "rb") as fh:
             _extract_bytes(fmt, fh.read(), out, depth)
@@ -134,7 +139,7 @@ def run(path: str, fmt: str, limits) -> dict:
         return {"ok": False, "code": exc.code, "detail": "", "message": str(exc)[:1000]}
     except RecursionError:
         return {"ok": False, "code": "parse_resource_limit", "detail": "structure nested too deep"}
-    return {"ok": True, "title": (out.title or None), "blocks": out.blocks}
+    return {"ok": True, "title": (out.title or None), "blocks": out.blocks, "ocr_confidence": out.ocr_confidence}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rows", type=int, default=100_000)
     parser.add_argument("--max-attachments", type=int, default=100)
     parser.add_argument("--max-depth", type=int, default=3)
+    parser.add_argument("--max-image-pixels", type=int, default=40_000_000)
+    parser.add_argument("--max-ocr-pages", type=int, default=50)
+    parser.add_argument("--max-ocr-seconds", type=int, default=300)
     parser.add_argument("--memory-mb", type=int, default=1024)
     parser.add_argument("--cpu-seconds", type=int, default=120)
     args = parser.parse_args(argv)
@@ -154,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.parsers.office.common import WorkerLimits
 
     limits = WorkerLimits(max_chars=args.max_chars, max_members=args.max_members, max_unpacked=args.max_unpacked,
-                          max_rows=args.max_rows, max_attachments=args.max_attachments, max_depth=args.max_depth)
+                          max_rows=args.max_rows, max_attachments=args.max_attachments, max_depth=args.max_depth,
+                          max_image_pixels=args.max_image_pixels, max_ocr_pages=args.max_ocr_pages,
+                          max_ocr_seconds=args.max_ocr_seconds)
     try:
         write_result(run(args.path, args.format, limits))
     except MemoryError:

@@ -1,11 +1,14 @@
-"""DOCX, XLSX, CSV, PPTX, EPUB, EML and MSG -> ParsedDocument, read in the sandboxed `doc_worker`.
+"""DOCX, XLSX, CSV, PPTX, EPUB, EML, MSG and images (OCR) -> ParsedDocument, read in the sandboxed `doc_worker`.
 
 The worker returns plain blocks (kind, text, section path, page); this side only rebuilds them with
 `DocBuilder` (normalising each block, so offsets stay exact) and maps refusals to error codes.
-Pages: a spreadsheet's sheets and a deck's slides are its pages (1-based); other formats have none.
+Pages: a spreadsheet's sheets, a deck's slides and an image's frames are its pages (1-based); other
+formats have none.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ingest import errors
 from ingest.parsers._builder import DocBuilder
@@ -24,7 +27,10 @@ def _worker_args(fmt: str, settings) -> list[str]:
                  "--max-unpacked", str(settings.max_archive_bytes),
                  "--max-rows", str(settings.max_sheet_rows),
                  "--max-attachments", str(settings.max_attachments),
-                 "--max-depth", str(settings.max_attachment_depth)]
+                 "--max-depth", str(settings.max_attachment_depth),
+                 "--max-image-pixels", str(settings.max_image_pixels),
+                 "--max-ocr-pages", str(settings.max_ocr_pages),
+                 "--max-ocr-seconds", str(settings.max_ocr_seconds)]
     return args
 
 
@@ -38,7 +44,10 @@ def _refusal(result: dict) -> IngestError:
 
 def parse_office(data: bytes, fmt: str, settings=None) -> ParsedDocument:
     """Parse one upload of format `fmt` (see `ingest.detect.EXTENSIONS`). Raises `IngestError`."""
-    result = run_worker("ingest.parsers.doc_worker", data, _worker_args(fmt, settings), limits_of(settings),
+    limits = limits_of(settings)
+    if fmt == "image" and settings is not None:
+        limits = dataclasses.replace(limits, memory_mb=settings.ocr_memory_mb)
+    result = run_worker("ingest.parsers.doc_worker", data, _worker_args(fmt, settings), limits,
                         limit_error=errors.parse_resource_limit, malformed=errors.document_malformed)
     if not result.get("ok"):
         raise _refusal(result)

@@ -36,6 +36,9 @@ class WorkerLimits:
     max_rows: int = 100_000
     max_attachments: int = 100
     max_depth: int = 3
+    max_image_pixels: int = 40_000_000
+    max_ocr_pages: int = 50
+    max_ocr_seconds: int = 300
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Out:
     title: str | None = None
     chars: int = 0
     attachments: int = 0
+    ocr_confidence: list[float] | None = None  # per page, for OCR'd documents
 
     def add(self, text: str, kind: str = "paragraph", path: tuple[str, ...] = (), page: int | None = None) -> None:
         text = (text or "").strip()

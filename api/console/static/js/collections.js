@@ -56,7 +56,7 @@ export async function documentsView(name) {
   const uploads = h("ul", { class: "uploads", id: "uploads" });
   const picker = h("input", { type: "file", multiple: true, id: "file-input", onchange: () => { uploadAll([...picker.files]); picker.value = ""; } });
   const drop = h("div", { class: "drop", id: "drop" },
-    h("p", {}, "Drop files here (PDF, Word, Excel, CSV, PowerPoint, EPUB, e-mail, text, Markdown, HTML) or "), h("label", { class: "button" }, "choose files", picker));
+    h("p", {}, "Drop files here (PDF, Word, Excel, CSV, PowerPoint, EPUB, e-mail, images (OCR), text, Markdown, HTML) or "), h("label", { class: "button" }, "choose files", picker));
   for (const kind of ["dragenter", "dragover"]) drop.addEventListener(kind, (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadAll([...e.dataTransfer.files]); });
