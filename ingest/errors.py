@@ -7,7 +7,7 @@
 | `undecodable_text`   | 422    | text whose encoding cannot be determined, or binary content           |
 | `pdf_encrypted`      | 422    | PDF needs a password (the empty user password was tried)              |
 | `pdf_malformed`      | 422    | PDF that pypdf cannot read, or a .pdf without a PDF header            |
-| `pdf_no_text`        | 422    | PDF without any extractable text (scanned images; OCR not supported)  |
+| `pdf_no_text`        | 422    | PDF without any extractable text, and OCR of its page images found none |
 | `pdf_too_many_pages` | 422    | more pages than `max_pdf_pages`                                       |
 | `pdf_resource_limit` | 422    | PDF parsing hit its CPU, memory, wall-clock or output limit           |
 | `file_too_large`     | 413    | more bytes than `max_upload_bytes`                                    |
@@ -140,8 +140,8 @@ def pdf_malformed(detail: str = "") -> IngestError:
 def pdf_no_text() -> IngestError:
     return _err(
         PDF_NO_TEXT,
-        "The PDF has no extractable text (it is probably scanned images). OCR is not supported; "
-        "upload a PDF with a text layer.",
+        "The PDF has no extractable text, and OCR of its page images found none (or OCR is off: "
+        "RAG_OCR_SCANNED_PDFS). Upload a PDF with a text layer or a clearer scan.",
     )
 
 

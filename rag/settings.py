@@ -81,8 +81,10 @@ class Settings(BaseSettings):
     max_attachment_depth: int = Field(3, description="Deepest e-mail attached inside e-mails that is read.")
     max_image_pixels: int = Field(40_000_000, description="Largest image read by OCR, in pixels (checked before "
                                                           "decoding: a decompression bomb is refused unread).")
-    max_ocr_pages: int = Field(50, description="Most pages (TIFF frames) read by OCR in one document.")
+    max_ocr_pages: int = Field(50, description="Most pages (TIFF frames, scanned PDF pages) read by OCR in one document.")
     max_ocr_seconds: int = Field(300, description="Wall-clock limit of OCR for one document.")
+    ocr_scanned_pdfs: bool = Field(True, description="Read a PDF without any text layer (a scan) by OCR of its page "
+                                                     "images; off: such a PDF is `pdf_no_text`.")
     ocr_memory_mb: int = Field(3072, description="Address-space limit of the parsing subprocess when it runs OCR "
                                                  "(onnxruntime reserves far more address space than it touches).")
     max_document_chars: int = Field(5_000_000, ge=1, description="Most characters of text in one document after parsing (~1,500 pages of prose; the largest Debian reference manual has ~0.9 M); more fails the job with `document_too_long`.")

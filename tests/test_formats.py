@@ -205,3 +205,20 @@ def test_ocr_reads_zh_hans_zh_hant_and_en_pages_of_a_tiff_with_their_page_number
         got = doc.text[page.start:page.end]
         limit = 0.02 if lang == "en" else 0.03
         assert char_error_rate("".join(hf.OCR_TEXTS[lang]), got) <= limit, (lang, got)
+
+
+def test_a_scanned_pdf_is_read_by_ocr_and_keeps_its_page_numbers():
+    """A PDF of page images (Pillow writes no text layer): page 2 is blank, page 1 zh-Hant text."""
+    from PIL import Image
+
+    blank = Image.new("L", (800, 400), 255)
+    data = hf.image_bytes([hf.text_image(hf.OCR_TEXTS["zh-Hant"]), blank, hf.text_image(hf.OCR_TEXTS["en"][:1])], "PDF")
+    doc = parse_document(data, "scan.pdf", Settings())
+    assert_offsets_exact(doc)
+    assert doc.format == "pdf" and doc.page_count == 3
+    assert [b.page for b in doc.blocks] == [1, 1, 3] or {b.page for b in doc.blocks} == {1, 3}
+    page1 = next(p for p in doc.pages if p.number == 1)
+    assert char_error_rate("".join(hf.OCR_TEXTS["zh-Hant"]), doc.text[page1.start:page1.end]) <= 0.03
+    with pytest.raises(IngestError) as exc:
+        parse_document(data, "scan.pdf", Settings(ocr_scanned_pdfs=False))
+    assert exc.value.code == "pdf_no_text"

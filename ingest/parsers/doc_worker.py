@@ -81,6 +81,10 @@ def _extract_path(fmt: str, path: str, out, prefix: tuple[str, ...], depth: int)
         from ingest.parsers.office.ocr import extract_image
 
         extract_image(path, out)
+    elif fmt == "pdf_ocr":
+        from ingest.parsers.office.ocr import extract_scanned_pdf
+
+        extract_scanned_pdf(path, out)
     else:
         with open(path, "rb") as fh:
             _extract_bytes(fmt, fh.read(), out, depth)
@@ -139,7 +143,8 @@ def run(path: str, fmt: str, limits) -> dict:
         return {"ok": False, "code": exc.code, "detail": "", "message": str(exc)[:1000]}
     except RecursionError:
         return {"ok": False, "code": "parse_resource_limit", "detail": "structure nested too deep"}
-    return {"ok": True, "title": (out.title or None), "blocks": out.blocks, "ocr_confidence": out.ocr_confidence}
+    return {"ok": True, "title": (out.title or None), "blocks": out.blocks, "ocr_confidence": out.ocr_confidence,
+            "page_count": out.page_count}
 
 
 def main(argv: list[str] | None = None) -> int:

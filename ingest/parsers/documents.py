@@ -42,24 +42,29 @@ def _refusal(result: dict) -> IngestError:
     return errors.worker_refusal(code, detail)
 
 
-def parse_office(data: bytes, fmt: str, settings=None) -> ParsedDocument:
+def parse_office(data: bytes, fmt: str, settings=None, *, limit_error=errors.parse_resource_limit,
+                 malformed=errors.document_malformed) -> ParsedDocument:
     """Parse one upload of format `fmt` (see `ingest.detect.EXTENSIONS`). Raises `IngestError`."""
     limits = limits_of(settings)
-    if fmt == "image" and settings is not None:
+    if fmt in ("image", "pdf_ocr") and settings is not None:
         limits = dataclasses.replace(limits, memory_mb=settings.ocr_memory_mb)
     result = run_worker("ingest.parsers.doc_worker", data, _worker_args(fmt, settings), limits,
-                        limit_error=errors.parse_resource_limit, malformed=errors.document_malformed)
+                        limit_error=limit_error, malformed=malformed)
     if not result.get("ok"):
         raise _refusal(result)
     b = DocBuilder()
-    page = None
+    page = 0
+    pages = result.get("page_count") if isinstance(result.get("page_count"), int) else 0
     for item in result.get("blocks") or []:
         kind, text, path, number = item
         if kind not in _KINDS or not isinstance(text, str):
             continue
         if isinstance(number, int) and number != page:
-            b.begin_page(number)
+            for n in range(page + 1 if pages else number, number + 1):  # pages without text keep their number
+                b.begin_page(n)
             page = number
         b.add(text, kind, tuple(str(p) for p in path))
+    for n in range(page + 1, pages + 1):
+        b.begin_page(n)
     title = result.get("title") if isinstance(result.get("title"), str) else None
-    return b.build(fmt, title=title)
+    return b.build("pdf" if fmt == "pdf_ocr" else fmt, title=title)

@@ -16,6 +16,9 @@ The parent then rebuilds structure from the page texts (pure Python on plain str
   ..." in running text does not restructure the document);
 * every block carries its 1-based page; `pages` has one `PageSpan` per page (empty pages have
   start == end).
+
+A PDF with no text at all (a scan) is read by OCR (`ingest.parsers.office.ocr`, in the document
+worker) unless `ocr_scanned_pdfs` is off; with nothing found either, it is `pdf_no_text`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ingest.normalize import normalize_text
 from ingest.parsers._builder import DocBuilder, join_wrapped_lines
 from ingest.parsers.sandbox import Limits, run_worker
 from ingest.types import ParsedDocument
+from rag.errors import IngestError
 from rag.text.scripts import CJK_PUNCTUATION, FULLWIDTH, HAN, NO_SPACE
 from rag.text.sentences import LINE_ENDS_CLAUSE
 
@@ -269,6 +273,20 @@ def parse_pdf(data: bytes, settings=None) -> ParsedDocument:
         )
     extracted = extract_pdf_pages(data, **kwargs)
     doc = build_pdf_document(extracted.pages, extracted.title)
+    if not doc.blocks and (settings is None or settings.ocr_scanned_pdfs):
+        # No text layer: a scan. Its page images are read by OCR in the document worker.
+        from ingest.parsers.documents import parse_office
+
+        try:
+            doc = parse_office(data, "pdf_ocr", settings, limit_error=errors.pdf_resource_limit,
+                               malformed=errors.pdf_malformed)
+        except IngestError as exc:  # a PDF's failures keep the PDF codes
+            if exc.code == errors.DOCUMENT_MALFORMED:
+                raise errors.pdf_malformed(f"reading its page images: {exc.message}") from None
+            if exc.code == errors.PARSE_RESOURCE_LIMIT:
+                raise errors.pdf_resource_limit(f"reading its page images: {exc.message}") from None
+            raise
+        doc.title = doc.title or extracted.title
     if not doc.blocks:
         raise errors.pdf_no_text()
     return doc

@@ -51,6 +51,7 @@ class Out:
     chars: int = 0
     attachments: int = 0
     ocr_confidence: list[float] | None = None  # per page, for OCR'd documents
+    page_count: int | None = None  # when every page counts, even one without text (OCR'd PDFs)
 
     def add(self, text: str, kind: str = "paragraph", path: tuple[str, ...] = (), page: int | None = None) -> None:
         text = (text or "").strip()

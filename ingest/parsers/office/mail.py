@@ -5,7 +5,8 @@
 * The body: text/plain, else text/html read by the HTML parser.
 * Each attached document of a supported type is read in this same worker and its blocks follow
   under the section path ("Attachment: name", ...); an attached e-mail is read the same way, one
-  level deeper. Other attachments (images, archives) are skipped.
+  level deeper. Other attachments (images, archives) are skipped, and so is a damaged or
+  encrypted attached document.
 * Bounded: `max_attachments` over all levels (`too_many_attachments`), `max_depth` levels
   (`attachments_too_deep`).
 """
@@ -15,6 +16,9 @@ from __future__ import annotations
 from ingest.parsers.office.common import Out, Refused, library_errors
 
 HEADERS = ("From", "To", "Cc", "Date", "Subject")
+#: An attachment refused with one of these is skipped and the message still read: a damaged or
+#: password-protected attachment is common and says nothing about the message itself.
+SKIPPED_ATTACHMENT_CODES = frozenset({"document_malformed", "document_encrypted"})
 
 
 def _header_block(out: Out, pairs: list[tuple[str, str]], prefix: tuple[str, ...]) -> None:
@@ -45,10 +49,16 @@ def _attachment(out: Out, name: str, data: bytes, prefix: tuple[str, ...], depth
     try:
         fmt = detect_format(name, data[:2048])
     except IngestError:
-        return  # an image, an archive, a legacy format: not a document we read
+        return  # an archive, a legacy format: not a document we read
+    if fmt == "image":
+        return  # logos and signatures: OCR of every attached picture would cost more than it finds
     from ingest.parsers.doc_worker import extract_into
 
-    extract_into(fmt, data, out, prefix + (f"Attachment: {name}",), depth + 1)
+    try:
+        extract_into(fmt, data, out, prefix + (f"Attachment: {name}",), depth + 1)
+    except Refused as exc:
+        if exc.code not in SKIPPED_ATTACHMENT_CODES:
+            raise  # a limit (size, depth, count, time) or an attack stops the whole message
 
 
 def _check_depth(out: Out, depth: int) -> None:
