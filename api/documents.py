@@ -44,7 +44,8 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
     "type": "object", "required": ["files"],
     "properties": {"files": {
         "type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"},
-        "description": "One or more files (.pdf .txt .md .markdown .html .htm), each a part named `files` with its "
+        "description": "One or more files (.pdf .txt .md .markdown .html .htm .docx .docm .xlsx .xlsm .csv .pptx .pptm .epub "
+                       ".eml .msg .png .jpg .jpeg .tif .tiff), each a part named `files` with its "
                        "file name; more than RAG_MAX_FILES_PER_REQUEST is 413 `too_many_files`, a file over "
                        "RAG_MAX_UPLOAD_BYTES 413 `file_too_large`."}},
 }}}}}

@@ -5,11 +5,15 @@ Rules, in order:
 1. The name must be usable (`clean_filename`), else `bad_filename`.
 2. Content with a PDF header (``%PDF-`` within the first 1,024 bytes, where PDF readers look for it)
    is a PDF whatever its name says.
-3. The extension decides: .pdf -> pdf, .txt -> text, .md/.markdown -> markdown, .html/.htm -> html.
-   Any other extension, or none, is `unsupported_type` (415).
-4. A .pdf without a PDF header is `pdf_malformed`; a text/Markdown/HTML name whose content starts
-   with a well-known binary signature (ZIP/Office, PNG, JPEG, GIF, gzip, OLE, ...) is
-   `unsupported_type`, naming what the content looks like.
+3. The extension decides (`EXTENSIONS`): .pdf, .txt, .md/.markdown, .html/.htm, .docx/.docm,
+   .xlsx/.xlsm, .csv, .pptx/.pptm, .epub, .eml, .msg, .png/.jpg/.jpeg/.tif/.tiff (OCR). Any other
+   extension, or none, is
+   `unsupported_type` (415).
+4. A .pdf without a PDF header is `pdf_malformed`; a DOCX/XLSX/PPTX/EPUB that is neither a ZIP nor
+   an OLE2 file (encrypted Office packages are OLE2), or a .msg that is not OLE2, is
+   `document_malformed`; a text/Markdown/HTML/CSV/EML name whose content starts with a well-known
+   binary signature (ZIP/Office, PNG, JPEG, GIF, gzip, OLE, ...) is `unsupported_type`, naming what
+   the content looks like.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Literal
 
 from ingest import errors
 
-Format = Literal["pdf", "text", "markdown", "html"]
+Format = Literal["pdf", "text", "markdown", "html", "docx", "xlsx", "csv", "pptx", "epub", "eml", "msg", "image"]
 
 EXTENSIONS: dict[str, Format] = {
     ".pdf": "pdf",
@@ -28,7 +32,31 @@ EXTENSIONS: dict[str, Format] = {
     ".markdown": "markdown",
     ".html": "html",
     ".htm": "html",
+    ".docx": "docx",
+    ".docm": "docx",  # macro-enabled: the text is read, the macros never run
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+    ".csv": "csv",
+    ".pptx": "pptx",
+    ".pptm": "pptx",
+    ".epub": "epub",
+    ".eml": "eml",
+    ".msg": "msg",
+    ".png": "image",  # read by OCR
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tif": "image",
+    ".tiff": "image",
 }
+
+#: Formats in a ZIP container: their content must start with a ZIP signature (or be an OLE2 file,
+#: which the worker tells apart: an encrypted Office package or a legacy binary document).
+ZIP_FORMATS: frozenset[str] = frozenset({"docx", "xlsx", "pptx", "epub"})
+#: Formats that are OLE2 compound files.
+OLE_FORMATS: frozenset[str] = frozenset({"msg"})
+IMAGE_MAGIC: tuple[bytes, ...] = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")
+ZIP_MAGIC = b"PK\x03\x04"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "a ZIP archive or Office document"),
@@ -104,6 +132,18 @@ def detect_format(filename: str, head: bytes) -> Format:
         raise errors.unsupported_type(clean_filename(filename), f"extension {ext!r}" if ext else "no extension")
     if fmt == "pdf":
         raise errors.pdf_malformed("no %PDF- header in the first 1024 bytes")
+    if fmt in ZIP_FORMATS:
+        if head.startswith(ZIP_MAGIC) or head.startswith(OLE_MAGIC):
+            return fmt
+        raise errors.document_malformed(f"a {ext} file must be a ZIP container; this one is not")
+    if fmt == "image":
+        if head.startswith(IMAGE_MAGIC):
+            return fmt
+        raise errors.document_malformed(f"a {ext} file must be a PNG, JPEG or TIFF image; this one is not")
+    if fmt in OLE_FORMATS:
+        if head.startswith(OLE_MAGIC):
+            return fmt
+        raise errors.document_malformed(f"a {ext} file must be an OLE2 compound file; this one is not")
     for magic, what in _BINARY_MAGIC:
         if head.startswith(magic):
             raise errors.unsupported_type(clean_filename(filename), f"the content is {what}")

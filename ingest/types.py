@@ -31,7 +31,7 @@ class ParsedDocument:
     """Normalised text (NFC, invisible/bidi/tag characters removed) plus its structure."""
 
     text: str
-    format: Literal["pdf", "text", "markdown", "html"]
+    format: str  # an `ingest.detect.Format`
     blocks: list[Block] = field(default_factory=list)
     pages: list[PageSpan] = field(default_factory=list)
     title: str | None = None

@@ -70,9 +70,24 @@ class Settings(BaseSettings):
     window_tokens: int = Field(128, ge=0, description="Chunks longer than this are embedded as sentence-aware windows of at most this many embedder tokens: the chunk's vector is their mean and its dense score also counts its best window (0: one vector per chunk).")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest accepted file.")
     max_pdf_pages: int = Field(2000, description="Most pages accepted in one PDF.")
-    parse_cpu_seconds: int = Field(120, description="CPU-time limit of the PDF parsing subprocess.")
-    parse_memory_mb: int = Field(1024, description="Address-space limit of the PDF parsing subprocess.")
-    parse_wall_seconds: int = Field(180, description="Wall-clock limit of the PDF parsing subprocess.")
+    parse_cpu_seconds: int = Field(120, description="CPU-time limit of the parsing subprocess (PDF and every other format).")
+    parse_memory_mb: int = Field(1024, description="Address-space limit of the parsing subprocess.")
+    parse_wall_seconds: int = Field(180, description="Wall-clock limit of the parsing subprocess.")
+    max_archive_members: int = Field(10_000, description="Most members in the ZIP container of a DOCX/XLSX/PPTX/EPUB "
+                                                         "(a ZIP bomb's other half).")
+    max_archive_bytes: int = Field(300 * 1024 * 1024, description="Most bytes a DOCX/XLSX/PPTX/EPUB may unpack to "
+                                                                  "(all members, as their headers declare; a member that lies is stopped by the parse memory limit).")
+    max_sheet_rows: int = Field(100_000, description="Most rows read from one spreadsheet or CSV, empty ones counted.")
+    max_attachments: int = Field(100, description="Most attachments read from one e-mail, all levels together.")
+    max_attachment_depth: int = Field(3, description="Deepest e-mail attached inside e-mails that is read.")
+    max_image_pixels: int = Field(40_000_000, description="Largest image read by OCR, in pixels (checked before "
+                                                          "decoding: a decompression bomb is refused unread).")
+    max_ocr_pages: int = Field(50, description="Most pages (TIFF frames, scanned PDF pages) read by OCR in one document.")
+    max_ocr_seconds: int = Field(300, description="Wall-clock limit of OCR for one document.")
+    ocr_scanned_pdfs: bool = Field(True, description="Read a PDF without any text layer (a scan) by OCR of its page "
+                                                     "images; off: such a PDF is `pdf_no_text`.")
+    ocr_memory_mb: int = Field(3072, description="Address-space limit of the parsing subprocess when it runs OCR "
+                                                 "(onnxruntime reserves far more address space than it touches).")
     max_document_chars: int = Field(5_000_000, ge=1, description="Most characters of text in one document after parsing (~1,500 pages of prose; the largest Debian reference manual has ~0.9 M); more fails the job with `document_too_long`.")
     max_document_chunks: int = Field(20_000, ge=1, description="Most chunks one document may make; more fails the job with `too_many_chunks` before any embedding.")
     max_embed_seconds: float = Field(900.0, gt=0, description="Wall-clock limit for embedding one document; over it the job fails with `embed_time_limit`, so one document cannot hold the worker.")

@@ -44,6 +44,11 @@ PARSE_CPU_SECONDS = 5
 PARSE_WALL_SECONDS = 15
 PARSE_MEMORY_MB = 512
 MAX_EMBED_SECONDS = 60
+MAX_ARCHIVE_BYTES = 50 << 20
+MAX_ARCHIVE_MEMBERS = 2000
+MAX_SHEET_ROWS = 20_000
+MAX_ATTACHMENTS = 100
+MAX_ATTACHMENT_DEPTH = 3
 
 SERVER_ENV = {
     "RAG_LOAD_GENERATOR": "false",
@@ -58,6 +63,11 @@ SERVER_ENV = {
     "RAG_PARSE_WALL_SECONDS": str(PARSE_WALL_SECONDS),
     "RAG_PARSE_MEMORY_MB": str(PARSE_MEMORY_MB),
     "RAG_MAX_EMBED_SECONDS": str(MAX_EMBED_SECONDS),
+    "RAG_MAX_ARCHIVE_BYTES": str(MAX_ARCHIVE_BYTES),
+    "RAG_MAX_ARCHIVE_MEMBERS": str(MAX_ARCHIVE_MEMBERS),
+    "RAG_MAX_SHEET_ROWS": str(MAX_SHEET_ROWS),
+    "RAG_MAX_ATTACHMENTS": str(MAX_ATTACHMENTS),
+    "RAG_MAX_ATTACHMENT_DEPTH": str(MAX_ATTACHMENT_DEPTH),
     # the corpus sends ~100 MB and polls its jobs: per-key rates are not under test here
     "RAG_UPLOAD_BYTES_PER_MINUTE": str(10 << 30),
     "RAG_REQUESTS_PER_MINUTE": "1000000",
@@ -895,9 +905,43 @@ def multipart_cases() -> list[Case]:
     return c
 
 
+def office_cases() -> list[Case]:
+    """Office, EPUB and e-mail files (#26): ZIP bombs, entity attacks, huge sheets, nesting, macros,
+    encryption, attachment floods. Each is built by `tests.helpers_formats` when it is sent."""
+    from tests import helpers_formats as fm
+
+    c: list[Case] = []
+
+    def add(id_: str, name: str, expect: set[str], make, text: str | None = None) -> None:
+        c.append(Case("office/" + id_, "office", frozenset(expect), _one(name, make), text=text))
+
+    add("zip-bomb-60mb-member", "bomb.docx", {"archive_limit"}, lambda: fm.zip_bomb_docx(MAX_ARCHIVE_BYTES + (10 << 20)))
+    add("zip-3000-members", "members.docx", {"archive_limit"}, lambda: fm.many_members_docx(MAX_ARCHIVE_MEMBERS + 1000))
+    add("billion-laughs-docx", "laughs.docx", {"xml_forbidden"}, fm.laughs_docx)
+    add("external-entity-xlsx", "xxe.xlsx", {"xml_forbidden"}, fm.external_entity_xlsx)
+    add("million-empty-rows-xlsx", "empty.xlsx", {"sheet_too_large"}, lambda: fm.empty_rows_xlsx(1_000_000))
+    add("shared-strings-60mb-xlsx", "sst.xlsx", {"archive_limit"}, lambda: fm.huge_shared_strings_xlsx(MAX_ARCHIVE_BYTES + (10 << 20)))
+    add("nested-tables-40-docx", "nested40.docx", {"parse_resource_limit"}, lambda: fm.nested_tables_docx(40))
+    add("nested-tables-1000-docx", "nested1000.docx", {"parse_resource_limit"}, lambda: fm.nested_tables_docx(1000))
+    add("macro-enabled-xlsm", "macro.xlsm", {"done"}, fm.macro_xlsm)
+    add("macro-enabled-docm", "macro.docm", {"done"}, fm.macro_docm)
+    add("encrypted-docx", "locked.docx", {"document_encrypted"}, fm.encrypted_docx)
+    add("encrypted-under-xlsx-name", "locked.xlsx", {"document_encrypted"}, fm.encrypted_docx)
+    add("eml-500-attachments", "flood.eml", {"too_many_attachments"}, lambda: fm.eml_many_attachments(500))
+    add("eml-nested-10-deep", "deep.eml", {"attachments_too_deep"}, lambda: fm.eml_nested(10))
+    add("truncated-docx", "cut.docx", {"document_malformed"}, lambda: fm.docx_bytes()[:5000])
+    add("docx-named-pptx", "wrong.pptx", {"document_malformed"}, fm.docx_bytes)
+    add("text-named-xlsx", "plain.xlsx", {"document_malformed"}, lambda: b"port,service\n22,ssh\n")
+    add("text-named-msg", "plain.msg", {"document_malformed"}, lambda: b"From: a@b\n\nnot an Outlook file")
+    add("image-30000x30000", "huge.png", {"image_too_large"}, lambda: fm.png_header_only(30_000, 30_000))
+    add("tiff-10000-pages", "pages.tiff", {"ocr_too_many_pages"}, lambda: fm.many_page_tiff(10_000))
+    add("text-named-png", "plain.png", {"document_malformed"}, lambda: b"not an image at all")
+    return c
+
+
 def corpus() -> list[Case]:
     cases = (pdf_cases() + encoding_cases() + binary_cases() + html_cases() + markdown_cases() + degenerate_cases()
-             + filename_cases() + multipart_cases())
+             + filename_cases() + multipart_cases() + office_cases())
     ids = [case.id for case in cases]
     assert len(ids) == len(set(ids)), [i for i in ids if ids.count(i) > 1]
     return cases

@@ -668,3 +668,30 @@ def test_failed_uploads_leave_no_trace(hostile):
     assert not [p for p in everything if "evil" in p.name]
     for place in (Path.cwd(), root.parent, root.parent.parent, Path("/tmp")):
         assert not (place / "evil.txt").exists(), place
+
+
+def test_office_formats_through_the_server_with_sheet_row_and_slide_in_their_citations(zh):
+    """#26: a spreadsheet row is found with its sheet (section path, page) and its row; a slide with
+    its number and title; an unsupported type's message lists the new formats."""
+    from tests import helpers_formats as fm
+
+    client = zh["client"]
+    assert client.post("/v1/collections", json={"name": "office"}).status_code == 201
+    jobs = ingest(client, "office", ("端口.xlsx", fm.xlsx_bytes()), ("deck.pptx", fm.pptx_bytes()),
+                  ("手册.docx", fm.docx_bytes()), ("通知.eml", fm.eml_bytes()))
+    docs = {d["filename"]: d for d in client.get("/v1/collections/office/documents").json()["documents"]}
+    assert docs["端口.xlsx"]["page_count"] == 2 and docs["deck.pptx"]["page_count"] == 3
+    assert {docs[j["filename"]]["format"] for j in jobs} == {"xlsx", "pptx", "docx", "eml"}
+
+    hits = search(client, "office", "postgres 用哪个端口", k=3)
+    row = next(h for h in hits if h["filename"] == "端口.xlsx")
+    assert row["section_path"] == ["端口"] and row["page"] == 1
+    assert "row 4: 端口: 5432 | 服务: postgres" in row["text"]
+
+    hits = search(client, "office", "伺服器清單 db1 用途", k=3)
+    slide = next(h for h in hits if h["filename"] == "deck.pptx")
+    assert slide["page"] == 2 and slide["section_path"] == ["Slide 2: 伺服器清單"]
+
+    resp = upload(client, "office", ("old.doc", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600)))
+    assert resp.status_code == 415 and error_code(resp) == "unsupported_type"
+    assert ".docx" in resp.json()["error"]["message"] and ".xlsx" in resp.json()["error"]["message"]

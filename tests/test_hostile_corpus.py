@@ -55,13 +55,16 @@ MAX_RSS_BYTES = 2_560 * 1024 * 1024
 #: Documented codes an upload may be refused with (README's error table, `ingest.errors`).
 UPLOAD_CODES = frozenset({
     "bad_filename", "file_too_large", "unsupported_type", "empty_file", "pdf_malformed",
-    "too_many_files", "body_too_large", "invalid_request", "no_files",
+    "too_many_files", "body_too_large", "invalid_request", "no_files", "document_malformed",
 })
 #: Documented codes a job may fail with. Never `internal_error`.
 JOB_CODES = frozenset({
     "undecodable_text", "empty_file", "no_text", "pdf_malformed", "pdf_encrypted", "pdf_no_text",
     "pdf_too_many_pages", "pdf_resource_limit", "document_too_long", "too_many_chunks", "repetitive_text",
     "embed_time_limit",
+    "document_malformed", "document_encrypted", "archive_limit", "xml_forbidden", "sheet_too_large",
+    "too_many_attachments", "attachments_too_deep", "parse_resource_limit", "image_too_large", "ocr_too_many_pages",
+    "ocr_time_limit",
 })
 
 #: Cases that show a bug outside the files this test's author may change: they fail today, and
@@ -429,7 +432,9 @@ def test_corpus_covers_the_issue():
                    "rtl-override", "zero-width", "newline", "double-quote", "256-chars", "CON.txt", "hidden", "dot-dot",
                    "nfd-accents", "no-files-field", "files-as-string-field", "part-without-filename", "too-many-files",
                    "body-over-request-limit", "truncated-before-closing-boundary", "wrong-boundary", "missing-boundary",
-                   "lying-content-length"):
+                   "lying-content-length", "zip-bomb", "zip-3000-members", "billion-laughs-docx", "external-entity",
+                   "million-empty-rows", "shared-strings-60mb", "nested-tables", "macro-enabled", "encrypted-docx",
+                   "eml-500-attachments", "eml-nested-10-deep", "image-30000x30000", "tiff-10000-pages"):
         assert needle in ids, needle
     assert sum(1 for c in CASES if c.id.startswith("pdf/truncated/")) >= 20
 

@@ -198,7 +198,7 @@ def test_pdf_magic_wins_over_the_extension():
     assert detect_format("noext", b"\n\n%PDF-1.4\n") == "pdf"
 
 
-@pytest.mark.parametrize("name", ["a.docx", "b.exe", "c", "d.pdf.zip", "archive.tar.gz", "img.png"])
+@pytest.mark.parametrize("name", ["a.doc", "b.exe", "c", "d.pdf.zip", "archive.tar.gz", "img.gif", "deck.ppt"])
 def test_unsupported_extension_is_415(name):
     with pytest.raises(IngestError) as exc:
         detect_format(name, b"some bytes")
@@ -249,6 +249,7 @@ def test_every_code_has_a_factory_with_its_status():
         errors.too_many_chunks(20_000, 10_000): 422,
         errors.embed_time_limit(600.0, 10, 20): 422,
         errors.job_cancelled(): 409,
+        **{errors.worker_refusal(code, "detail"): 422 for code in errors.WORKER_CODES - {errors.EMPTY_FILE}},
         # Job-only codes (never an HTTP response): the service's fault, not the input's.
         errors.interrupted(): 500,
         errors.internal("boom"): 500,

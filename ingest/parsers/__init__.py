@@ -39,6 +39,10 @@ def parse_document(data: bytes, filename: str, settings=None) -> "ParsedDocument
         from ingest.parsers.pdf import parse_pdf
 
         doc = parse_pdf(data, settings)
+    elif fmt in ("docx", "xlsx", "csv", "pptx", "epub", "eml", "msg", "image"):
+        from ingest.parsers.documents import parse_office
+
+        doc = parse_office(data, fmt, settings)
     elif fmt == "html":
         from ingest.parsers.html import parse_html
 

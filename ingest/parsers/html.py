@@ -6,7 +6,7 @@
 * Content root: <main> (or role="main"), else a single <article>, else <body>.
 * h1-h6 -> `heading` blocks that set `section_path`; p, div, blockquote, dt/dd... -> `paragraph`;
   li -> `list_item` (nested lists are separate items); pre -> `code` (verbatim); each table row ->
-  a `table` block (cells joined with " | "); <br> -> line break.
+  a `table` block with its column names ("端口: 22 | 服务: ssh", see `_TableHeaders`); <br> -> line break.
 * Whitespace is collapsed as a browser would, except that a source line break between two CJK
   characters disappears (it was only wrapping).
 * `title` is <title>, else the first h1.
@@ -22,6 +22,7 @@ import warnings
 from ingest.decode import decode_text
 from ingest.normalize import normalize_text
 from ingest.parsers._builder import DocBuilder
+from ingest.parsers.tables import row_line
 from ingest.types import ParsedDocument
 from rag.text.scripts import NO_SPACE
 
@@ -134,6 +135,82 @@ def _text_of(tag, *, keep_breaks: bool = True, memo: dict[int, bool] | None = No
     return "".join(out)
 
 
+_TABLE_WALK = 4  # tr -> (thead|tbody|tfoot) -> table: a <tr> farther from its table has none
+
+
+def _span(cell) -> int:
+    try:
+        return max(1, min(int(str(cell.get("colspan", "1")).strip() or 1), 100))
+    except ValueError:
+        return 1
+
+
+class _TableHeaders:
+    """Each row of a table as one line with its column names (`ingest.parsers.tables.row_line`).
+
+    A table's header is its <thead> rows, else its first row when that row is all <th>. The header
+    rows themselves give no line (their names are in every other row), unless the table has no
+    other row. `colspan` is honoured on both sides. Each table's header is worked out once."""
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[list[str] | None, set[int]]] = {}
+
+    @staticmethod
+    def _positions(tr, text_of) -> list[str]:
+        out: list[str] = []
+        for cell in tr.find_all(["td", "th"], recursive=False):
+            out.append(text_of(cell))
+            out.extend([""] * (_span(cell) - 1))
+        return out
+
+    @staticmethod
+    def _table_of(tr):
+        node = tr.parent
+        for _ in range(_TABLE_WALK):
+            if node is None:
+                return None
+            if node.name == "table":
+                return node
+            node = node.parent
+        return None
+
+    def _header(self, table, text_of) -> tuple[list[str] | None, set[int]]:
+        known = self._memo.get(id(table))
+        if known is not None:
+            return known
+        rows = [tr for thead in table.find_all("thead", recursive=False) for tr in thead.find_all("tr", recursive=False)]
+        if not rows:
+            first = table.find("tr")
+            if first is not None and self._table_of(first) is table:
+                cells = first.find_all(["td", "th"], recursive=False)
+                if cells and all(c.name == "th" for c in cells):
+                    rows = [first]
+        header = None
+        if rows:
+            names = [[n for n in self._positions(tr, text_of)] for tr in rows]
+            # a header cell spanning columns names each of them
+            for tr, row in zip(rows, names):
+                pos = 0
+                for cell in tr.find_all(["td", "th"], recursive=False):
+                    for k in range(1, _span(cell)):
+                        row[pos + k] = row[pos]
+                    pos += _span(cell)
+            width = max(len(r) for r in names)
+            header = [" / ".join(dict.fromkeys(r[i] for r in names if i < len(r) and r[i])) for i in range(width)]
+        self._memo[id(table)] = (header, {id(tr) for tr in rows})
+        return self._memo[id(table)]
+
+    def line(self, tr, text_of) -> str:
+        table = self._table_of(tr)
+        header, header_rows = self._header(table, text_of) if table is not None else (None, set())
+        cells = self._positions(tr, text_of)
+        if id(tr) in header_rows:
+            alone = tr.find_next_sibling("tr") is None and (
+                tr.parent.name != "thead" or tr.parent.find_next_sibling(["tbody", "tr", "tfoot"]) is None)
+            return row_line(cells, None) if alone else ""
+        return row_line(cells, header)
+
+
 def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument:
     from bs4 import BeautifulSoup, NavigableString, Tag
     from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
@@ -162,6 +239,7 @@ def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument
     kinds: list[str] = ["paragraph"]
     skip_types = (Comment, Declaration, Doctype, ProcessingInstruction)
     memo: dict[int, bool] = {}  # tag -> has an <article>/<main> ancestor (see `_in_article`)
+    headers = _TableHeaders()
 
     def path() -> tuple[str, ...]:
         return tuple(t for _, t in stack_sections)
@@ -209,11 +287,7 @@ def parse_html(data: bytes | str, encoding: str | None = None) -> ParsedDocument
             continue
         if name == "tr":
             flush()
-            cells = [
-                _collapse(_text_of(c, keep_breaks=False, memo=memo))
-                for c in node.find_all(["td", "th"], recursive=False)
-            ]
-            b.add(" | ".join(c for c in cells if c), "table", path())
+            b.add(headers.line(node, lambda c: _collapse(_text_of(c, keep_breaks=False, memo=memo))), "table", path())
             continue
         if name in _BLOCK_TAGS:
             flush()

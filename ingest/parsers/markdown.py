@@ -5,7 +5,8 @@
 * fenced (```` ``` ```` / ``~~~``) and indented code become `code` blocks, verbatim;
 * list items (``-``, ``*``, ``+``, ``1.``, ``1)``) become `list_item` blocks; bullets are dropped,
   ordered numbers kept; continuation lines join the item;
-* table rows become one `table` block (cells joined with " | ", the delimiter row dropped);
+* a table becomes one `table` block, one line per row; the row above the delimiter row is the
+  header, and its names are repeated in every row ("端口: 22 | 服务: ssh", `ingest.parsers.tables`);
 * block quotes lose their ``>``; YAML front matter is dropped (its ``title:`` is used as title);
 * inline syntax is stripped minimally: emphasis markers, code backticks, link and image syntax
   (the text or alt text stays), HTML tags, backslash escapes.
@@ -19,6 +20,7 @@ import re
 
 from ingest.normalize import normalize_text
 from ingest.parsers._builder import DocBuilder, join_wrapped_lines
+from ingest.parsers.tables import table_lines
 from ingest.types import ParsedDocument
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
@@ -117,20 +119,20 @@ def parse_markdown(text: str, encoding: str | None = None) -> ParsedDocument:
 
     para: list[str] = []
     kind = "paragraph"  # of `para`: paragraph | list_item | table
+    table_header = False  # the table in `para` had a delimiter row after its first row
 
     def flush() -> None:
-        nonlocal kind
+        nonlocal kind, table_header
         if para:
             if kind == "table":
-                rows = []
-                for row in para:
-                    cells = [strip_inline(c.strip()) for c in row.strip().strip("|").split("|")]
-                    rows.append(" | ".join(c for c in cells))
-                b.add("\n".join(rows), "table", sections.path, normalize=False)
+                rows = [[strip_inline(c.strip()) for c in row.strip().strip("|").split("|")] for row in para]
+                lines = table_lines(rows, header_rows=1 if table_header else 0)
+                b.add("\n".join(lines), "table", sections.path, normalize=False)
             else:
                 b.add(strip_inline(join_wrapped_lines(para)), kind, sections.path, normalize=False)
             para.clear()
         kind = "paragraph"
+        table_header = False
 
     def heading(level: int, raw: str) -> None:
         nonlocal first_h1, first_heading
@@ -206,6 +208,8 @@ def parse_markdown(text: str, encoding: str | None = None) -> ParsedDocument:
                 kind = "table"
             if not _TABLE_DELIM.match(line):
                 para.append(line)
+            elif len(para) == 1:
+                table_header = True
             i += 1
             continue
         if kind == "table":

@@ -16,30 +16,26 @@ The parent then rebuilds structure from the page texts (pure Python on plain str
   ..." in running text does not restructure the document);
 * every block carries its 1-based page; `pages` has one `PageSpan` per page (empty pages have
   start == end).
+
+A PDF with no text at all (a scan) is read by OCR (`ingest.parsers.office.ocr`, in the document
+worker) unless `ocr_scanned_pdfs` is off; with nothing found either, it is `pdf_no_text`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from ingest import errors
 from ingest.normalize import normalize_text
 from ingest.parsers._builder import DocBuilder, join_wrapped_lines
+from ingest.parsers.sandbox import Limits, run_worker
 from ingest.types import ParsedDocument
+from rag.errors import IngestError
 from rag.text.scripts import CJK_PUNCTUATION, FULLWIDTH, HAN, NO_SPACE
 from rag.text.sentences import LINE_ENDS_CLAUSE
 
-_PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
-EXIT_MEMORY = 3
 DEFAULT_MAX_CHARS = 25_000_000
 
 
@@ -48,31 +44,6 @@ class PdfPages:
     pages: list[str]
     title: str | None
     failed_pages: int = 0
-
-
-def _worker_env() -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": _PROJECT_ROOT,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONIOENCODING": "utf-8",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "OMP_NUM_THREADS": "1",
-    }
-    return env
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.kill()
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def extract_pdf_pages(
@@ -85,66 +56,10 @@ def extract_pdf_pages(
     max_chars: int = DEFAULT_MAX_CHARS,
 ) -> PdfPages:
     """Text of every page, extracted by pypdf in a limited child process. Raises `IngestError`."""
-    with tempfile.TemporaryDirectory(prefix="rag-pdf-") as tmp:
-        src = os.path.join(tmp, "input.pdf")
-        with open(src, "wb") as fh:
-            fh.write(data)
-        out_path = os.path.join(tmp, "out.json")
-        cmd = [
-            sys.executable,
-            "-s",  # no user site-packages in the sandbox
-            "-m",
-            "ingest.parsers.pdf_worker",
-            src,
-            "--max-pages",
-            str(max_pages),
-            "--max-chars",
-            str(max_chars),
-            "--memory-mb",
-            str(memory_mb),
-            "--cpu-seconds",
-            str(cpu_seconds),
-        ]
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.DEVNULL,
-                cwd=tmp,
-                env=_worker_env(),
-                start_new_session=True,
-                close_fds=True,
-            )
-            try:
-                rc = proc.wait(timeout=wall_seconds)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-                raise errors.pdf_resource_limit(f"wall-clock limit of {wall_seconds:g} s") from None
-            finally:
-                if proc.poll() is None:  # interrupted (KeyboardInterrupt, cancellation)
-                    _kill_group(proc)
-        if rc < 0:
-            sig = -rc
-            if sig == signal.SIGXCPU or sig == signal.SIGKILL:
-                raise errors.pdf_resource_limit(f"CPU time limit of {cpu_seconds} s")
-            if sig == signal.SIGXFSZ:
-                raise errors.pdf_resource_limit("output size limit")
-            raise errors.pdf_malformed(f"the parser crashed (signal {sig})")
-        if rc == EXIT_MEMORY:
-            raise errors.pdf_resource_limit(f"memory limit of {memory_mb} MB")
-        if rc != 0:
-            # An uncaught error in the worker; MemoryError while starting up also lands here.
-            raise errors.pdf_malformed(f"the parser failed (exit status {rc})")
-        size = os.path.getsize(out_path)
-        if size == 0:
-            raise errors.pdf_malformed("the parser produced no result")
-        try:
-            with open(out_path, "rb") as fh:
-                result = json.loads(fh.read())
-        except (ValueError, UnicodeDecodeError):
-            raise errors.pdf_malformed("the parser produced an unreadable result") from None
-
+    result = run_worker("ingest.parsers.pdf_worker", data,
+                        ["--max-pages", str(max_pages), "--max-chars", str(max_chars)],
+                        Limits(cpu_seconds=cpu_seconds, memory_mb=memory_mb, wall_seconds=wall_seconds),
+                        limit_error=errors.pdf_resource_limit, malformed=errors.pdf_malformed)
     if not result.get("ok"):
         code = result.get("code")
         detail = str(result.get("detail") or "")
@@ -358,6 +273,20 @@ def parse_pdf(data: bytes, settings=None) -> ParsedDocument:
         )
     extracted = extract_pdf_pages(data, **kwargs)
     doc = build_pdf_document(extracted.pages, extracted.title)
+    if not doc.blocks and (settings is None or settings.ocr_scanned_pdfs):
+        # No text layer: a scan. Its page images are read by OCR in the document worker.
+        from ingest.parsers.documents import parse_office
+
+        try:
+            doc = parse_office(data, "pdf_ocr", settings, limit_error=errors.pdf_resource_limit,
+                               malformed=errors.pdf_malformed)
+        except IngestError as exc:  # a PDF's failures keep the PDF codes
+            if exc.code == errors.DOCUMENT_MALFORMED:
+                raise errors.pdf_malformed(f"reading its page images: {exc.message}") from None
+            if exc.code == errors.PARSE_RESOURCE_LIMIT:
+                raise errors.pdf_resource_limit(f"reading its page images: {exc.message}") from None
+            raise
+        doc.title = doc.title or extracted.title
     if not doc.blocks:
         raise errors.pdf_no_text()
     return doc

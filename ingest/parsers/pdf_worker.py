@@ -17,38 +17,16 @@ It imports only the standard library and pypdf (no torch, no pydantic): startup 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import sys
 
-EXIT_MEMORY = 3
+from ingest.parsers.limits import exit_out_of_memory, set_limits, write_result
+
 #: Gap in a TJ array (thousandths of an em) that always counts as a word space. pypdf uses half the
 #: font's space width, which is too wide when it guesses the space width of a subset CID font (TeX
 #: output then loses most spaces: "youhavetopracticeityourself"). 0.15 em is above kerning.
 TJ_SPACE_THRESHOLD = 150.0
 _SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-def _set_limits(memory_mb: int, cpu_seconds: int, max_output_bytes: int) -> None:
-    import resource
-
-    def _lower(which: int, soft: int, hard: int | None = None) -> None:
-        cur_soft, cur_hard = resource.getrlimit(which)
-        hard = soft if hard is None else hard
-        if cur_hard != resource.RLIM_INFINITY:
-            hard = min(hard, cur_hard)
-            soft = min(soft, hard)
-        resource.setrlimit(which, (soft, hard))
-
-    if memory_mb > 0:
-        _lower(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
-    if cpu_seconds > 0:
-        # SIGXCPU at the soft limit, SIGKILL at the hard one should SIGXCPU be caught.
-        _lower(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 2)
-    _lower(resource.RLIMIT_CORE, 0)
-    if max_output_bytes > 0:
-        _lower(resource.RLIMIT_FSIZE, max_output_bytes)
 
 
 def _patch_space_detection() -> None:
@@ -169,14 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-seconds", type=int, default=120)
     args = parser.parse_args(argv)
     # JSON with ensure_ascii escapes every non-ASCII character as \\uXXXX (<= 12 bytes each).
-    _set_limits(args.memory_mb, args.cpu_seconds, args.max_chars * 12 + (1 << 20))
+    set_limits(args.memory_mb, args.cpu_seconds, args.max_chars * 12 + (1 << 20))
     try:
-        result = extract(args.path, args.max_pages, args.max_chars)
-        out = json.dumps(result, ensure_ascii=True)
-        sys.stdout.write(out)
-        sys.stdout.flush()
+        write_result(extract(args.path, args.max_pages, args.max_chars))
     except MemoryError:
-        os._exit(EXIT_MEMORY)
+        exit_out_of_memory()
     return 0
 
 

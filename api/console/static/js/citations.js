@@ -2,7 +2,7 @@
 // with the quoted words highlighted.
 
 import { api } from "./api.js";
-import { clear, errorBox, h, highlighted } from "./dom.js";
+import { clear, errorBox, h, highlighted, pageUnit } from "./dom.js";
 
 const MIN_PIECE = 12; // shortest piece of a quote worth marking at a chunk's edge
 
@@ -28,7 +28,7 @@ export function answerWithMarkers(answer, citations, open) {
     const c = byN.get(Number(m[1]));
     if (!c) continue;
     parts.push(answer.slice(last, m.index),
-      h("button", { type: "button", class: "marker", title: `${c.filename}${c.page ? `, page ${c.page}` : ""}`, onclick: () => open(c) }, `[${c.n}]`));
+      h("button", { type: "button", class: "marker", title: `${c.filename}${c.page ? `, ${pageUnit(c.filename)} ${c.page}` : ""}`, onclick: () => open(c) }, `[${c.n}]`));
     last = m.index + m[0].length;
   }
   parts.push(answer.slice(last));
@@ -39,7 +39,7 @@ export function citationList(citations, open) {
   return h("ol", { class: "citations" }, (citations || []).map((c) =>
     h("li", { value: c.n },
       h("button", { type: "button", class: "link citation", dataset: { n: c.n }, onclick: () => open(c) },
-        `${c.filename}${c.page ? `, page ${c.page}` : ""}`),
+        `${c.filename}${c.page ? `, ${pageUnit(c.filename)} ${c.page}` : ""}`),
       h("blockquote", {}, c.quote || ""))));
 }
 
@@ -57,7 +57,7 @@ export async function openCitation(panel, collection, c) {
         seen.add(chunk.id);
         const cited = (c.chunk_ids || []).includes(chunk.id);
         blocks.push(h("div", { class: cited ? "chunk cited" : "chunk neighbour", dataset: { chunk: chunk.id } },
-          h("div", { class: "chunk-head" }, `chunk #${chunk.id}${chunk.page ? ` · page ${chunk.page}` : ""}`
+          h("div", { class: "chunk-head" }, `chunk #${chunk.id}${chunk.page ? ` · ${pageUnit(c.filename)} ${chunk.page}` : ""}`
             + `${chunk.section_path && chunk.section_path.length ? ` · ${chunk.section_path.join(" › ")}` : ""}`
             + (cited ? " · cited" : " · neighbour")),
           h("p", {}, cited ? highlighted(chunk.text, ...(quoteSpan(chunk.text, c.quote) || [])) : chunk.text)));
@@ -67,7 +67,7 @@ export async function openCitation(panel, collection, c) {
     const doc = shown[0] && shown[0].document;
     clear(panel,
       h("div", { class: "panel-head" },
-        h("strong", {}, `[${c.n}] ${c.filename}`), c.page ? ` · page ${c.page}` : "", doc && doc.title ? ` · ${doc.title}` : "",
+        h("strong", {}, `[${c.n}] ${c.filename}`), c.page ? ` · ${pageUnit(c.filename)} ${c.page}` : "", doc && doc.title ? ` · ${doc.title}` : "",
         h("button", { type: "button", class: "quiet close", onclick: () => { panel.hidden = true; } }, "Close")),
       blocks);
   } catch (err) {

@@ -1,7 +1,7 @@
 // Collections and their documents: create, delete, upload by drag-and-drop with per-file progress.
 
 import { api } from "./api.js";
-import { clear, errorBox, fmt, h, link } from "./dom.js";
+import { clear, errorBox, fmt, h, link, pageUnit } from "./dom.js";
 
 export async function collectionsView() {
   const rows = h("tbody");
@@ -56,7 +56,7 @@ export async function documentsView(name) {
   const uploads = h("ul", { class: "uploads", id: "uploads" });
   const picker = h("input", { type: "file", multiple: true, id: "file-input", onchange: () => { uploadAll([...picker.files]); picker.value = ""; } });
   const drop = h("div", { class: "drop", id: "drop" },
-    h("p", {}, "Drop files here (PDF, text, Markdown, HTML) or "), h("label", { class: "button" }, "choose files", picker));
+    h("p", {}, "Drop files here (PDF, Word, Excel, CSV, PowerPoint, EPUB, e-mail, images (OCR), text, Markdown, HTML) or "), h("label", { class: "button" }, "choose files", picker));
   for (const kind of ["dragenter", "dragover"]) drop.addEventListener(kind, (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadAll([...e.dataTransfer.files]); });
@@ -70,7 +70,7 @@ export async function documentsView(name) {
     drop, uploads,
     h("h2", {}, "Documents"),
     h("div", { class: "scroll" }, h("table", { class: "grid", id: "documents" },
-      h("thead", {}, h("tr", {}, ["File", "Status", "Language", "Pages", "Chunks", "Size", "Added", ""].map((t) => h("th", {}, t)))),
+      h("thead", {}, h("tr", {}, ["File", "Status", "Language", "Pages / sheets / slides", "Chunks", "Size", "Added", ""].map((t) => h("th", {}, t)))),
       rows)));
 
   async function refresh() {
@@ -87,7 +87,7 @@ export async function documentsView(name) {
       h("td", { title: d.title || "" }, d.filename),
       h("td", {}, h("span", { class: `status ${d.status}` }, d.status)),
       h("td", {}, d.language || "—"),
-      h("td", { class: "num" }, d.page_count ? fmt.int(d.page_count) : "—"),
+      h("td", { class: "num" }, d.page_count ? fmt.int(d.page_count) + (pageUnit(d.filename) === "page" ? "" : ` ${pageUnit(d.filename)}s`) : "—"),
       h("td", { class: "num" }, fmt.int(d.chunk_count)),
       h("td", { class: "num" }, fmt.bytes(d.size_bytes)),
       h("td", {}, fmt.when(d.created_at)),

@@ -58,3 +58,10 @@ export function errorBox(err) {
 export function link(href, ...children) {
   return h("a", { href, dataset: { nav: "1" } }, ...children);
 }
+
+// What a document's pages are, by its file name: a spreadsheet's sheets, a deck's slides, else pages
+// (the parsers make each sheet and each slide a page).
+export function pageUnit(filename) {
+  const ext = (filename || "").toLowerCase().split(".").pop();
+  return ["xlsx", "xlsm"].includes(ext) ? "sheet" : ["pptx", "pptm"].includes(ext) ? "slide" : "page";
+}
