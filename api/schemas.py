@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Stri
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from rag.ask import events
+from rag.service.answering import FEEDBACK_COMMENT_CHARS
 from rag.store import COLLECTION_NAME_RE
 
 
@@ -308,6 +309,18 @@ class QuestionIn(_In):
     options: OptionsIn | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")
 
 
+class FeedbackIn(_In):
+    rating: Literal["up", "down"] = Field(description="up: the answer helped; down: it did not.")
+    comment: str = Field("", max_length=FEEDBACK_COMMENT_CHARS, description="Why, in a few words (optional).")
+
+
+class FeedbackOut(BaseModel):
+    question_id: str
+    rating: Literal["up", "down"]
+    comment: str
+    created_at: str
+
+
 # ------------------------------------------------------------------ keys
 
 
@@ -387,6 +400,8 @@ class TraceOut(BaseModel):
     context: list[dict[str, Any]] = Field(description="The passages given to the answering call.")
     settings: dict[str, Any] | None = Field(None, description="Versions, budget, options and model the loop ran "
                                                                "with; absent until the question ends.")
+    feedback: list[dict[str, Any]] = Field(default_factory=list, description="Ratings of the answer "
+                                           "(`rating` up or down, `comment`, `created_at`), oldest first.")
 
 
 # ------------------------------------------------------------------ replay

@@ -338,6 +338,97 @@ def test_search_playground_shows_both_retrievers_and_the_fused_list(page):
     p.shot("search")
 
 
+# --------------------------------------------------------------------------- defects found walking the console (#25)
+
+
+def _recorded_question(server: Server, answer: str, prompt_tokens: int) -> tuple[str, dict]:
+    """A question written to the server's ledger directly (no generation), citing the top chunk for
+    "standard shipping": what the trace and usage pages show of an answered question."""
+    import uuid
+    from contextlib import closing
+    from dataclasses import dataclass
+
+    from rag.settings import Settings
+    from rag.store import ledger, open_db
+
+    @dataclass
+    class Call:  # a `rag.store.CallSource`
+        n: int
+        prompt_tokens: int
+        completion_tokens: int = 40
+        purpose: str = "answer"
+        model_id: str = "recorded"
+        runtime: str = "recorded"
+        cached_prompt_tokens: int = 0
+        wall_ms: float = 900.0
+
+    with server.client() as c:
+        hit = c.post("/v1/collections/shop/search", json={"query": "standard shipping days", "k": 1}).json()["results"][0]
+    cite = {"n": 1, "chunk_ids": [hit["chunk_id"]], "document_id": hit["document_id"], "filename": hit["filename"],
+            "page": hit["page"], "quote": hit["text"][:60]}
+    qid = uuid.uuid4().hex
+    with closing(open_db(Settings(data_dir=server.data_dir).db_path)) as conn:
+        ledger.start_question(conn, qid, "shop", "How long does shipping take? (recorded)", budget={"max_model_calls": 4,
+                              "max_prompt_tokens": 10 ** 6}, options={}, models={"generator": "recorded", "embedder": "e5"})
+        ledger.record_call(conn, qid, Call(1, prompt_tokens))
+        result = {"id": qid, "answer": answer, "abstained": False, "citations": [cite], "usage": {"model_calls": 1,
+                  "prompt_tokens": prompt_tokens, "completion_tokens": 40, "seconds": 1.0}, "stopped_by": None}
+        ledger.finish_question(conn, qid, status="answered", result=result, seconds=1.0,
+                               trace={"events": [], "context": [{"n": 1, "chunk_ids": cite["chunk_ids"], "text": hit["text"]}]})
+    return qid, cite
+
+
+def test_a_citation_opens_in_view_and_the_answer_can_be_rated_on_its_trace(page):
+    p = page
+    p.d.set_window_size(1400, 1000)
+    long_answer = " ".join(["Standard shipping takes five to seven business days [1]."] * 120)
+    qid, cite = _recorded_question(p.server, long_answer, prompt_tokens=500)
+    p.go(f"/questions/{qid}")
+    marker = p.wait_for("#answer button.marker")
+    p.d.execute_script("window.scrollTo(0, 0)")
+    marker.click()
+    p.wait_for("#passage .chunk.cited")
+    top, bottom, height = p.d.execute_script(
+        "const r = document.getElementById('passage').getBoundingClientRect(); return [r.top, r.bottom, innerHeight]")
+    assert 0 <= top < height and bottom > 0, (top, bottom, height)  # it opened where the reader can see it
+    p.shot("citation-in-view", full=False)
+
+    p.css("#feedback-comment").send_keys("cites the right page")
+    p.css("#rate-down").click()
+    item = p.wait_for("#feedback-list li[data-rating=down]")
+    assert "Not helpful" in item.text and "cites the right page" in item.text
+    with p.server.client() as c:
+        stored = c.get(f"/v1/questions/{qid}/trace").json()["feedback"]
+    assert [(f["rating"], f["comment"]) for f in stored] == [("down", "cites the right page")]
+    p.go(f"/questions/{qid}")  # shown again after a reload, from the API
+    assert "cites the right page" in p.wait_for("#feedback-list li[data-rating=down]").text
+
+
+def test_most_expensive_questions_fit_at_1400_px_with_numbers_right_aligned_and_feedback(page):
+    p = page
+    p.d.set_window_size(1400, 1000)
+    qid, _ = _recorded_question(p.server, "Five to seven business days [1].", prompt_tokens=900_000)
+    with p.server.client() as c:
+        assert c.post(f"/v1/questions/{qid}/feedback", json={"rating": "up"}).status_code == 200
+    p.go("/usage")
+    table = p.wait_for("#questions-costly")
+    width = p.d.execute_script("return arguments[0].getBoundingClientRect().width", table)
+    assert width > 1000, width  # the table has the page's width, not a column beside a chart
+    for th in table.find_elements("css selector", "th"):  # every header whole ("Toke" was cut) and visible
+        fits = p.d.execute_script("const e = arguments[0]; return [e.scrollWidth <= e.clientWidth, "
+                                  "e.getBoundingClientRect().right <= innerWidth]", th)
+        assert fits == [True, True], th.text
+    row = table.find_element("css selector", f"tr:has(a[href='/questions/{qid}'])")
+    aligned = p.d.execute_script("return [...arguments[0].querySelectorAll('td.num')].map(e => getComputedStyle(e).textAlign)"
+                                 ".concat([...document.querySelectorAll('#questions-costly th.num')].map(e => getComputedStyle(e).textAlign))", row)
+    assert len(aligned) == 6 and set(aligned) == {"right"}, aligned
+    question = row.find_element("css selector", "td a")
+    assert question.size["height"] < 3 * 24, question.size  # not one word per line
+    assert row.find_element("css selector", "td.feedback").text == "+1"
+    assert "rated 1 helpful" in p.css("#totals").text
+    p.shot("usage-costly-1400", full=False)
+
+
 # --------------------------------------------------------------------------- safety, layout, offline docs
 
 

@@ -202,8 +202,21 @@ CREATE TABLE install_secrets (
 );
 """
 
+# A rating of a question's answer, one per key and question (rag.store.migrations m009 says why).
+P002_QUESTION_FEEDBACK = """
+CREATE TABLE question_feedback (
+    question_id TEXT NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+    key_id      TEXT NOT NULL,
+    rating      TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment     TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (question_id, key_id)
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "p001_initial", P001_INITIAL),
+    Migration(2, "p002_question_feedback", P002_QUESTION_FEEDBACK),
 ]
 
 

@@ -130,6 +130,7 @@ export const api = {
   question: (id) => call("GET", `/v1/questions/${enc(id)}`),
   trace: (id) => call("GET", `/v1/questions/${enc(id)}/trace`),
   replay: (id) => call("POST", `/v1/questions/${enc(id)}/replay`),
+  feedback: (id, body) => call("POST", `/v1/questions/${enc(id)}/feedback`, { json: body }),
   questions: (query = {}) => call("GET", "/v1/questions", { query }).then((r) => r.questions),
   usage: (query = {}) => call("GET", "/v1/usage", { query }).then((r) => r.usage),
 };

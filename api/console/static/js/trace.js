@@ -28,6 +28,7 @@ export async function traceView(qid) {
         citationList(result.citations, open)),
       costCard(t, result)),
     panel,
+    feedbackBox(qid, t.feedback || []),
     h("p", {}, replayButton), replayOut,
     h("h2", {}, "Timeline"),
     timeline(t),
@@ -35,6 +36,30 @@ export async function traceView(qid) {
     callsTable(t),
     h("details", { class: "settings" }, h("summary", {}, "Budget, options and models as recorded"),
       h("pre", {}, JSON.stringify({ budget: t.budget, options: t.options, models: t.models }, null, 2))));
+}
+
+// Ratings of the answer (any key that may read the collection may add its own; a second one replaces it).
+function feedbackBox(qid, given) {
+  const list = h("ul", { class: "feedback-list", id: "feedback-list" });
+  const show = (items) => clear(list, items.length
+    ? items.map((f) => h("li", { dataset: { rating: f.rating } },
+      h("strong", {}, f.rating === "up" ? "Helpful" : "Not helpful"), f.comment ? ` — ${f.comment}` : "",
+      h("span", { class: "muted" }, ` · ${fmt.when(f.created_at)}`)))
+    : h("li", { class: "muted" }, "No ratings yet."));
+  show(given);
+  const comment = h("input", { type: "text", id: "feedback-comment", maxlength: 2000, placeholder: "Why? (optional)" });
+  const status = h("span", { id: "feedback-status", class: "muted" });
+  const rate = (rating) => async () => {
+    try {
+      await api.feedback(qid, { rating, comment: comment.value });
+      show((await api.trace(qid)).feedback || []);
+      clear(status, "Saved.");
+    } catch (err) { clear(status, errorBox(err)); }
+  };
+  return h("section", { class: "card feedback", id: "feedback" }, h("h3", {}, "Feedback"), list,
+    h("p", { class: "row" },
+      h("button", { type: "button", id: "rate-up", onclick: rate("up") }, "Helpful"),
+      h("button", { type: "button", id: "rate-down", onclick: rate("down") }, "Not helpful"), comment, status));
 }
 
 function costCard(t, r) {
