@@ -219,6 +219,10 @@ class JobOut(BaseModel):
                    started_at=job.started_at, finished_at=job.finished_at)
 
 
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+
+
 # ------------------------------------------------------------------ search
 
 
@@ -251,6 +255,13 @@ class SearchHitOut(BaseModel):
     scores: SearchScores
 
 
+class RankedOut(BaseModel):
+    rank: int
+    chunk_id: int
+    score: float
+    filename: str
+
+
 class SearchOut(BaseModel):
     query: str
     k: int
@@ -258,6 +269,8 @@ class SearchOut(BaseModel):
     lexical_skipped: str | None
     results: list[SearchHitOut]
     took_ms: float
+    dense: list[RankedOut] = Field(description="The dense retriever's own top k, before fusion.")
+    bm25: list[RankedOut] = Field(description="BM25's own top k, before fusion (empty when BM25 sat out).")
 
     @classmethod
     def of(cls, found) -> "SearchOut":
@@ -268,8 +281,11 @@ class SearchOut(BaseModel):
             scores=SearchScores(dense=c.dense_score, dense_rank=c.dense_rank, bm25=c.bm25_score,
                                 bm25_rank=c.bm25_rank, fused=c.fused_score),
         ) for rank, c in found.results]
+        own = lambda ranked: [RankedOut(rank=r.rank, chunk_id=r.chunk_id, score=r.score, filename=r.filename)  # noqa: E731
+                              for r in ranked]
         return cls(query=found.query, k=found.k, lexical=found.plan.lexical,
-                   lexical_skipped=found.plan.lexical_skipped, results=results, took_ms=found.took_ms)
+                   lexical_skipped=found.plan.lexical_skipped, results=results, took_ms=found.took_ms,
+                   dense=own(found.dense), bm25=own(found.bm25))
 
 
 # ------------------------------------------------------------------ questions

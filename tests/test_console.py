@@ -206,6 +206,17 @@ def test_a_failed_upload_shows_its_error_code(page, tmp_path):
     assert shown["empty.txt"] == "empty_file"  # refused before a job exists
     p.shot("upload-failed", full=False)
 
+    # after a reload the failed job is still there (GET /v1/collections/{name}/jobs), its bar full and red
+    p.go("/collections/shop")
+    again = p.wait_for(f"li.upload[data-job='{job_id}'][data-status=failed]")
+    assert again.find_element("css selector", ".error code").text == job["error"]["code"]
+    bar = again.find_element("css selector", "progress")
+    value, color = p.d.execute_script("return [arguments[0].value, getComputedStyle(arguments[0]).accentColor]", bar)
+    assert value == 1 and color == "rgb(180, 35, 24)", (value, color)  # --bad, not the blue of a bar at 20%
+    with p.server.client() as c:
+        listed = c.get("/v1/collections/shop/jobs", params={"status": "failed"}).json()["jobs"]
+    assert job_id in [j["id"] for j in listed]
+
 
 # --------------------------------------------------------------------------- asking, citations, trace, replay
 
@@ -335,6 +346,14 @@ def test_search_playground_shows_both_retrievers_and_the_fused_list(page):
     s = found[0]["scores"]
     assert first[3].text == (f"{s['dense_rank']} · {s['dense']:.3f}" if s["dense_rank"] else "—")
     assert first[4].text == (f"{s['bm25_rank']} · {s['bm25']:.3f}" if s["bm25_rank"] else "—")
+    # the two cards list each retriever's own top k, numbered 1, 2, 3... (not the fused top k's ranks)
+    with p.server.client() as c:
+        own = c.post("/v1/collections/shop/search", json={"query": "standard shipping days", "k": 10}).json()
+    for card, kind in (("#dense-ranking", "dense"), ("#bm25-ranking", "bm25")):
+        items = p.all(f"{card} li")
+        assert [int(li.get_attribute("value")) for li in items] == list(range(1, len(own[kind]) + 1))
+        assert [int(li.get_attribute("data-chunk")) for li in items] == [x["chunk_id"] for x in own[kind]]
+    assert own["dense"]
     p.shot("search")
 
 

@@ -80,6 +80,7 @@ export const api = {
   chunkInContext: (c, chunkId, neighbours = 1) =>
     call("GET", `/v1/collections/${enc(c)}/chunks/${chunkId}`, { query: { neighbours } }),
   job: (id) => call("GET", `/v1/jobs/${enc(id)}`),
+  jobs: (c, query = {}) => call("GET", `/v1/collections/${enc(c)}/jobs`, { query }).then((r) => r.jobs),
   cancelJob: (id) => call("DELETE", `/v1/jobs/${enc(id)}`),
 
   // One file per request, so each file has its own upload progress (XMLHttpRequest reports it; fetch does not).
