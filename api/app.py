@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
-from api import openapi
+from api import console, openapi
 from api.schemas import COLLECTION_NAME_PATTERN, NOT_BLANK_PATTERN
 from api.security import Guards, error_response
 from rag import __version__
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(Guards, settings=settings)  # outermost: Host, origin and body size before anything else
 
-    from api import collections, console, documents, health, jobs, keys, questions
+    from api import collections, documents, health, jobs, keys, questions
 
     for module in (health, collections, documents, jobs, questions, keys):
         app.include_router(module.router)
@@ -92,6 +92,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and not getattr(exc, "code", None):
             # A body FastAPI cannot even decode: as invalid as one that fails validation.
             return JSONResponse(error_body("invalid_request", str(exc.detail)), status_code=422)
+        if exc.status_code == 404 and not getattr(exc, "code", None) and (page := console.not_found_page(request)):
+            return page
         code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:

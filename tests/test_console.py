@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.webdriver.common.keys import Keys
 
 from tests import browser
 from tests.server import Server
@@ -157,6 +158,23 @@ def test_the_page_asks_for_a_key_and_keeps_it_for_the_session_only(server, tmp_p
         assert driver.execute_script("return sessionStorage.getItem('rag.apiKey')") == server.admin_key
         assert driver.execute_script("return localStorage.length") == 0
         assert not driver.get_cookies()
+    finally:
+        driver.quit()
+
+
+def test_escape_on_the_key_dialog_leaves_a_way_on_and_the_dialog_says_where_keys_are(server, tmp_path):
+    driver = browser.start(tmp_path / "profile")
+    try:
+        driver.get(server.url + "/")
+        _wait(driver, lambda d: d.find_element("id", "key-dialog").get_attribute("open") is not None, 30)
+        help_text = driver.find_element("id", "key-help").text
+        assert "data/state/admin.key" in help_text and "rag keys create" in help_text
+        driver.find_element("id", "key-input").send_keys(Keys.ESCAPE)
+        button = _wait(driver, lambda d: d.find_elements("id", "enter-key"), 10)[0]
+        assert "Loading" not in driver.find_element("id", "view").text
+        button.click()
+        _type_key(driver, server.admin_key)
+        _wait(driver, lambda d: d.find_elements("css selector", "#collections tr[data-collection=shop]"))
     finally:
         driver.quit()
 
@@ -360,7 +378,7 @@ def test_search_playground_shows_both_retrievers_and_the_fused_list(page):
 # --------------------------------------------------------------------------- defects found walking the console (#25)
 
 
-def _recorded_question(server: Server, answer: str, prompt_tokens: int) -> tuple[str, dict]:
+def _recorded_question(server: Server, answer: str, prompt_tokens: int, collection: str = "shop") -> tuple[str, dict]:
     """A question written to the server's ledger directly (no generation), citing the top chunk for
     "standard shipping": what the trace and usage pages show of an answered question."""
     import uuid
@@ -387,7 +405,7 @@ def _recorded_question(server: Server, answer: str, prompt_tokens: int) -> tuple
             "page": hit["page"], "quote": hit["text"][:60]}
     qid = uuid.uuid4().hex
     with closing(open_db(Settings(data_dir=server.data_dir).db_path)) as conn:
-        ledger.start_question(conn, qid, "shop", "How long does shipping take? (recorded)", budget={"max_model_calls": 4,
+        ledger.start_question(conn, qid, collection, "How long does shipping take? (recorded)", budget={"max_model_calls": 4,
                               "max_prompt_tokens": 10 ** 6}, options={}, models={"generator": "recorded", "embedder": "e5"})
         ledger.record_call(conn, qid, Call(1, prompt_tokens))
         result = {"id": qid, "answer": answer, "abstained": False, "citations": [cite], "usage": {"model_calls": 1,
@@ -421,6 +439,20 @@ def test_a_citation_opens_in_view_and_the_answer_can_be_rated_on_its_trace(page)
     assert [(f["rating"], f["comment"]) for f in stored] == [("down", "cites the right page")]
     p.go(f"/questions/{qid}")  # shown again after a reload, from the API
     assert "cites the right page" in p.wait_for("#feedback-list li[data-rating=down]").text
+
+
+def test_a_trace_of_a_deleted_collection_offers_no_replay(page):
+    p = page
+    with p.server.client() as c:
+        assert c.post("/v1/collections", json={"name": "gone"}).status_code == 201
+    qid, _ = _recorded_question(p.server, "Five to seven business days.", prompt_tokens=100, collection="gone")
+    p.go(f"/questions/{qid}")
+    assert p.wait_for("#replay-button").is_enabled()  # while the collection exists
+    with p.server.client() as c:
+        assert c.delete("/v1/collections/gone").status_code == 204
+    p.go(f"/questions/{qid}")
+    assert "was deleted" in p.wait_for("#replay-gone").text
+    assert not p.all("#replay-button") and p.css("#answer").text == "Five to seven business days."
 
 
 def test_most_expensive_questions_fit_at_1400_px_with_numbers_right_aligned_and_feedback(page):
@@ -486,8 +518,9 @@ def test_the_layout_fits_a_phone(page, path):
 
 @pytest.mark.parametrize("path, ready", [("/docs", ".swagger-ui .info .title"), ("/redoc", "redoc-wrap h1, .api-info h1")])
 def test_api_docs_render_from_local_assets_only(page, path, ready):
-    """Everything the page needs comes from this server; what a bundle tries to fetch from elsewhere
-    (ReDoc's sidebar logo) is refused by the page's content security policy, so nothing leaves."""
+    """Everything the page needs comes from this server, and nothing tries to leave it: ReDoc's sidebar
+    logo (a CDN address inside its bundle) is no longer even attempted (it was refused by the content
+    security policy, one console error per load)."""
     p = page
     p.d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
         "window.__refused = []; document.addEventListener('securitypolicyviolation', e => window.__refused.push(e.blockedURI));")})
@@ -498,8 +531,22 @@ def test_api_docs_render_from_local_assets_only(page, path, ready):
     resources = p.d.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     refused = set(p.d.execute_script("return window.__refused"))
     assert any(r.startswith(p.server.url + "/docs-assets/") for r in resources), resources
-    assert all(r.startswith(p.server.url) or r in refused for r in resources), (resources, refused)
+    assert all(r.startswith(p.server.url) or r.startswith("data:") for r in resources), resources
+    assert not refused and browser.console_errors(p.d) == [], refused
     p.shot(path.strip("/"), full=False)
+
+
+def test_an_unknown_address_shows_the_console_to_a_browser_and_json_to_api_clients(page):
+    p = page
+    p.go("/no/such/page")
+    heading = p.wait_for("#view h1")
+    assert heading.text == "Not found" and p.css("nav a[data-tab]")  # the console, with its navigation
+    assert "/no/such/page" in p.css("#view").text
+    for path, accept in (("/no/such/page", "application/json"), ("/no/such/page", "*/*"), ("/v1/nope", "text/html")):
+        r = httpx.get(p.server.url + path, headers={"Accept": accept})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, accept, r.text[:80])
+    page_404 = httpx.get(p.server.url + "/no/such/page", headers={"Accept": "text/html"})
+    assert page_404.status_code == 404 and page_404.headers["content-type"].startswith("text/html")
 
 
 def test_no_script_errors_on_any_screen(page):

@@ -7,7 +7,9 @@ import { clear, errorBox, fmt, h, link } from "./dom.js";
 import { costLine, describe, incompleteLine } from "./words.js";
 
 export async function traceView(qid) {
-  const [t, result] = await Promise.all([api.trace(qid), api.question(qid)]);
+  const [t, result, collections] = await Promise.all([api.trace(qid), api.question(qid), api.collections()]);
+  // A question of a deleted collection can still be read, but not re-run: nothing to search.
+  const gone = !collections.some((c) => c.name === t.collection);
   const panel = h("aside", { class: "passage", id: "passage", hidden: true });
   const open = (c) => openCitation(panel, t.collection, c);
   const replayOut = h("div", { id: "replay" });
@@ -29,7 +31,9 @@ export async function traceView(qid) {
       costCard(t, result)),
     panel,
     feedbackBox(qid, t.feedback || []),
-    h("p", {}, replayButton), replayOut,
+    gone ? h("p", { class: "muted", id: "replay-gone" }, `No replay: the collection “${t.collection}” was deleted.`)
+      : h("p", {}, replayButton),
+    replayOut,
     h("h2", {}, "Timeline"),
     timeline(t),
     h("h2", {}, "Model calls"),
