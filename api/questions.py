@@ -34,7 +34,7 @@ def _sse(event: str, data) -> bytes:
 
 
 # The questions a run can refuse before it starts (a stream starts only once these passed).
-_ASKING = {422: ["empty_question", "budget_above_limit"], 429: ["too_many_questions"],
+_ASKING = {409: ["collection_empty"], 422: ["empty_question", "budget_above_limit"], 429: ["too_many_questions"],
            502: ["generation_failed"], 503: ["generator_unavailable"]}
 _ANSWER = {200: {"description": "The answer (`stream: false`), or Server-Sent Events (`stream: true`): `question` "
                                 "(its id), `step` events as the loop runs, `token` events, then `final` (the same "

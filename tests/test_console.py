@@ -441,6 +441,46 @@ def test_a_citation_opens_in_view_and_the_answer_can_be_rated_on_its_trace(page)
     assert "cites the right page" in p.wait_for("#feedback-list li[data-rating=down]").text
 
 
+def test_the_ask_page_shows_the_servers_budget_limits_and_an_empty_collection_says_so(page):
+    p = page
+    with p.server.client() as c:
+        assert c.post("/v1/collections", json={"name": "void"}).status_code == 201
+        limits = c.get("/openapi.json").json()["components"]["schemas"]["BudgetIn"]["properties"]
+    p.go("/ask?collection=void")
+    for name in ("max_model_calls", "max_prompt_tokens", "max_rounds", "timeout_s"):
+        field = p.wait_for(f"input[name={name}]")
+        limit = next(x["maximum"] for x in limits[name]["anyOf"] if "maximum" in x)
+        assert field.get_attribute("placeholder") == f"{limit:g} (limit)" and float(field.get_attribute("max")) == limit
+    p.css("#question").send_keys("How long does shipping take?")
+    p.css("#ask").click()
+    error = p.wait_for("#result .error")
+    assert error.find_element("css selector", "code").text == "collection_empty" and "empty" in error.text
+    assert "do not say" not in p.css("#result").text
+    with p.server.client() as c:  # refused before anything ran: nothing in the ledger
+        assert c.get("/v1/questions", params={"collection": "void"}).json()["questions"] == []
+
+
+def test_steps_name_budgets_and_times_in_words(page):
+    p = page
+    p.go("/")
+    p.wait_for("main section")
+    lines = p.d.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        Promise.all([import('/console/js/words.js'), import('/console/js/dom.js')]).then(([w, d]) => done([
+          w.describe({type: 'model_call', n: 1, purpose: 'answer', prompt_tokens: 900, completion_tokens: 20,
+                      wall_ms: 60142, stopped_by: 'timeout_s'}),
+          w.describe({type: 'budget', budget: 'timeout_s', limit: 60, reason: 'no time left for an answer'}),
+          w.describe({type: 'done', rounds: 1, usage: {model_calls: 1, prompt_tokens: 9, completion_tokens: 2,
+                      seconds: 1.5}, stopped_by: 'max_model_calls'}),
+          d.fmt.ms(60142)]));""")
+    call, budget, done, elapsed = lines
+    assert "stopped by the time limit" in call and "60.14 s" in call, call
+    assert budget.startswith("Time limit (60 s) reached"), budget
+    assert "stopped by the model-call budget" in done, done
+    assert elapsed == "60.14 s"
+    assert not any("timeout_s" in x or "max_model_calls" in x or "60142" in x for x in lines), lines
+
+
 def test_a_trace_of_a_deleted_collection_offers_no_replay(page):
     p = page
     with p.server.client() as c:

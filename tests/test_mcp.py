@@ -42,7 +42,8 @@ def world(tmp_path_factory, models_dir):
             secret_q = c.post("/v1/collections/secret/questions",  # no model call: recorded, cheap
                               json={"question": "How long is the warranty?", "budget": {"max_model_calls": 0}})
             assert secret_q.status_code == 200, secret_q.text
-            reader = c.post("/v1/keys", json={"role": "read", "collections": ["shop"], "name": "agent"}).json()["key"]
+            assert c.post("/v1/collections", json={"name": "empty"}).status_code == 201
+            reader = c.post("/v1/keys", json={"role": "read", "collections": ["shop", "empty"], "name": "agent"}).json()["key"]
         yield {"server": srv, "env": env, "reader": reader, "secret_question": secret_q.json()["id"]}
     finally:
         srv.stop()
@@ -82,7 +83,10 @@ async def _tenant_checks(client: Client, secret_question: str) -> None:
     """What a key limited to `shop` may and may not do, whatever the transport."""
     assert {t.name for t in (await client.list_tools()).tools} == TOOLS
     listed = (await client.call_tool("list_collections", {})).structured_content
-    assert [c["name"] for c in listed["collections"]] == ["shop"]
+    assert sorted(c["name"] for c in listed["collections"]) == ["empty", "shop"]
+    # nothing to answer from: said so before any model runs, as the HTTP API's 409 says it
+    assert _refusal(await client.call_tool("ask", {"collection": "empty", "question": "Anything?"})
+                    ).startswith("[collection_empty]")
 
     found = (await client.call_tool("search", {"collection": "shop", "query": SHIPPING_Q, "k": 3})).structured_content
     assert found["results"] and found["results"][0]["filename"] == "shipping.html"

@@ -94,7 +94,8 @@ class QuestionService:
 
     def prepare(self, req: AskRequest) -> PreparedQuestion:
         """Validates a request: unknown collection (404), empty question, budget or options (422), no
-        generator (503). The collection is checked first so a missing one is a 404 in every setup."""
+        generator (503), a collection with no documents (409). The collection is checked first so a
+        missing one is a 404 in every setup."""
         store.get_collection(self.db.get(), req.collection)
         question = req.question.strip()
         if not question:
@@ -107,6 +108,9 @@ class QuestionService:
         options = AskOptions.from_settings(self.settings).merged(req.options)
         if self.generator is None:
             raise RagError("the generator is not loaded (RAG_LOAD_GENERATOR=false)", code="generator_unavailable", status=503)
+        if not store.has_chunks(self.db.get(), req.collection):  # else the loop would answer "the documents do not say"
+            raise RagError(f"collection {req.collection!r} is empty: upload documents before asking",
+                           code="collection_empty", status=409)
         return PreparedQuestion(req.collection, question, budget, options)
 
     def ask(self, req: AskRequest | PreparedQuestion, *, on_event: Callable[[dict], None] | None = None,

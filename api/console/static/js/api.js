@@ -134,4 +134,15 @@ export const api = {
   feedback: (id, body) => call("POST", `/v1/questions/${enc(id)}/feedback`, { json: body }),
   questions: (query = {}) => call("GET", "/v1/questions", { query }).then((r) => r.questions),
   usage: (query = {}) => call("GET", "/v1/usage", { query }).then((r) => r.usage),
+
+  // This server's budget ceilings (also the defaults): the OpenAPI document states them as the
+  // maximums of a question's `budget` fields. {max_model_calls: 3, ...}; {} when they cannot be read.
+  async budgetLimits() {
+    try {
+      const doc = await (await fetch("/openapi.json")).json();
+      const props = doc.components.schemas.BudgetIn.properties;
+      return Object.fromEntries(Object.entries(props).map(([name, p]) =>
+        [name, ((p.anyOf || [p]).find((x) => x.maximum !== undefined) || {}).maximum]).filter(([, max]) => max !== undefined));
+    } catch { return {}; }
+  },
 };

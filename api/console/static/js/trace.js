@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { answerWithMarkers, citationList, openCitation } from "./citations.js";
 import { clear, errorBox, fmt, h, link } from "./dom.js";
-import { costLine, describe, incompleteLine } from "./words.js";
+import { costLine, describe, incompleteLine, stoppedBy } from "./words.js";
 
 export async function traceView(qid) {
   const [t, result, collections] = await Promise.all([api.trace(qid), api.question(qid), api.collections()]);
@@ -68,7 +68,7 @@ function feedbackBox(qid, given) {
 
 function costCard(t, r) {
   const u = r.usage || {};
-  const stopped = r.stopped_by || (r.abstained ? "abstained" : r.error ? "error" : "answered within budget");
+  const stopped = stoppedBy(r.stopped_by) || (r.abstained ? "abstained" : r.error ? "error" : "answered within budget");
   return h("dl", { class: "card cost", id: "cost-card" },
     h("dt", {}, "Status"), h("dd", {}, t.status),
     h("dt", {}, "Model calls"), h("dd", {}, `${fmt.int(u.model_calls)} of ${t.budget.max_model_calls}`),
@@ -169,7 +169,7 @@ function callsTable(t) {
       return h("tr", {}, h("td", {}, c.n), h("td", {}, c.purpose), h("td", {}, c.model_id), h("td", {}, c.runtime || "—"),
         h("td", { class: "num" }, fmt.int(c.prompt_tokens)), h("td", { class: "num" }, fmt.int(c.completion_tokens)),
         h("td", { class: "num" }, fmt.int(c.cached_prompt_tokens)), h("td", { class: "num" }, fmt.ms(e.prefill_ms)),
-        h("td", { class: "num" }, fmt.ms(decode)), h("td", { class: "num" }, fmt.ms(c.wall_ms)), h("td", {}, e.stopped_by || (c.error ? "error" : "—")));
+        h("td", { class: "num" }, fmt.ms(decode)), h("td", { class: "num" }, fmt.ms(c.wall_ms)), h("td", { title: e.stopped_by || "" }, stoppedBy(e.stopped_by) || (c.error ? "error" : "—")));
     }))));
 }
 
