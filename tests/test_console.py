@@ -306,6 +306,21 @@ def test_trace_page_shows_candidates_decisions_prompt_and_cost(page):
         assert ("selected" in verdict) == (int(r.get_attribute("data-chunk")) in selection["selected"] or "packing" in verdict)
     dense_cells = [r.find_elements("css selector", "td")[3].text for r in rows]
     assert any(cell != "—" for cell in dense_cells)
+    # the fused score is on the Search page's scale (dense + BM25 by RRF; 2/61 for rank 1 in both), the
+    # pool's RRF over queries has a column of its own
+    per_query = {}
+    for e in trace["events"]:
+        for f in e.get("fused", []) if e["type"] == "candidates" else []:
+            per_query[f["chunk_id"]] = max(per_query.get(f["chunk_id"], 0), f["score"])
+    with p.server.client() as c:
+        searched = {h["chunk_id"]: h["scores"]["fused"] for h in c.post(
+            "/v1/collections/shop/search", json={"query": SHIPPING_Q, "k": 10}).json()["results"]}
+    for r in rows:
+        assert r.find_element("css selector", "td.fused").text == f"{per_query[int(r.get_attribute('data-chunk'))]:.4f}"
+    first = next(e for e in trace["events"] if e["type"] == "candidates")  # the question itself, as Search ran it
+    assert first["query"] == SHIPPING_Q
+    top = first["fused"][0]
+    assert f"{top['score']:.4f}" == f"{searched[top['chunk_id']]:.4f}"  # the same chunk, the same score as in Search
     call = [e for e in trace["events"] if e["type"] == "model_call"][-1]
     details = p.all("#timeline details.call")[-1]
     details.find_element("css selector", "summary").click()

@@ -86,7 +86,9 @@ function timeline(t) {
   const selection = [...events].reverse().find((e) => e.type === "selection");
   const packing = [...events].reverse().find((e) => e.type === "packing");
   const lastFused = [...events].reverse().find((e) => e.type === "fused");
-  const ranks = { dense: new Map(), bm25: new Map() }; // best rank of each chunk over the queries so far
+  // Best rank of each chunk over the queries so far, and its best hybrid fused score (dense + BM25 by
+  // RRF, the Search page's scale); the pool's own score (RRF over the queries' lists) is another scale.
+  const ranks = { dense: new Map(), bm25: new Map(), fused: new Map() };
   return h("ol", { class: "timeline", id: "timeline" }, events.map((e) => {
     if (e.type === "candidates") {
       for (const kind of ["dense", "bm25"]) {
@@ -95,6 +97,7 @@ function timeline(t) {
           if (!had || c.rank < had.rank) ranks[kind].set(c.chunk_id, c);
         }
       }
+      for (const c of e.fused || []) ranks.fused.set(c.chunk_id, Math.max(ranks.fused.get(c.chunk_id) ?? 0, c.score));
     }
     return h("li", { class: `ev ev-${e.type}`, dataset: { type: e.type } },
       h("span", { class: "t" }, fmt.ms(e.t_ms)), h("span", { class: "type" }, e.type.replace(/_/g, " ")),
@@ -131,12 +134,15 @@ function candidateTable(e, { ranks, selection, packing }) {
   };
   const cell = (m, id) => { const c = m.get(id); return c ? `${c.rank} · ${fmt.score(c.score)}` : "—"; };
   return h("div", { class: "scroll" }, h("table", { class: "grid candidates" },
-    h("thead", {}, h("tr", {}, ["Fused", "Chunk", "Source", "Dense rank · score", "BM25 rank · score", "Fused score", "Decision"].map((x) => h("th", {}, x)))),
+    h("thead", {}, h("tr", {}, ["Pool rank", "Chunk", "Source", "Dense rank · score", "BM25 rank · score"].map((x) => h("th", {}, x)),
+      h("th", { title: "dense + BM25 fused by RRF, as on the Search page (best over the queries)" }, "Fused score"),
+      h("th", { title: "RRF over the fused lists of every query: what orders this table" }, "Pool score"), h("th", {}, "Decision"))),
     h("tbody", {}, (e.candidates || []).map((c) => h("tr", { dataset: { chunk: c.chunk_id } },
       h("td", { class: "num" }, c.rank), h("td", { class: "num" }, `#${c.chunk_id}`),
       h("td", {}, `${c.filename}${c.page ? `, p. ${c.page}` : ""}`),
       h("td", { class: "num" }, cell(ranks.dense, c.chunk_id)), h("td", { class: "num" }, cell(ranks.bm25, c.chunk_id)),
-      h("td", { class: "num" }, fmt.score(c.score, 4)), h("td", {}, verdict(c.chunk_id)))))));
+      h("td", { class: "num fused" }, fmt.score(ranks.fused.get(c.chunk_id), 4)),
+      h("td", { class: "num pool" }, fmt.score(c.score, 4)), h("td", {}, verdict(c.chunk_id)))))));
 }
 
 function packingTable(e) {
