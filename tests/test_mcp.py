@@ -158,7 +158,15 @@ def test_streamable_http_refuses_a_missing_or_wrong_key(world):
 
 
 def test_stdio_acts_as_its_key_and_refuses_a_wrong_one(world):
+    from contextlib import closing
+
+    from rag.settings import Settings
+    from rag.store import ledger, open_db
+
     env = {**world["env"], "RAG_MCP_KEY": world["reader"]}
+    db_path = Settings(data_dir=world["server"].data_dir).db_path
+    with closing(open_db(db_path)) as conn:  # a question the server is answering right now
+        ledger.start_question(conn, "r" * 32, "shop", "still running?", budget={}, options={}, models={})
     params = StdioServerParameters(command=sys.executable, args=["-m", "rag_cli", "mcp"], env=env)
 
     async def run() -> dict:
@@ -169,6 +177,8 @@ def test_stdio_acts_as_its_key_and_refuses_a_wrong_one(world):
         return {"answer": answer, "trace": trace}
 
     _check_answer(asyncio.run(run()))
+    with closing(open_db(db_path)) as conn:  # `rag mcp` beside the server did not close it as a crash leftover
+        assert ledger.get_question(conn, "r" * 32)["status"] == "running"
 
     bad = subprocess.run([sys.executable, "-m", "rag_cli", "mcp"], env={**env, "RAG_MCP_KEY": "rag_x_y"},
                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
