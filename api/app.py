@@ -11,11 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
-from api import openapi
+from api import console, openapi
 from api.schemas import COLLECTION_NAME_PATTERN, NOT_BLANK_PATTERN
-from api.security import Guards
+from api.security import Guards, error_response
 from rag import __version__
 from rag.errors import RagError
 from rag.service.runtime import Runtime
@@ -27,6 +27,7 @@ log = logging.getLogger("rag.api")
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or Settings()
+    mcp_endpoint = _mcp_endpoint(lambda: app.state.runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             anyio.to_thread.current_default_thread_limiter().total_tokens = rt.settings.database_pool_size
         app.state.runtime = rt
         try:
-            yield
+            async with mcp_endpoint.lifespan():
+                yield
         finally:
             rt.close()
 
@@ -50,14 +52,22 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(Guards, settings=settings)  # outermost: Host, origin and body size before anything else
 
-    from api import collections, console, documents, health, jobs, keys, questions
+    from api import collections, documents, health, jobs, keys, questions
 
     for module in (health, collections, documents, jobs, questions, keys):
         app.include_router(module.router)
+    app.router.routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     console.install(app)
     if settings.auth == "off":
         log.warning("RAG_AUTH=off: every client that can reach this server may read, change and delete everything")
     return app
+
+
+def _mcp_endpoint(runtime_of):
+    """The MCP tools (`api.mcp`) over streamable HTTP at `/mcp`, each call as the key of its request."""
+    from api import mcp
+
+    return mcp.HttpEndpoint(mcp.build(runtime_of, mcp.header_principal(runtime_of)))
 
 
 def error_body(code: str, message: str, **extra) -> dict:
@@ -67,16 +77,11 @@ def error_body(code: str, message: str, **extra) -> dict:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _rag_error(_: Request, exc: RagError):
-        headers = {}
-        if exc.status == 401:
-            headers["WWW-Authenticate"] = "Bearer"
-        if exc.status == 429:
-            headers["Retry-After"] = str(max(1, int(getattr(exc, "retry_after", None) or 1)))
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
-        if named := _named_error(exc.errors()):
+        if named := named_error(exc.errors()):
             return JSONResponse(error_body(named.code, named.message), status_code=named.status)
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
         return JSONResponse(error_body("invalid_request", "request body or parameters are invalid", details=details),
@@ -87,6 +92,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400 and not getattr(exc, "code", None):
             # A body FastAPI cannot even decode: as invalid as one that fails validation.
             return JSONResponse(error_body("invalid_request", str(exc.detail)), status_code=422)
+        if exc.status_code == 404 and not getattr(exc, "code", None) and (page := console.not_found_page(request)):
+            return page
         code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
@@ -94,7 +101,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
 
 
-def _named_error(errors) -> RagError | None:
+def named_error(errors) -> RagError | None:
     """A failure that has its own code where the service checks it too: a collection name failing its
     pattern (wherever it was: path, query, body) is the store's 400 `invalid_collection_name`, a blank
     question the 422 `empty_question`. Only when nothing else failed; otherwise `invalid_request`."""

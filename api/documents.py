@@ -1,12 +1,14 @@
 """Uploads, documents and chunks. Upload checks that need no parsing happen here, before a job exists."""
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from starlette.exceptions import HTTPException
 
 from api.openapi import errors as error_responses
 from api.security import BodyTooLarge, principal
 from api.schemas import (ChunkContextOut, ChunkId, ChunkOut, ChunksOut, CollectionPath, DocumentDetailOut, DocumentId,
-                         DocumentOut, DocumentsOut, JobsOut, SearchIn, SearchOut)
+                         DocumentOut, DocumentsOut, JobListOut, JobOut, JobsOut, SearchIn, SearchOut)
 from ingest import errors
 from ingest.uploads import Upload
 from rag.errors import IngestError, RagError
@@ -88,6 +90,17 @@ async def upload_documents(name: CollectionPath, request: Request, who: Principa
         submitted = runtime.ingest.submit_each(name, uploads)
     runtime.quotas.uploaded(who.key_id, sum(int(j.progress.get("bytes", 0)) for j in submitted.jobs))
     return JobsOut.of(submitted)
+
+
+@router.get("/jobs", response_model=JobListOut, responses=_READ_404)
+def list_jobs(name: CollectionPath, request: Request,
+              status: Literal["queued", "running", "done", "failed", "cancelled"] | None = Query(
+                  None, description="Only jobs with this status."),
+              limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(principal)) -> JobListOut:
+    """The collection's ingestion jobs, newest first: a failed upload stays listed with its error."""
+    who.require(name)
+    jobs = request.app.state.runtime.ingest.list_jobs(name, status=status, limit=limit)
+    return JobListOut(jobs=[JobOut.of(j) for j in jobs])
 
 
 @router.get("/documents", response_model=DocumentsOut, responses=_READ_404)

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.openapi import errors
-from api.schemas import ChangeOut, CollectionPath, CollectionQuery, QuestionId, QuestionIn, ReplayOut
+from api.schemas import (ChangeOut, CollectionPath, CollectionQuery, FeedbackIn, FeedbackOut, QuestionId, QuestionIn,
+                         ReplayOut)
 from api.security import principal
 from rag.errors import NotFound, RagError
 from rag.service.answering import AskRequest, PreparedQuestion, QuestionService
@@ -33,7 +34,7 @@ def _sse(event: str, data) -> bytes:
 
 
 # The questions a run can refuse before it starts (a stream starts only once these passed).
-_ASKING = {422: ["empty_question", "budget_above_limit"], 429: ["too_many_questions"],
+_ASKING = {409: ["collection_empty"], 422: ["empty_question", "budget_above_limit"], 429: ["too_many_questions"],
            502: ["generation_failed"], 503: ["generator_unavailable"]}
 _ANSWER = {200: {"description": "The answer (`stream: false`), or Server-Sent Events (`stream: true`): `question` "
                                 "(its id), `step` events as the loop runs, `token` events, then `final` (the same "
@@ -114,6 +115,34 @@ def _readable_question(request: Request, who: Principal, qid: str) -> QuestionSe
     return service
 
 
+_EXPORT = {200: {"description": "One JSON object per line (JSON Lines), oldest question first: `id`, "
+                               "`collection`, `question`, `status`, `answer`, `abstained`, `citations`, `context` (the "
+                               "passages the answer was written from), `usage`, `error`, `created_at` and `feedback` "
+                               "(`rating`, `comment`, `created_at`).",
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}}
+
+
+# Before `/v1/questions/{qid}`, which would take `export` for an id.
+@router.get("/v1/questions/export", response_class=StreamingResponse,
+            responses={**_EXPORT, **errors({404: ["collection_not_found"]})})
+def export_questions(request: Request, collection: CollectionQuery = None,
+                     since: str | None = Query(None, max_length=64, description="Only questions asked at or after "
+                                               "this UTC time (ISO 8601)."),
+                     feedback: Literal["any", "rated", "up", "down"] = Query(
+                         "any", description="any: every finished question; rated: those with a rating; up or "
+                                            "down: those with a rating of that kind."),
+                     limit: int = Query(10_000, ge=1, le=100_000),
+                     who: Principal = Depends(principal)) -> StreamingResponse:
+    """Finished questions of the collections the key may read as evaluation data (what `rag questions
+    export` writes): the question, the answer, its citations and context, usage and ratings."""
+    if collection:
+        who.require(collection)
+    records = request.app.state.runtime.questions.export(collection=collection, since=since, rated=feedback,
+                                                         limit=limit, scope=who.scope())
+    lines = (json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    return StreamingResponse(lines, media_type="application/x-ndjson")
+
+
 @router.get("/v1/questions/{qid}", responses=_QUESTION_404)
 def get_question(qid: QuestionId, request: Request, who: Principal = Depends(principal)) -> dict:
     return _readable_question(request, who, qid).get(qid)
@@ -122,6 +151,14 @@ def get_question(qid: QuestionId, request: Request, who: Principal = Depends(pri
 @router.get("/v1/questions/{qid}/trace", responses=_QUESTION_404)
 def get_trace(qid: QuestionId, request: Request, who: Principal = Depends(principal)) -> dict:
     return _readable_question(request, who, qid).trace(qid)
+
+
+@router.post("/v1/questions/{qid}/feedback", response_model=FeedbackOut, responses=_QUESTION_404)
+def give_feedback(qid: QuestionId, body: FeedbackIn, request: Request, who: Principal = Depends(principal)) -> FeedbackOut:
+    """Rates a question's answer (`up` or `down`, an optional comment): any key that may read the question's
+    collection. One rating per key and question; a new one replaces the key's earlier one."""
+    service = _readable_question(request, who, qid)
+    return FeedbackOut(**service.feedback(qid, who.key_id, body.rating, body.comment))
 
 
 @router.post("/v1/questions/{qid}/replay", response_model=ReplayOut,

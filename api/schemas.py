@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Stri
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from rag.ask import events
+from rag.service.answering import FEEDBACK_COMMENT_CHARS
 from rag.store import COLLECTION_NAME_RE
 
 
@@ -236,6 +237,10 @@ class JobOut(BaseModel):
                    started_at=job.started_at, finished_at=job.finished_at)
 
 
+class JobListOut(BaseModel):
+    jobs: list[JobOut]
+
+
 # ------------------------------------------------------------------ search
 
 
@@ -268,6 +273,13 @@ class SearchHitOut(BaseModel):
     scores: SearchScores
 
 
+class RankedOut(BaseModel):
+    rank: int
+    chunk_id: int
+    score: float
+    filename: str
+
+
 class SearchOut(BaseModel):
     query: str
     k: int
@@ -275,6 +287,8 @@ class SearchOut(BaseModel):
     lexical_skipped: str | None
     results: list[SearchHitOut]
     took_ms: float
+    dense: list[RankedOut] = Field(description="The dense retriever's own top k, before fusion.")
+    bm25: list[RankedOut] = Field(description="BM25's own top k, before fusion (empty when BM25 sat out).")
 
     @classmethod
     def of(cls, found) -> "SearchOut":
@@ -285,8 +299,11 @@ class SearchOut(BaseModel):
             scores=SearchScores(dense=c.dense_score, dense_rank=c.dense_rank, bm25=c.bm25_score,
                                 bm25_rank=c.bm25_rank, fused=c.fused_score),
         ) for rank, c in found.results]
+        own = lambda ranked: [RankedOut(rank=r.rank, chunk_id=r.chunk_id, score=r.score, filename=r.filename)  # noqa: E731
+                              for r in ranked]
         return cls(query=found.query, k=found.k, lexical=found.plan.lexical,
-                   lexical_skipped=found.plan.lexical_skipped, results=results, took_ms=found.took_ms)
+                   lexical_skipped=found.plan.lexical_skipped, results=results, took_ms=found.took_ms,
+                   dense=own(found.dense), bm25=own(found.bm25))
 
 
 # ------------------------------------------------------------------ questions
@@ -324,6 +341,18 @@ class QuestionIn(_In):
     budget: BudgetIn | None = None
     stream: bool = False
     options: OptionsIn | None = Field(None, description="Loop options (advanced; e.g. {\"force_rewrite\": true}).")
+
+
+class FeedbackIn(_In):
+    rating: Literal["up", "down"] = Field(description="up: the answer helped; down: it did not.")
+    comment: str = Field("", max_length=FEEDBACK_COMMENT_CHARS, description="Why, in a few words (optional).")
+
+
+class FeedbackOut(BaseModel):
+    question_id: str
+    rating: Literal["up", "down"]
+    comment: str
+    created_at: str
 
 
 # ------------------------------------------------------------------ keys
@@ -406,6 +435,8 @@ class TraceOut(BaseModel):
     context: list[dict[str, Any]] = Field(description="The passages given to the answering call.")
     settings: dict[str, Any] | None = Field(None, description="Versions, budget, options and model the loop ran "
                                                                "with; absent until the question ends.")
+    feedback: list[dict[str, Any]] = Field(default_factory=list, description="Ratings of the answer "
+                                           "(`rating` up or down, `comment`, `created_at`), oldest first.")
 
 
 # ------------------------------------------------------------------ replay

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag.errors import RagError
 from rag.service.auth import OPEN, Principal, Unauthorized
 from rag.settings import Settings
 
@@ -32,6 +33,16 @@ def principal(request: Request, _: HTTPAuthorizationCredentials | None = Depends
                            "<data_dir>/admin.key)")
     runtime.quotas.request(who.key_id)
     return who
+
+
+def error_response(exc: RagError) -> JSONResponse:
+    """A refused request's JSON (`{"error": {"code", "message"}}`) with the headers its status calls for."""
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.status == 429:
+        headers["Retry-After"] = str(max(1, int(getattr(exc, "retry_after", None) or 1)))
+    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status, headers=headers)
 
 
 def bearer(request: Request) -> Principal | None:

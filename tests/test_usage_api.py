@@ -16,7 +16,7 @@ from tests.server import local_client
 from tests.test_ask_e2e import en_settings
 
 USAGE_FIELDS = {"questions", "model_calls", "prompt_tokens", "completion_tokens", "cached_prompt_tokens",
-                "abstained", "failed"}
+                "abstained", "failed", "feedback_up", "feedback_down"}
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,11 @@ def test_usage_per_collection(ledger_client):
     alpha, beta = body["usage"]
     assert set(alpha) == set(beta) == USAGE_FIELDS | {"collection"}
     assert alpha == {"collection": "alpha", "questions": 4, "model_calls": 4, "prompt_tokens": 190,
-                     "completion_tokens": 65, "cached_prompt_tokens": 0, "abstained": 1, "failed": 0}
+                     "completion_tokens": 65, "cached_prompt_tokens": 0, "abstained": 1, "failed": 0,
+                     "feedback_up": 0, "feedback_down": 0}
     assert beta == {"collection": "beta", "questions": 1, "model_calls": 1, "prompt_tokens": 1000,
-                    "completion_tokens": 1000, "cached_prompt_tokens": 0, "abstained": 0, "failed": 1}
+                    "completion_tokens": 1000, "cached_prompt_tokens": 0, "abstained": 0, "failed": 1,
+                    "feedback_up": 0, "feedback_down": 0}
 
     only = client.get("/v1/usage", params={"group_by": "collection", "collection": "beta"}).json()
     assert only["collection"] == "beta" and only["usage"] == [beta]

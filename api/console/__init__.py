@@ -11,12 +11,13 @@ forbids inline and foreign scripts, so even a page bug that inserted it as HTML 
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import fastapi_offline
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "static"
@@ -25,7 +26,8 @@ DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 DOCS_PREFIX = "/docs-assets"
 
 # Swagger UI starts from an inline script and ReDoc runs a blob: worker; neither may load anything
-# from another host (ReDoc's sidebar logo comes from its CDN: refused, so it is simply not shown).
+# from another host. ReDoc's bundle hard-codes its sidebar logo's CDN address: the copy we serve
+# has it replaced by an empty local image (`redoc_bundle`), so nothing is even tried.
 DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; style-src 'self' "
             "'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
             "base-uri 'none'; frame-ancestors 'none'")
@@ -40,8 +42,18 @@ _HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
 router = APIRouter(include_in_schema=False)
 
 
-def _page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_HEADERS)
+def _page(status_code: int = 200) -> FileResponse:
+    return FileResponse(STATIC / "index.html", status_code=status_code, media_type="text/html; charset=utf-8",
+                        headers=_HEADERS)
+
+
+def not_found_page(request: Request) -> FileResponse | None:
+    """The console's page (which says "Not found") for a browser that navigated to an unknown address;
+    None for anything else, which gets the JSON 404: API clients, `/v1` paths, methods other than GET."""
+    navigating = "text/html" in request.headers.get("accept", "") or request.headers.get("sec-fetch-mode") == "navigate"
+    if request.method != "GET" or not navigating or request.url.path.startswith(("/v1/", "/mcp")):
+        return None
+    return _page(404)
 
 
 @router.get("/")
@@ -91,6 +103,22 @@ def redoc(request: Request) -> HTMLResponse:
                           redoc_favicon_url=f"{DOCS_PREFIX}/favicon.png", with_google_fonts=False)
     page.headers["Content-Security-Policy"] = DOCS_CSP
     return page
+
+
+REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+_EMPTY_IMAGE = b"data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="  # 1x1, transparent
+
+
+@cache
+def _redoc_bundle() -> bytes:
+    return (DOCS_ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_CDN_LOGO, _EMPTY_IMAGE)
+
+
+# Served ahead of the static folder below (routes come before mounts).
+@router.get(f"{DOCS_PREFIX}/redoc.standalone.js")
+def redoc_bundle() -> Response:
+    return Response(_redoc_bundle(), media_type="text/javascript; charset=utf-8",
+                    headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
 
 class _StaticWithHeaders(StaticFiles):

@@ -29,6 +29,9 @@ from rag.settings import Settings
 from rag.store import Connections, ledger, open_configured
 
 
+FEEDBACK_COMMENT_CHARS = 2000  # a comment says why; longer text is not feedback but a document
+
+
 @dataclass
 class AskRequest:
     collection: str
@@ -91,7 +94,8 @@ class QuestionService:
 
     def prepare(self, req: AskRequest) -> PreparedQuestion:
         """Validates a request: unknown collection (404), empty question, budget or options (422), no
-        generator (503). The collection is checked first so a missing one is a 404 in every setup."""
+        generator (503), a collection with no documents (409). The collection is checked first so a
+        missing one is a 404 in every setup."""
         store.get_collection(self.db.get(), req.collection)
         question = req.question.strip()
         if not question:
@@ -104,6 +108,9 @@ class QuestionService:
         options = AskOptions.from_settings(self.settings).merged(req.options)
         if self.generator is None:
             raise RagError("the generator is not loaded (RAG_LOAD_GENERATOR=false)", code="generator_unavailable", status=503)
+        if not store.has_chunks(self.db.get(), req.collection):  # else the loop would answer "the documents do not say"
+            raise RagError(f"collection {req.collection!r} is empty: upload documents before asking",
+                           code="collection_empty", status=409)
         return PreparedQuestion(req.collection, question, budget, options)
 
     def ask(self, req: AskRequest | PreparedQuestion, *, on_event: Callable[[dict], None] | None = None,
@@ -160,6 +167,22 @@ class QuestionService:
         """Rows per `day` (newest first) or per `collection` (by name); 400 `invalid_group_by` otherwise."""
         return ledger.usage(self.db.get(), collection=collection, group_by=group_by, collections=scope)
 
+    def feedback(self, qid: str, key_id: str, rating: str, comment: str = "") -> dict:
+        """Records a key's rating (`up`/`down`) of a question's answer, replacing its earlier one; the
+        comment is at most `FEEDBACK_COMMENT_CHARS` characters (422 `invalid_request` beyond)."""
+        comment = comment.strip()
+        if len(comment) > FEEDBACK_COMMENT_CHARS:
+            raise RagError(f"the comment is over {FEEDBACK_COMMENT_CHARS} characters", code="invalid_request",
+                           status=422)
+        return ledger.record_feedback(self.db.get(), qid, key_id, rating, comment)
+
+    def export(self, *, collection: str | None = None, since: str | None = None, rated: str = "any",
+               limit: int = 10_000, scope: list[str] | None = None) -> list[dict]:
+        """Finished questions as evaluation records (question, answer, citations, context, usage, ratings),
+        oldest first; `rated`: any, rated, up or down. `scope`: only these collections (None: all)."""
+        return ledger.export_questions(self.db.get(), collection=collection, since=since, collections=scope,
+                                       rated=rated, limit=limit)
+
     def collection_of(self, qid: str) -> str:
         """The collection a question was asked of (404 `question_not_found` when there is none)."""
         return ledger.collection_of(self.db.get(), qid)
@@ -187,3 +210,12 @@ def recorded_trace(settings: Settings, qid: str) -> dict:
     """A question's trace straight from the ledger, without loading any model (`rag trace`)."""
     with closing(open_configured(settings)) as conn:
         return ledger.get_trace(conn, qid)
+
+
+def recorded_export(settings: Settings, *, collection: str | None = None, since: str | None = None,
+                    rated: str = "any", limit: int = 10_000) -> list[dict]:
+    """Evaluation records straight from the ledger, without loading any model (`rag questions export`)."""
+    with closing(open_configured(settings)) as conn:
+        if collection:
+            store.get_collection(conn, collection)
+        return ledger.export_questions(conn, collection=collection, since=since, rated=rated, limit=limit)

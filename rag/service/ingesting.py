@@ -385,5 +385,11 @@ class IngestService:
     def get_job(self, job_id: str) -> store.JobRecord:
         return store.get_job(self.db.get(), job_id)
 
+    def list_jobs(self, collection: str, *, status: str | None = None, limit: int = 100) -> list[store.JobRecord]:
+        """A collection's jobs, newest first (404 for an unknown collection): failed uploads stay findable."""
+        conn = self.db.get()
+        store.get_collection(conn, collection)
+        return store.list_jobs(conn, collection, status=status, limit=limit)
+
 
 __all__ = ["IngestService"]

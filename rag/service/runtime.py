@@ -73,12 +73,14 @@ class Runtime:
         """PostgreSQL (`RAG_DATABASE_URL`): state shared with other processes, nothing to recover here."""
         return StoreLocation.from_settings(self.settings).shared
 
-    def start(self, *, progress: bool = False, worker: bool = True, warm_ingest: bool = False) -> None:
+    def start(self, *, progress: bool = False, worker: bool = True, warm_ingest: bool = False,
+              recover: bool = True) -> None:
         """Everything the service needs before it answers: models, database, indexes, ingestion.
 
         `warm_ingest` starts ingestion's embedding child now, in the background, instead of at the first
         upload: starting it (a Python process importing torch and loading the embedder) is seconds a first
-        small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not."""
+        small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not.
+        `recover`: close questions a crash left `running` as failed (SQLite; not for a side process)."""
         t0 = time.monotonic()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_models(progress=progress)
@@ -97,7 +99,9 @@ class Runtime:
                 precision=self.embedder.precision), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
-        if not backend.shared:  # other servers' questions may be running in a shared store
+        # Other servers' questions may be running in a shared store; `recover=False`: a process started
+        # beside a server on the same folder (`rag mcp`), whose running questions are not crash leftovers.
+        if recover and not backend.shared:
             self.questions.recover()
         self.keys = KeyService(self.settings, self.db)
         if self.settings.auth == "on":

@@ -39,12 +39,24 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Ranked:
+    """One chunk in one retriever's own ranking (before fusion)."""
+
+    rank: int
+    chunk_id: int
+    score: float
+    filename: str
+
+
+@dataclass(frozen=True)
 class Found:
     query: str
     k: int
     plan: Plan
     results: list[tuple[int, Candidate]]  # (rank among the fused hits, the chunk with its scores)
     took_ms: float
+    dense: list[Ranked] = ()  # the dense retriever's own top k
+    bm25: list[Ranked] = ()  # BM25's own top k (empty when it sat out)
 
 
 class Searcher:
@@ -115,13 +127,26 @@ class Searcher:
         return out
 
     def search_found(self, collection: str, query: str, k: int) -> Found:
-        """A search as the search endpoint reports it: the plan, and each hit with its rank in the fused list."""
+        """A search as the search endpoint reports it: the plan, each hit with its rank in the fused list,
+        and each retriever's own top k (the fused list's dense and BM25 ranks skip whatever did not make
+        the fused top k: 1, 2, 5, 11...)."""
         t0 = time.monotonic()
         store.get_collection(self.db.get(), collection)  # a 404 before any work
-        hits = self.hits(collection, query, k)
+        p = self.plan(collection, query)
+        vec = self.embedder.embed_queries([query])[0] if p.dense else None
+        hits = self.index.search(collection, vec, query if p.lexical else None, k,
+                                 rescore=self._by_windows(vec) if p.dense else None)
         rank = {h.chunk_id: r for r, h in enumerate(hits, 1)}
         results = [(rank[c.chunk_id], c) for c in self.hydrate(hits)]
-        return Found(query, k, self.plan(collection, query), results, round((time.monotonic() - t0) * 1000, 1))
+        dense = self.index.search(collection, vec, None, k, rescore=self._by_windows(vec)) if p.dense else []
+        bm25 = self.index.search(collection, None, query, k) if p.lexical else []
+        return Found(query, k, p, results, round((time.monotonic() - t0) * 1000, 1),
+                     dense=self._own(dense, "dense"), bm25=self._own(bm25, "bm25"))
+
+    def _own(self, hits: list[Hit], kind: str) -> list[Ranked]:
+        """A single retriever's hits, hydrated, by its own rank and score."""
+        return [Ranked(getattr(c, f"{kind}_rank"), c.chunk_id, getattr(c, f"{kind}_score"), c.filename)
+                for c in self.hydrate(hits) if getattr(c, f"{kind}_rank") is not None]
 
 
 def candidate_of(chunk: store.ChunkRecord, filename: str, hit: Hit | None = None) -> Candidate:

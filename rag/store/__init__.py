@@ -54,6 +54,7 @@ from rag.store.documents import (
     get_chunks,
     get_document,
     list_chunks,
+    has_chunks,
     list_documents,
 )
 from rag.store.engine import Engine, StoreLocation, engine_of, open_configured, open_db, open_store
@@ -101,6 +102,6 @@ __all__ = [
     "delete_document", "engine_of", "fail_unfinished_jobs", "find_document_by_sha", "find_key", "get_key", "has_active_admin",
     "insert_key", "list_keys", "revoke_key", "get_chunks", "get_collection",
     "get_document", "get_job", "index_state", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
-    "list_documents", "list_jobs", "open_configured", "open_store", "recent_job_seconds", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
+    "has_chunks", "list_documents", "list_jobs", "open_configured", "open_store", "recent_job_seconds", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",
     "update_job", "utcnow", "validate_collection_name", "window_vectors",
 ]

@@ -79,6 +79,11 @@ def get_document(conn: Connection, document_id: int, *, collection: str | None =
     return _document(row)
 
 
+def has_chunks(conn: Connection, collection: str) -> bool:
+    """Whether the collection holds anything to search (one indexed chunk is enough)."""
+    return conn.execute("SELECT 1 FROM chunks WHERE collection = ? LIMIT 1", (collection,)).fetchone() is not None
+
+
 def list_documents(
     conn: Connection, collection: str, *, limit: int | None = None, offset: int = 0
 ) -> list[DocumentRecord]:

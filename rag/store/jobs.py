@@ -89,7 +89,7 @@ def list_jobs(
     limit: int = 100,
     offset: int = 0,
 ) -> list[JobRecord]:
-    """Newest first."""
+    """Newest first (ties by id: Postgres has no rowid)."""
     where, args = [], []
     if collection is not None:
         where.append("collection = ?")
@@ -100,7 +100,7 @@ def list_jobs(
     sql = "SELECT * FROM ingestion_jobs"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?"
+    sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
     return [_job(r) for r in conn.execute(sql, (*args, int(limit), int(offset)))]
 
 

@@ -108,6 +108,7 @@ def summary(row: Row) -> dict[str, Any]:
         "usage": {"model_calls": row["model_calls"], "prompt_tokens": row["prompt_tokens"],
                   "completion_tokens": row["completion_tokens"], "cached_prompt_tokens": row["cached_prompt_tokens"],
                   "seconds": row["seconds"]},
+        **({"feedback": {"up": row["feedback_up"], "down": row["feedback_down"]}} if "feedback_up" in row.keys() else {}),
     }
 
 
@@ -119,6 +120,7 @@ def get_question(conn: Connection, qid: str) -> dict[str, Any]:
         out = {**json.loads(row["result"]), **{k: out[k] for k in ("status", "collection", "question", "created_at",
                                                                     "finished_at", "error")}}
     out["calls"] = calls(conn, qid)
+    out["feedback"] = feedback(conn, qid)
     return out
 
 
@@ -127,7 +129,8 @@ def get_trace(conn: Connection, qid: str) -> dict[str, Any]:
     trace = json.loads(row["trace"]) if row["trace"] else {"events": [], "context": []}
     return {"id": qid, "question": row["question"], "collection": row["collection"], "status": row["status"],
             "budget": json.loads(row["budget"]), "options": json.loads(row["options"]),
-            "models": json.loads(row["models"]), "calls": calls(conn, qid), **trace}
+            "models": json.loads(row["models"]), "calls": calls(conn, qid), **trace,
+            "feedback": feedback(conn, qid)}
 
 
 def _scope(sql: str, args: list, collections: Sequence[str] | None) -> tuple[str, list]:
@@ -159,13 +162,80 @@ def list_questions(conn: Connection, *, collection: str | None = None, since: st
     first). `collections`: only questions of these (None: every collection)."""
     if order not in QUESTION_ORDERS:
         raise RagError(f"order must be one of {', '.join(map(repr, QUESTION_ORDERS))}", code="invalid_order", status=422)
-    sql, args = _scope("SELECT * FROM questions WHERE 1=1", [], collections)
+    sql, args = _scope(f"SELECT *, {_RATED.format(rating='up')} AS feedback_up, {_RATED.format(rating='down')}"
+                       " AS feedback_down FROM questions WHERE 1=1", [], collections)
     if collection:
         sql, args = sql + " AND collection = ?", [*args, collection]
     if since:
         sql, args = sql + " AND created_at >= ?", [*args, since]
     rows = conn.execute(sql + f" ORDER BY {QUESTION_ORDERS[order]} LIMIT ?", (*args, int(limit))).fetchall()
     return [summary(r) for r in rows]
+
+
+# ------------------------------------------------------------------ feedback
+
+RATINGS = ("up", "down")
+# A question's ratings of one kind, as an INTEGER on both engines (Postgres' count is a bigint, whose sum
+# would be a numeric).
+_RATED = ("(SELECT CAST(count(*) AS INTEGER) FROM question_feedback f WHERE f.question_id = questions.id"
+          " AND f.rating = '{rating}')")
+# Which questions an export takes, by their ratings (never built from user text).
+FEEDBACK_FILTERS = {
+    "any": "",
+    "rated": " AND EXISTS (SELECT 1 FROM question_feedback f WHERE f.question_id = questions.id)",
+    "up": " AND EXISTS (SELECT 1 FROM question_feedback f WHERE f.question_id = questions.id AND f.rating = 'up')",
+    "down": " AND EXISTS (SELECT 1 FROM question_feedback f WHERE f.question_id = questions.id AND f.rating = 'down')",
+}
+
+
+def record_feedback(conn: Connection, qid: str, key_id: str, rating: str, comment: str = "") -> dict[str, Any]:
+    """A key's rating of a question: its first, or one that replaces its earlier one."""
+    if rating not in RATINGS:
+        raise RagError("rating must be 'up' or 'down'", code="invalid_request", status=422)
+    _row(conn, qid)
+    now = utcnow()
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO question_feedback (question_id, key_id, rating, comment, created_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (question_id, key_id) DO UPDATE SET rating = excluded.rating, comment = excluded.comment,"
+            " created_at = excluded.created_at", (qid, key_id, rating, comment, now))
+    return {"question_id": qid, "rating": rating, "comment": comment, "created_at": now}
+
+
+def feedback(conn: Connection, qid: str) -> list[dict[str, Any]]:
+    """A question's ratings, oldest first, without the keys that gave them (a reader of the question
+    learns what was said, not who said it)."""
+    rows = conn.execute("SELECT rating, comment, created_at FROM question_feedback WHERE question_id = ?"
+                        " ORDER BY created_at, key_id", (qid,)).fetchall()
+    return [dict(r) for r in rows]
+
+
+def export_questions(conn: Connection, *, collection: str | None = None, since: str | None = None,
+                     collections: Sequence[str] | None = None, rated: str = "any",
+                     limit: int = 10_000) -> list[dict[str, Any]]:
+    """Finished questions (oldest first) as evaluation records: the question, the answer, its citations,
+    the context the answer was written from, usage and every rating. `rated`: any, rated, up or down."""
+    if rated not in FEEDBACK_FILTERS:
+        raise RagError(f"feedback must be one of {', '.join(map(repr, FEEDBACK_FILTERS))}", code="invalid_request",
+                       status=422)
+    sql, args = _scope("SELECT * FROM questions WHERE status <> 'running'", [], collections)
+    if collection:
+        sql, args = sql + " AND collection = ?", [*args, collection]
+    if since:
+        sql, args = sql + " AND created_at >= ?", [*args, since]
+    rows = conn.execute(sql + FEEDBACK_FILTERS[rated] + " ORDER BY created_at, id LIMIT ?",
+                        (*args, int(limit))).fetchall()
+    return [_exported(conn, r) for r in rows]
+
+
+def _exported(conn: Connection, row: Row) -> dict[str, Any]:
+    result = json.loads(row["result"]) if row["result"] else {}
+    trace = json.loads(row["trace"]) if row["trace"] else {}
+    base = summary(row)
+    return {"id": row["id"], "collection": row["collection"], "question": row["question"], "status": row["status"],
+            "answer": row["answer"], "abstained": base["abstained"], "citations": result.get("citations", []),
+            "context": trace.get("context", []), "usage": base["usage"], "error": base["error"],
+            "created_at": row["created_at"], "feedback": feedback(conn, row["id"])}
 
 
 def usage(conn: Connection, *, collection: str | None = None, group_by: str = "day",
@@ -177,7 +247,9 @@ def usage(conn: Connection, *, collection: str | None = None, group_by: str = "d
     sql = (f"SELECT {key} AS {group_by}, count(*) AS questions, sum(model_calls) AS model_calls,"
            " sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,"
            " sum(cached_prompt_tokens) AS cached_prompt_tokens, sum(abstained) AS abstained,"
-           " sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed FROM questions WHERE 1=1")
+           " sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,"
+           f" sum({_RATED.format(rating='up')}) AS feedback_up, sum({_RATED.format(rating='down')}) AS feedback_down"
+           " FROM questions WHERE 1=1")
     sql, args = _scope(sql, [], collections)
     if collection:
         sql, args = sql + " AND collection = ?", [*args, collection]

@@ -280,6 +280,21 @@ ALTER TABLE api_keys DROP COLUMN grants;
 """
 
 
+M010_QUESTION_FEEDBACK = """
+-- A rating of a question's answer (up or down, an optional comment) by a key that may read its
+-- collection: one per key and question, the latest replacing the earlier. Kept with the ledger so
+-- an export joins question, answer, citations, context and ratings into evaluation data.
+CREATE TABLE question_feedback (
+    question_id TEXT NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+    key_id      TEXT NOT NULL,
+    rating      TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment     TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (question_id, key_id)
+);
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
@@ -290,6 +305,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "m007_job_cancelled", M007_JOB_CANCELLED),
     Migration(8, "m008_call_server", M008_CALL_SERVER),
     Migration(9, "m009_key_grants", M009_KEY_GRANTS),
+    Migration(10, "m010_question_feedback", M010_QUESTION_FEEDBACK),
 ]
 
 

@@ -219,9 +219,23 @@ WHERE k.grants IS NOT NULL AND g.value IN ('read', 'write');
 ALTER TABLE api_keys DROP COLUMN grants;
 """
 
+
+# A rating of a question's answer, one per key and question (rag.store.migrations m010 says why).
+P003_QUESTION_FEEDBACK = """
+CREATE TABLE question_feedback (
+    question_id TEXT NOT NULL REFERENCES questions(id) ON DELETE CASCADE,
+    key_id      TEXT NOT NULL,
+    rating      TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment     TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (question_id, key_id)
+);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "p001_initial", P001_INITIAL),
     Migration(2, "p002_key_grants", P002_KEY_GRANTS),
+    Migration(3, "p003_question_feedback", P003_QUESTION_FEEDBACK),
 ]
 
 

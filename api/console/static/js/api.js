@@ -80,6 +80,7 @@ export const api = {
   chunkInContext: (c, chunkId, neighbours = 1) =>
     call("GET", `/v1/collections/${enc(c)}/chunks/${chunkId}`, { query: { neighbours } }),
   job: (id) => call("GET", `/v1/jobs/${enc(id)}`),
+  jobs: (c, query = {}) => call("GET", `/v1/collections/${enc(c)}/jobs`, { query }).then((r) => r.jobs),
   cancelJob: (id) => call("DELETE", `/v1/jobs/${enc(id)}`),
 
   // One file per request, so each file has its own upload progress (XMLHttpRequest reports it; fetch does not).
@@ -130,6 +131,18 @@ export const api = {
   question: (id) => call("GET", `/v1/questions/${enc(id)}`),
   trace: (id) => call("GET", `/v1/questions/${enc(id)}/trace`),
   replay: (id) => call("POST", `/v1/questions/${enc(id)}/replay`),
+  feedback: (id, body) => call("POST", `/v1/questions/${enc(id)}/feedback`, { json: body }),
   questions: (query = {}) => call("GET", "/v1/questions", { query }).then((r) => r.questions),
   usage: (query = {}) => call("GET", "/v1/usage", { query }).then((r) => r.usage),
+
+  // This server's budget ceilings (also the defaults): the OpenAPI document states them as the
+  // maximums of a question's `budget` fields. {max_model_calls: 3, ...}; {} when they cannot be read.
+  async budgetLimits() {
+    try {
+      const doc = await (await fetch("/openapi.json")).json();
+      const props = doc.components.schemas.BudgetIn.properties;
+      return Object.fromEntries(Object.entries(props).map(([name, p]) =>
+        [name, ((p.anyOf || [p]).find((x) => x.maximum !== undefined) || {}).maximum]).filter(([, max]) => max !== undefined));
+    } catch { return {}; }
+  },
 };

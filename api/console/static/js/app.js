@@ -71,6 +71,15 @@ document.getElementById("key-form").addEventListener("submit", async (event) => 
   render();
 });
 
+// Escape (or closing the dialog any other way) without a key: say what is missing and how to go on,
+// instead of leaving the view's "Loading…" with nothing to click.
+dialog.addEventListener("close", () => {
+  if (auth.get()) return;
+  clear(view, h("section", { id: "no-key" }, h("h1", {}, "An API key is needed"),
+    h("p", {}, "Every page here reads the server's API, which needs a key."),
+    h("p", {}, h("button", { type: "button", id: "enter-key", onclick: () => askForKey(null) }, "Enter a key"))));
+});
+
 window.addEventListener("rag:unauthorized", () => {
   auth.clear();
   document.getElementById("signout").hidden = true;

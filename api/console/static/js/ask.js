@@ -2,8 +2,8 @@
 
 import { api } from "./api.js";
 import { answerWithMarkers, citationList, openCitation } from "./citations.js";
-import { clear, errorBox, h, link } from "./dom.js";
-import { costLine, describe, incompleteLine } from "./words.js";
+import { clear, errorBox, fmt, h, link } from "./dom.js";
+import { costLine, describe, incompleteLine, stoppedBy } from "./words.js";
 
 // The budget a question may spend; empty fields take the server's defaults (which are also ceilings).
 const BUDGET = [
@@ -21,11 +21,14 @@ export async function collectionPicker(selected) {
 }
 
 export async function askView(selected) {
-  const pick = await collectionPicker(selected);
+  const [pick, limits] = await Promise.all([collectionPicker(selected), api.budgetLimits()]);
   const question = h("textarea", { id: "question", name: "question", rows: 2, required: true, maxlength: 4000,
     placeholder: "Ask about the documents in this collection… 也可以用中文提问" });
+  // Empty: the server's limit, which is also its default (shown, so a reader knows what "default" means).
   const budget = BUDGET.map(([name, label, min, step]) =>
-    h("label", {}, label, h("input", { type: "number", name, min, step, placeholder: "default", class: "budget" })));
+    h("label", {}, label, h("input", { type: "number", name, min, step, class: "budget", max: limits[name],
+      placeholder: limits[name] !== undefined ? `${limits[name]} (limit)` : "default",
+      title: limits[name] !== undefined ? `This server's limit and default: ${limits[name]}` : null })));
   const go = h("button", { type: "submit", id: "ask" }, "Ask");
   const out = h("div", { id: "result" });
   const form = h("form", { class: "ask", onsubmit: async (e) => {
@@ -47,7 +50,7 @@ export async function askView(selected) {
     let tokens = "";
     try {
       const final = await api.ask(pick.value, body, (name, data) => {
-        if (name === "step") steps.append(h("li", { class: `ev ev-${data.type}` }, h("span", { class: "t" }, `${Math.round(data.t_ms)} ms`), " ", describe(data)));
+        if (name === "step") steps.append(h("li", { class: `ev ev-${data.type}` }, h("span", { class: "t" }, fmt.ms(data.t_ms)), " ", describe(data)));
         if (name === "token") { tokens += data.text; answer.textContent = tokens; }
       });
       answer.classList.remove("streaming");
@@ -57,7 +60,7 @@ export async function askView(selected) {
       clear(tail,
         final.complete === false ? h("p", { class: "incomplete", id: "incomplete" }, incompleteLine(final)) : null,
         citationList(final.citations, open),
-        h("p", { class: "cost", id: "cost" }, costLine(final.usage), final.stopped_by ? ` · stopped by ${final.stopped_by}` : ""),
+        h("p", { class: "cost", id: "cost" }, costLine(final.usage), final.stopped_by ? ` · stopped by ${stoppedBy(final.stopped_by)}` : ""),
         h("p", {}, link(`/questions/${final.id}`, "Why did it say that? Open the trace →")));
     } catch (err) {
       answer.classList.remove("streaming");

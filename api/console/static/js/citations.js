@@ -47,6 +47,7 @@ export function citationList(citations, open) {
 export async function openCitation(panel, collection, c) {
   clear(panel, h("p", { class: "muted" }, "Loading the passage…"));
   panel.hidden = false;
+  panel.scrollIntoView({ block: "nearest" }); // it opens below the answer: often off screen
   try {
     const shown = await Promise.all((c.chunk_ids || []).map((id) => api.chunkInContext(collection, id, 1)));
     const seen = new Set();
@@ -70,6 +71,7 @@ export async function openCitation(panel, collection, c) {
         h("strong", {}, `[${c.n}] ${c.filename}`), c.page ? ` · ${pageUnit(c.filename)} ${c.page}` : "", doc && doc.title ? ` · ${doc.title}` : "",
         h("button", { type: "button", class: "quiet close", onclick: () => { panel.hidden = true; } }, "Close")),
       blocks);
+    panel.scrollIntoView({ block: "nearest" }); // now at its full height
   } catch (err) {
     clear(panel, errorBox(err));
   }

@@ -98,43 +98,68 @@ export async function documentsView(name) {
     for (const file of files) uploadOne(file);
   }
 
-  async function uploadOne(file) {
+  // One line per file: its bar, its state and a Cancel button while its job runs.
+  function uploadItem(filename) {
     const bar = h("progress", { max: 1, value: 0 });
     const state = h("span", { class: "state" }, "uploading");
     const stop = h("button", { type: "button", class: "quiet cancel", hidden: true, onclick: async () => {
       stop.disabled = true;
       try { await api.cancelJob(item.dataset.job); } catch (err) { state.replaceChildren(errorBox(err)); }
     } }, "Cancel");
-    const item = h("li", { class: "upload", dataset: { filename: file.name } },
-      h("span", { class: "name" }, file.name), bar, h("span", {}, state, " ", stop));
+    const item = h("li", { class: "upload", dataset: { filename } },
+      h("span", { class: "name" }, filename), bar, h("span", {}, state, " ", stop));
     uploads.prepend(item);
+    return { item, bar, state, stop };
+  }
+
+  // A job that did not store its document: the bar full and red, the error's code and message.
+  function showFailed(u, status, error) {
+    u.item.dataset.status = status;
+    u.item.classList.add("failed");
+    u.bar.value = 1;
+    u.stop.hidden = true;
+    clear(u.state, error ? errorBox(error) : status);
+  }
+
+  async function track(u, jobId) {
+    u.item.dataset.job = jobId;
+    u.stop.hidden = false;
+    const final = await follow(jobId, (j) => {
+      const p = j.progress || {};
+      u.bar.value = 0.2 + 0.8 * (p.fraction || 0);
+      u.state.textContent = j.status === "running" ? `${p.stage || "running"}${p.chunks ? ` · ${p.chunks} chunks` : ""}` : j.status;
+    });
+    if (final.status !== "done") return showFailed(u, final.status, final.error);
+    u.item.dataset.status = final.status;
+    u.stop.hidden = true;
+    u.bar.value = 1;
+    u.state.textContent = final.progress && final.progress.duplicate ? "done (already in the collection)" : "done";
+    await refresh();
+  }
+
+  async function uploadOne(file) {
+    const u = uploadItem(file.name);
     try {
-      const job = await api.upload(name, file, (f) => { bar.value = f * 0.2; });
-      item.dataset.job = job.id;
-      stop.hidden = false;
-      const final = await follow(job.id, (j) => {
-        const p = j.progress || {};
-        bar.value = 0.2 + 0.8 * (p.fraction || 0);
-        state.textContent = j.status === "running" ? `${p.stage || "running"}${p.chunks ? ` · ${p.chunks} chunks` : ""}` : j.status;
-      });
-      item.dataset.status = final.status;
-      stop.hidden = true;
-      if (final.status === "done") {
-        bar.value = 1;
-        state.textContent = final.progress && final.progress.duplicate ? "done (already in the collection)" : "done";
-        await refresh();
-      } else {
-        item.classList.add("failed");
-        clear(state, final.error ? errorBox(final.error) : final.status);
-      }
+      const job = await api.upload(name, file, (f) => { u.bar.value = f * 0.2; });
+      await track(u, job.id);
     } catch (err) {
-      item.dataset.status = "refused";
-      item.classList.add("failed");
-      clear(state, errorBox(err));
+      showFailed(u, "refused", err);
     }
   }
 
-  await refresh();
+  // After a reload: the jobs that failed or still run (a done one is a document in the table below).
+  async function recentJobs() {
+    const jobs = await api.jobs(name, { limit: 50 });
+    for (const j of jobs.reverse()) {  // oldest first: each is put on top
+      if (j.status === "done") continue;
+      const u = uploadItem(j.filename);
+      u.item.dataset.job = j.id;
+      if (["queued", "running"].includes(j.status)) track(u, j.id).catch((err) => showFailed(u, "failed", err));
+      else showFailed(u, j.status, j.error);
+    }
+  }
+
+  await Promise.all([refresh(), recentJobs()]);
   return root;
 }
 

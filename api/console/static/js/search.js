@@ -19,13 +19,14 @@ export async function searchView(selected) {
 
 function results(r) {
   const rows = r.results || [];
-  const byRank = (key) => rows.filter((x) => x.scores[key] != null).sort((a, b) => a.scores[key] - b.scores[key]);
-  const mini = (title, key, score) => h("div", { class: "card" }, h("h3", {}, title),
-    h("ol", {}, byRank(key).map((x) => h("li", { value: x.scores[key] }, `#${x.chunk_id} · ${fmt.score(x.scores[score])} · ${x.filename}`))));
+  // Each retriever's own top k, as it ranked them before fusion (not the fused top k's ranks, which skip).
+  const mini = (title, id, own) => h("div", { class: "card", id }, h("h3", {}, title),
+    own.length ? h("ol", {}, own.map((x) => h("li", { value: x.rank, dataset: { chunk: x.chunk_id } }, `#${x.chunk_id} · ${fmt.score(x.score)} · ${x.filename}`)))
+      : h("p", { class: "muted" }, "No hits."));
   return h("div", {},
     h("p", { class: "muted" }, `${rows.length} results in ${fmt.ms(r.took_ms)}`,
       r.lexical ? "" : " · BM25 off", r.lexical_skipped ? ` · BM25 skipped: ${r.lexical_skipped}` : ""),
-    h("div", { class: "split three" }, mini("Dense ranking", "dense_rank", "dense"), mini("BM25 ranking", "bm25_rank", "bm25"),
+    h("div", { class: "split three" }, mini("Dense ranking", "dense-ranking", r.dense || []), mini("BM25 ranking", "bm25-ranking", r.bm25 || []),
       h("div", { class: "card" }, h("h3", {}, "Fused"), h("ol", {}, rows.map((x) => h("li", {}, `#${x.chunk_id} · ${fmt.score(x.scores.fused, 4)}`))))),
     h("div", { class: "scroll" }, h("table", { class: "grid", id: "search-table" },
       h("thead", {}, h("tr", {}, ["Fused", "Chunk", "Source", "Dense rank · score", "BM25 rank · score", "Fused score", "Text"].map((x) => h("th", {}, x)))),

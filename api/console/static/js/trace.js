@@ -4,10 +4,12 @@
 import { api } from "./api.js";
 import { answerWithMarkers, citationList, openCitation } from "./citations.js";
 import { clear, errorBox, fmt, h, link } from "./dom.js";
-import { costLine, describe, incompleteLine } from "./words.js";
+import { costLine, describe, incompleteLine, stoppedBy } from "./words.js";
 
 export async function traceView(qid) {
-  const [t, result] = await Promise.all([api.trace(qid), api.question(qid)]);
+  const [t, result, collections] = await Promise.all([api.trace(qid), api.question(qid), api.collections()]);
+  // A question of a deleted collection can still be read, but not re-run: nothing to search.
+  const gone = !collections.some((c) => c.name === t.collection);
   const panel = h("aside", { class: "passage", id: "passage", hidden: true });
   const open = (c) => openCitation(panel, t.collection, c);
   const replayOut = h("div", { id: "replay" });
@@ -28,7 +30,10 @@ export async function traceView(qid) {
         citationList(result.citations, open)),
       costCard(t, result)),
     panel,
-    h("p", {}, replayButton), replayOut,
+    feedbackBox(qid, t.feedback || []),
+    gone ? h("p", { class: "muted", id: "replay-gone" }, `No replay: the collection “${t.collection}” was deleted.`)
+      : h("p", {}, replayButton),
+    replayOut,
     h("h2", {}, "Timeline"),
     timeline(t),
     h("h2", {}, "Model calls"),
@@ -37,9 +42,33 @@ export async function traceView(qid) {
       h("pre", {}, JSON.stringify({ budget: t.budget, options: t.options, models: t.models }, null, 2))));
 }
 
+// Ratings of the answer (any key that may read the collection may add its own; a second one replaces it).
+function feedbackBox(qid, given) {
+  const list = h("ul", { class: "feedback-list", id: "feedback-list" });
+  const show = (items) => clear(list, items.length
+    ? items.map((f) => h("li", { dataset: { rating: f.rating } },
+      h("strong", {}, f.rating === "up" ? "Helpful" : "Not helpful"), f.comment ? ` — ${f.comment}` : "",
+      h("span", { class: "muted" }, ` · ${fmt.when(f.created_at)}`)))
+    : h("li", { class: "muted" }, "No ratings yet."));
+  show(given);
+  const comment = h("input", { type: "text", id: "feedback-comment", maxlength: 2000, placeholder: "Why? (optional)" });
+  const status = h("span", { id: "feedback-status", class: "muted" });
+  const rate = (rating) => async () => {
+    try {
+      await api.feedback(qid, { rating, comment: comment.value });
+      show((await api.trace(qid)).feedback || []);
+      clear(status, "Saved.");
+    } catch (err) { clear(status, errorBox(err)); }
+  };
+  return h("section", { class: "card feedback", id: "feedback" }, h("h3", {}, "Feedback"), list,
+    h("p", { class: "row" },
+      h("button", { type: "button", id: "rate-up", onclick: rate("up") }, "Helpful"),
+      h("button", { type: "button", id: "rate-down", onclick: rate("down") }, "Not helpful"), comment, status));
+}
+
 function costCard(t, r) {
   const u = r.usage || {};
-  const stopped = r.stopped_by || (r.abstained ? "abstained" : r.error ? "error" : "answered within budget");
+  const stopped = stoppedBy(r.stopped_by) || (r.abstained ? "abstained" : r.error ? "error" : "answered within budget");
   return h("dl", { class: "card cost", id: "cost-card" },
     h("dt", {}, "Status"), h("dd", {}, t.status),
     h("dt", {}, "Model calls"), h("dd", {}, `${fmt.int(u.model_calls)} of ${t.budget.max_model_calls}`),
@@ -57,7 +86,9 @@ function timeline(t) {
   const selection = [...events].reverse().find((e) => e.type === "selection");
   const packing = [...events].reverse().find((e) => e.type === "packing");
   const lastFused = [...events].reverse().find((e) => e.type === "fused");
-  const ranks = { dense: new Map(), bm25: new Map() }; // best rank of each chunk over the queries so far
+  // Best rank of each chunk over the queries so far, and its best hybrid fused score (dense + BM25 by
+  // RRF, the Search page's scale); the pool's own score (RRF over the queries' lists) is another scale.
+  const ranks = { dense: new Map(), bm25: new Map(), fused: new Map() };
   return h("ol", { class: "timeline", id: "timeline" }, events.map((e) => {
     if (e.type === "candidates") {
       for (const kind of ["dense", "bm25"]) {
@@ -66,6 +97,7 @@ function timeline(t) {
           if (!had || c.rank < had.rank) ranks[kind].set(c.chunk_id, c);
         }
       }
+      for (const c of e.fused || []) ranks.fused.set(c.chunk_id, Math.max(ranks.fused.get(c.chunk_id) ?? 0, c.score));
     }
     return h("li", { class: `ev ev-${e.type}`, dataset: { type: e.type } },
       h("span", { class: "t" }, fmt.ms(e.t_ms)), h("span", { class: "type" }, e.type.replace(/_/g, " ")),
@@ -102,12 +134,15 @@ function candidateTable(e, { ranks, selection, packing }) {
   };
   const cell = (m, id) => { const c = m.get(id); return c ? `${c.rank} · ${fmt.score(c.score)}` : "—"; };
   return h("div", { class: "scroll" }, h("table", { class: "grid candidates" },
-    h("thead", {}, h("tr", {}, ["Fused", "Chunk", "Source", "Dense rank · score", "BM25 rank · score", "Fused score", "Decision"].map((x) => h("th", {}, x)))),
+    h("thead", {}, h("tr", {}, ["Pool rank", "Chunk", "Source", "Dense rank · score", "BM25 rank · score"].map((x) => h("th", {}, x)),
+      h("th", { title: "dense + BM25 fused by RRF, as on the Search page (best over the queries)" }, "Fused score"),
+      h("th", { title: "RRF over the fused lists of every query: what orders this table" }, "Pool score"), h("th", {}, "Decision"))),
     h("tbody", {}, (e.candidates || []).map((c) => h("tr", { dataset: { chunk: c.chunk_id } },
       h("td", { class: "num" }, c.rank), h("td", { class: "num" }, `#${c.chunk_id}`),
       h("td", {}, `${c.filename}${c.page ? `, p. ${c.page}` : ""}`),
       h("td", { class: "num" }, cell(ranks.dense, c.chunk_id)), h("td", { class: "num" }, cell(ranks.bm25, c.chunk_id)),
-      h("td", { class: "num" }, fmt.score(c.score, 4)), h("td", {}, verdict(c.chunk_id)))))));
+      h("td", { class: "num fused" }, fmt.score(ranks.fused.get(c.chunk_id), 4)),
+      h("td", { class: "num pool" }, fmt.score(c.score, 4)), h("td", {}, verdict(c.chunk_id)))))));
 }
 
 function packingTable(e) {
@@ -140,7 +175,7 @@ function callsTable(t) {
       return h("tr", {}, h("td", {}, c.n), h("td", {}, c.purpose), h("td", {}, c.model_id), h("td", {}, c.runtime || "—"),
         h("td", { class: "num" }, fmt.int(c.prompt_tokens)), h("td", { class: "num" }, fmt.int(c.completion_tokens)),
         h("td", { class: "num" }, fmt.int(c.cached_prompt_tokens)), h("td", { class: "num" }, fmt.ms(e.prefill_ms)),
-        h("td", { class: "num" }, fmt.ms(decode)), h("td", { class: "num" }, fmt.ms(c.wall_ms)), h("td", {}, e.stopped_by || (c.error ? "error" : "—")));
+        h("td", { class: "num" }, fmt.ms(decode)), h("td", { class: "num" }, fmt.ms(c.wall_ms)), h("td", { title: e.stopped_by || "" }, stoppedBy(e.stopped_by) || (c.error ? "error" : "—")));
     }))));
 }
 

@@ -31,7 +31,8 @@ export async function usageView() {
   const totals = daysShown.reduce((t, r) => ({
     questions: t.questions + r.questions, calls: t.calls + r.model_calls,
     prompt: t.prompt + r.prompt_tokens, completion: t.completion + r.completion_tokens,
-  }), { questions: 0, calls: 0, prompt: 0, completion: 0 });
+    up: t.up + (r.feedback_up || 0), down: t.down + (r.feedback_down || 0),
+  }), { questions: 0, calls: 0, prompt: 0, completion: 0, up: 0, down: 0 });
 
   const dayCanvas = h("canvas", { id: "chart-day" });
   const tokenCanvas = h("canvas", { id: "chart-tokens" });
@@ -41,13 +42,13 @@ export async function usageView() {
     h("p", { class: "actions" }, "Period: ", [7, 30, 90].map((d) => [link(`/usage?days=${d}`, d === days ? h("strong", {}, `${d} days`) : `${d} days`), " "])),
     h("p", { class: "totals", id: "totals" },
       `Last ${days} days: ${fmt.int(totals.questions)} questions · ${fmt.int(totals.calls)} model calls · `
-      + `${fmt.int(totals.prompt)} prompt + ${fmt.int(totals.completion)} completion tokens`),
+      + `${fmt.int(totals.prompt)} prompt + ${fmt.int(totals.completion)} completion tokens · `
+      + `rated ${fmt.int(totals.up)} helpful, ${fmt.int(totals.down)} not helpful`),
     h("div", { class: "split" },
       h("div", { class: "chart" }, h("h3", {}, "Questions and model calls per day"), dayCanvas),
       h("div", { class: "chart" }, h("h3", {}, "Tokens per day"), tokenCanvas)),
-    h("div", { class: "split" },
-      h("div", { class: "chart" }, h("h3", {}, "Tokens per collection (all time)"), collCanvas),
-      h("div", {}, h("h3", {}, `Most expensive questions, last ${days} days`), questionTable(costly, "costly"))),
+    h("div", { class: "chart wide" }, h("h3", {}, "Tokens per collection (all time)"), collCanvas),
+    h("h2", {}, `Most expensive questions, last ${days} days`), questionTable(costly, "costly"),
     h("h2", {}, "Recent questions"), questionTable(recent, "recent"));
 
   // Charts need their canvas in the document to size themselves: draw on the next frame.
@@ -72,12 +73,20 @@ export async function usageView() {
 function questionTable(questions, id) {
   if (!questions.length) return h("p", { class: "muted" }, "No questions in this period.");
   return h("div", { class: "scroll" }, h("table", { class: "grid", id: `questions-${id}` },
-    h("thead", {}, h("tr", {}, ["Asked (UTC)", "Collection", "Question", "Status", "Calls", "Tokens", "Seconds"].map((x) => h("th", {}, x)))),
+    h("thead", {}, h("tr", {}, ["Asked (UTC)", "Collection", "Question", "Status"].map((x) => h("th", {}, x)),
+      ["Calls", "Tokens", "Seconds"].map((x) => h("th", { class: "num" }, x)), h("th", {}, "Feedback"))),
     h("tbody", {}, questions.map((q) => h("tr", {},
       h("td", { class: "when", title: fmt.when(q.created_at) }, fmt.minute(q.created_at)), h("td", {}, q.collection),
       h("td", {}, link(`/questions/${q.id}`, q.question)),
       h("td", {}, h("span", { class: `status ${q.status}` }, q.abstained ? "abstained" : q.status)),
       h("td", { class: "num" }, fmt.int(q.usage.model_calls)),
       h("td", { class: "num" }, fmt.int(q.usage.prompt_tokens + q.usage.completion_tokens)),
-      h("td", { class: "num" }, fmt.seconds(q.usage.seconds)))))));
+      h("td", { class: "num" }, fmt.seconds(q.usage.seconds)),
+      h("td", { class: "feedback" }, feedbackCounts(q.feedback)))))));
+}
+
+function feedbackCounts(f) {
+  if (!f || (!f.up && !f.down)) return "—";
+  return [f.up ? h("span", { class: "up", title: "helpful" }, `+${f.up}`) : null, " ",
+    f.down ? h("span", { class: "down", title: "not helpful" }, `−${f.down}`) : null];
 }

@@ -8,6 +8,22 @@ function ids(list) {
   return (list || []).map((i) => `#${i}`).join(", ") || "none";
 }
 
+// Budget and stop names as the loop records them, in words (the raw name stays in a tooltip where shown).
+const STOPS = {
+  timeout_s: "the time limit",
+  max_model_calls: "the model-call budget",
+  max_prompt_tokens: "the prompt-token budget",
+  max_rounds: "the round limit",
+  max_answer_tokens: "the answer's token limit",
+  max_new_tokens: "the call's token limit",
+  eos: "the model's end of answer",
+  stop: "a stop sequence",
+};
+
+export function stoppedBy(name) {
+  return name ? STOPS[name] || String(name).replace(/_/g, " ") : "";
+}
+
 export function describe(e) {
   switch (e.type) {
     case "start":
@@ -43,7 +59,7 @@ export function describe(e) {
       return `Model call #${e.n} (${e.purpose}) started, at most ${e.max_new_tokens} new tokens`;
     case "model_call":
       return `Model call #${e.n} (${e.purpose}): ${fmt.int(e.prompt_tokens)} prompt + ${fmt.int(e.completion_tokens)} completion tokens `
-        + `in ${fmt.ms(e.wall_ms)}${e.stopped_by ? `, stopped by ${e.stopped_by}` : ""}${e.error ? ` — failed: ${e.error}` : ""}`;
+        + `in ${fmt.ms(e.wall_ms)}${e.stopped_by ? `, stopped by ${stoppedBy(e.stopped_by)}` : ""}${e.error ? ` — failed: ${e.error}` : ""}`;
     case "postprocess": {
       const removed = ["removed_markers", "removed_links", "removed_instructions", "removed_captions"]
         .map((k) => [k.replace("removed_", ""), (e[k] || []).length]).filter(([, n]) => n);
@@ -55,14 +71,14 @@ export function describe(e) {
         + (s.some((x) => x.dropped) ? `; ${s.filter((x) => x.dropped).length} unsupported dropped` : "");
     }
     case "budget":
-      return `Budget ${e.budget} (${e.limit}) reached: ${e.reason}`;
+      return `${stoppedBy(e.budget).replace(/^the /, "").replace(/^./, (c) => c.toUpperCase())} (${e.budget === "timeout_s" ? `${e.limit} s` : e.limit}) reached: ${e.reason}`;
     case "answer":
       return e.abstained ? "Abstained: the documents do not say" : "Answer written";
     case "citations":
       return `${(e.citations || []).length} citations`;
     case "done":
       return `Done after ${e.rounds} ${e.rounds === 1 ? "round" : "rounds"}: ${costLine(e.usage)}`
-        + (e.stopped_by ? `; stopped by ${e.stopped_by}` : "");
+        + (e.stopped_by ? `; stopped by ${stoppedBy(e.stopped_by)}` : "");
     case "error":
       return `Failed: ${e.code || ""} ${e.message || ""}`;
     default:
