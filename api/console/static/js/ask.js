@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { answerWithMarkers, citationList, openCitation } from "./citations.js";
 import { clear, errorBox, fmt, h, link } from "./dom.js";
-import { costLine, describe, incompleteLine, stoppedBy } from "./words.js";
+import { costLine, describe, incompleteLine, stoppedBy, supportLines } from "./words.js";
 
 // The budget a question may spend; empty fields take the server's defaults (which are also ceilings).
 const BUDGET = [
@@ -59,6 +59,7 @@ export async function askView(selected) {
       answer.dataset.tokens = String(tokens.length);
       clear(tail,
         final.complete === false ? h("p", { class: "incomplete", id: "incomplete" }, incompleteLine(final)) : null,
+        ...supportLines(final).map((line) => h("p", { class: "unverified" }, line)),
         citationList(final.citations, open),
         h("p", { class: "cost", id: "cost" }, costLine(final.usage), final.stopped_by ? ` · stopped by ${stoppedBy(final.stopped_by)}` : ""),
         h("p", {}, link(`/questions/${final.id}`, "Why did it say that? Open the trace →")));

@@ -97,6 +97,21 @@ export function incompleteLine(r) {
   return `Incomplete answer: ${INCOMPLETE[r.incomplete_reason] || "the model call was cut"}`;
 }
 
+// What a reader must know beside an answer: not verified (no citation could be checked), or sentences
+// of the model's answer removed as unsupported.
+export function supportLines(r) {
+  const out = [];
+  if (r && r.verified === false) {
+    const why = (r.support && r.support.why_unverified) || "no check could tie it to the passages";
+    out.push(`Not verified: answered without citations (${why}).`);
+  }
+  if (r && r.dropped_sentences) {
+    const n = r.dropped_sentences;
+    out.push(`${n} sentence${n === 1 ? "" : "s"} of the model's answer removed: not supported by the passages.`);
+  }
+  return out;
+}
+
 export function costLine(u) {
   if (!u) return "";
   return `${u.model_calls} model ${u.model_calls === 1 ? "call" : "calls"} · ${fmt.int(u.prompt_tokens)} prompt + `
