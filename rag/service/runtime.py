@@ -23,6 +23,8 @@ from rag.models.embedder import Embedder
 from rag.models.loader import ModelStatus, load_embedder, load_generator
 from rag.service.answering import QuestionService
 from rag.service.auth import KeyService
+from rag.service.chat import ChatService
+from rag.service.conversations import ConversationService
 from rag.service.backend import open_backend
 from rag.service.collections import CollectionService
 from rag.service.ingesting import IngestService
@@ -48,6 +50,8 @@ class Runtime:
     collections: CollectionService | None = None
     searcher: Searcher | None = None
     questions: QuestionService | None = None
+    conversations: ConversationService | None = None
+    chat: ChatService | None = None
     keys: KeyService | None = None
     quotas: Quotas | None = None
 
@@ -84,6 +88,8 @@ class Runtime:
                 precision=self.embedder.precision), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
+        self.conversations = ConversationService(self.settings, self.db, self.questions)
+        self.chat = ChatService(self.settings, self.questions)
         if not backend.shared:  # other servers' questions may be running in a shared store
             self.questions.recover()
         self.keys = KeyService(self.settings, self.db)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from rag.store.connection import Connection
 from rag.store.db import transaction, utcnow
-from rag.store.migrations import Migration, SchemaError
+from rag.store.migrations import M009_CONVERSATIONS, Migration, SchemaError
 
 MIGRATE_LOCK = 0x7261_6701  # pg_advisory_xact_lock key: "rag" 1
 VECTOR_INDEX_LOCK = 0x7261_6702
@@ -204,6 +204,7 @@ CREATE TABLE install_secrets (
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "p001_initial", P001_INITIAL),
+    Migration(2, "p002_conversations", M009_CONVERSATIONS),  # SQLite's SQL is Postgres' too
 ]
 
 

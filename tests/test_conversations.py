@@ -1,0 +1,129 @@
+"""Conversations over the HTTP API on both backends (SQLite and Postgres), with the small real models
+(all-MiniLM-L6-v2 + SmolLM2-135M-Instruct, `tests/test_ask_e2e.py`'s settings): create, ask turns as
+JSON and as Server-Sent Events, read back, list, delete; a follow-up that points back is condensed by
+one recorded `condense` call (ledger, trace, usage), one that names its subject costs none; a turn
+replays with its history; another tenant's conversation is the same 404 as a missing one."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.server import local_client
+from tests.test_ask_e2e import DATA, SHIPPING_Q, en_settings, events, wait_job
+from tests.test_questions_api import parse_sse
+
+FILES = ["parking.txt", "shipping.html", "brewmaster.md"]
+FOLLOW_UP = "And how much does it cost?"  # "it": the shipping of the turn before
+
+
+@pytest.fixture(scope="module")
+def pg_module_url(pg_server):
+    """One database for the module's Postgres app (conftest's `pg_url` is per test)."""
+    from tests.conftest import fresh_database
+
+    with fresh_database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def client(request, tmp_path_factory, models_dir):
+    from api.app import create_app
+
+    url = request.getfixturevalue("pg_module_url") if request.param == "postgres" else ""
+    settings = en_settings(tmp_path_factory.mktemp(f"conv-{request.param}") / "state", models_dir, database_url=url,
+                           max_answer_tokens=24)
+    with local_client(create_app(settings), settings.data_dir, raise_server_exceptions=False) as c:
+        for name in ("conv", "other"):
+            assert c.post("/v1/collections", json={"name": name}).status_code == 201
+        r = c.post("/v1/collections/conv/documents",
+                   files=[("files", (f, (DATA / f).read_bytes(), "application/octet-stream")) for f in FILES])
+        assert r.status_code == 202, r.text
+        assert all(wait_job(c, j["id"])["status"] == "done" for j in r.json()["jobs"])
+        yield c
+
+
+def condense_steps(client, qid: str) -> list[dict]:
+    trace = client.get(f"/v1/questions/{qid}/trace").json()
+    return [e for e in events(trace, "decision") if e["step"] == "condense"]
+
+
+def test_a_conversation_from_creation_to_deletion(client):
+    r = client.post("/v1/collections/conv/conversations", json={"title": "shipping"})
+    assert r.status_code == 201, r.text
+    conv = r.json()
+    assert conv["collection"] == "conv" and conv["title"] == "shipping" and conv["turns"] == 0
+    cid = conv["id"]
+
+    first = client.post(f"/v1/conversations/{cid}/questions", json={"question": SHIPPING_Q})
+    assert first.status_code == 200, first.text
+    first = first.json()
+    assert first["conversation_id"] == cid and first["turn"] == 0 and first["standalone_question"] is None
+    assert "condense" not in first["usage"]["by_purpose"] and condense_steps(client, first["id"]) == []
+
+    # the follow-up, streamed: its condense decision is a step, its answer the same object as JSON
+    with client.stream("POST", f"/v1/conversations/{cid}/questions",
+                       json={"question": FOLLOW_UP, "stream": True}) as resp:
+        assert resp.status_code == 200
+        sse = parse_sse(resp.iter_lines())
+    steps = [d for e, d in sse if e == "step"]
+    (step,) = [s for s in steps if s.get("step") == "condense"]
+    assert step["verdict"] in ("condense", "fallback") and "it" in step["markers"] and step["history_turns"] == 1
+    final = sse[-1][1]
+    assert sse[-1][0] == "final" and final["turn"] == 1 and final["standalone_question"] == step["standalone"]
+    assert final["usage"]["by_purpose"]["condense"]["calls"] == 1  # one recorded call, on the ledger
+    calls = client.get(f"/v1/questions/{final['id']}").json()["calls"]
+    assert [c["purpose"] for c in calls].count("condense") == 1
+    packing = next(s for s in steps if s["type"] == "packing")
+    assert packing["history_turns"] == 1 and 0 < packing["history_tokens"] <= 384
+
+    # a follow-up that names its subject: searched as asked, no call
+    third = client.post(f"/v1/conversations/{cid}/questions", json={"question": "How many cars fit in the company garage?"}).json()
+    assert third["turn"] == 2 and "condense" not in third["usage"]["by_purpose"]
+    assert [s["verdict"] for s in condense_steps(client, third["id"])] == ["skip"]
+
+    got = client.get(f"/v1/conversations/{cid}").json()
+    assert [t["turn"] for t in got["turns"]] == [0, 1, 2] and got["turns"] and got["turns"][1]["id"] == final["id"]
+    assert got["turns"][1]["answer"] == final["answer"] and got["turns"][1]["citations"] == final["citations"]
+    assert got["turns"][1]["usage"] == final["usage"]
+    listed = client.get("/v1/collections/conv/conversations").json()["conversations"]
+    assert [(c["id"], c["turns"]) for c in listed] == [(cid, 3)]
+    usage = client.get("/v1/usage", params={"group_by": "collection"}).json()["usage"]
+    assert next(u for u in usage if u["collection"] == "conv")["model_calls"] >= sum(
+        t["usage"]["model_calls"] for t in got["turns"])
+
+    # a turn replays with its recorded history: condensed again
+    replayed = client.post(f"/v1/questions/{final['id']}/replay")
+    assert replayed.status_code == 200, replayed.text
+    assert [s["verdict"] for s in condense_steps(client, replayed.json()["id"])] == [step["verdict"]]
+
+    assert client.delete(f"/v1/conversations/{cid}").status_code == 204
+    gone = client.get(f"/v1/conversations/{cid}")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "conversation_not_found"
+    assert client.get(f"/v1/questions/{final['id']}").status_code == 200  # the ledger keeps its questions
+    assert client.get("/v1/collections/conv/conversations").json()["conversations"] == []
+
+
+def test_keys_and_tenants_apply_as_for_questions(client):
+    cid = client.post("/v1/collections/conv/conversations").json()["id"]
+    other = client.post("/v1/keys", json={"role": "read", "collections": ["other"]}).json()["key"]
+    reader = client.post("/v1/keys", json={"role": "read", "collections": ["conv"]}).json()["key"]
+    as_other = {"Authorization": f"Bearer {other}"}
+    missing = client.get("/v1/conversations/0123456789abcdef0123456789abcdef", headers=as_other)
+    hidden = client.get(f"/v1/conversations/{cid}", headers=as_other)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["error"]["code"] == missing.json()["error"]["code"] == "conversation_not_found"
+    assert client.post(f"/v1/conversations/{cid}/questions", json={"question": SHIPPING_Q},
+                       headers=as_other).status_code == 404
+    assert client.delete(f"/v1/conversations/{cid}", headers=as_other).status_code == 404
+    assert client.post("/v1/collections/conv/conversations", headers=as_other).status_code == 404
+    assert client.get("/v1/collections/conv/conversations", headers=as_other).status_code == 404
+    assert client.get(f"/v1/conversations/{cid}", headers={"Authorization": f"Bearer {reader}"}).status_code == 200
+    assert client.get(f"/v1/conversations/{cid}", headers={"Authorization": "Bearer nope"}).status_code == 401
+    blank = client.post(f"/v1/conversations/{cid}/questions", json={"question": "   "})
+    assert blank.status_code == 422 and blank.json()["error"]["code"] == "empty_question"
+    assert client.post("/v1/collections/ghost/conversations").json()["error"]["code"] == "collection_not_found"
+    # a collection deleted takes its conversations with it
+    assert client.post("/v1/collections", json={"name": "brief"}).status_code == 201
+    brief = client.post("/v1/collections/brief/conversations").json()["id"]
+    assert client.delete("/v1/collections/brief").status_code in (200, 204)
+    assert client.get(f"/v1/conversations/{brief}").status_code == 404
