@@ -1,4 +1,4 @@
-"""Conversations over the HTTP API on both backends (SQLite and Postgres), with the small real models
+"""Conversations: the store on both backends (SQLite and Postgres), and the HTTP API with the small real models
 (all-MiniLM-L6-v2 + SmolLM2-135M-Instruct, `tests/test_ask_e2e.py`'s settings): create, ask turns as
 JSON and as Server-Sent Events, read back, list, delete; a follow-up that points back is condensed by
 one recorded `condense` call (ledger, trace, usage), one that names its subject costs none; a turn
@@ -17,21 +17,10 @@ FOLLOW_UP = "And how much does it cost?"  # "it": the shipping of the turn befor
 
 
 @pytest.fixture(scope="module")
-def pg_module_url(pg_server):
-    """One database for the module's Postgres app (conftest's `pg_url` is per test)."""
-    from tests.conftest import fresh_database
-
-    with fresh_database(pg_server) as url:
-        yield url
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def client(request, tmp_path_factory, models_dir):
+def client(tmp_path_factory, models_dir):
     from api.app import create_app
 
-    url = request.getfixturevalue("pg_module_url") if request.param == "postgres" else ""
-    settings = en_settings(tmp_path_factory.mktemp(f"conv-{request.param}") / "state", models_dir, database_url=url,
-                           max_answer_tokens=24)
+    settings = en_settings(tmp_path_factory.mktemp("conv") / "state", models_dir, max_answer_tokens=24)
     with local_client(create_app(settings), settings.data_dir, raise_server_exceptions=False) as c:
         for name in ("conv", "other"):
             assert c.post("/v1/collections", json={"name": name}).status_code == 201
@@ -40,6 +29,56 @@ def client(request, tmp_path_factory, models_dir):
         assert r.status_code == 202, r.text
         assert all(wait_job(c, j["id"])["status"] == "done" for j in r.json()["jobs"])
         yield c
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_store_numbers_turns_keeps_history_and_cascades_on_both_backends(backend, request, tmp_path):
+    """The conversation tables and the ledger's turns, the same on both engines: turns numbered in
+    order, a turn index taken twice refused (the unique index `start_question` turns into a 409), the
+    history of finished turns, delete keeping the questions, a deleted collection taking its
+    conversations with it."""
+    import sqlite3
+    from contextlib import closing
+
+    from rag import store
+    from rag.errors import NotFound
+    from rag.settings import Settings
+    from rag.store import conversations as table, ledger
+
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else ""
+    with closing(store.open_configured(Settings(data_dir=tmp_path / "state", database_url=url))) as conn:
+        store.create_collection(conn, "c")
+        table.create_conversation(conn, "conv1", "c", "t")
+        turns = [ledger.start_question(conn, f"q{i}", "c", f"question {i}", budget={}, options={}, models={},
+                                       conversation="conv1") for i in range(3)]
+        assert turns == [0, 1, 2]
+        assert ledger.start_question(conn, "lone", "c", "alone", budget={}, options={}, models={}) is None
+        for i, status in enumerate(["answered", "failed", "abstained"]):
+            result = {"id": f"q{i}", "answer": f"answer {i}", "standalone_question": "standalone 0" if i == 0 else None}
+            ledger.finish_question(conn, f"q{i}", status=status, result=result if status != "failed" else None,
+                                   trace=None, seconds=0.1)
+        # two turns racing for one index: the unique index refuses the second (start_question: 409)
+        with pytest.raises(sqlite3.IntegrityError):
+            with store.transaction(conn):
+                conn.execute("UPDATE questions SET conversation_id = 'conv1', turn = 2 WHERE id = 'lone'")
+
+        assert [(r["question"], r["answer"]) for r in table.history(conn, "conv1")] == [
+            ("question 0", "answer 0"), ("question 2", "answer 2")]  # the failed turn is no history
+        got = table.turns(conn, "conv1")
+        assert [(t["turn"], t["status"]) for t in got] == [(0, "answered"), (1, "failed"), (2, "abstained")]
+        assert got[0]["standalone_question"] == "standalone 0"
+        assert [(c["id"], c["turns"]) for c in table.list_conversations(conn, "c")] == [("conv1", 3)]
+        table.delete_conversation(conn, "conv1")
+        with pytest.raises(NotFound):
+            table.get_conversation(conn, "conv1")
+        assert ledger.get_question(conn, "q0")["answer"] == "answer 0"
+
+        store.create_collection(conn, "d")
+        table.create_conversation(conn, "conv2", "d")
+        store.delete_collection(conn, "d")
+        with pytest.raises(NotFound) as err:
+            table.collection_of(conn, "conv2")
+        assert err.value.code == "conversation_not_found"
 
 
 def condense_steps(client, qid: str) -> list[dict]:
