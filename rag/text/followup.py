@@ -20,13 +20,14 @@ from rag.text.fold import fold
 
 __all__ = ["markers"]
 
+_NOUNS = (r"one|ones|package|packages|command|program|tool|file|filesystem|format|directory|port|release|version|"
+          r"value|option|service|area|archive|architecture|level|codename|name|number|year|manual|book|document|"
+          r"entry|key|daemon|server|protocol|system|method")
 _EN = re.compile(
-    r"\b(?:it|its|itself|they|them|their|theirs|he|him|his|she|her|former|latter|"
-    r"(?:this|that|these|those)(?= (?:one|ones|package|packages|command|program|tool|file|port|release|version|"
-    r"value|option|service|area|archive|architecture|level|codename|name|number|year|manual|book|document)\b)|"
-    r"(?:this|that|these|those)(?=\s*[?.!]*$)|(?:this|that) (?:is|was|does|do|did|mean|means)\b|"
-    r"the (?:first|second|third|fourth|last|other|same|previous|next)(?: one| ones)?\b|"
-    r"(?:what|how) about|and (?:what|how|which|where|when|who|for|in|on|with)\b)")
+    r"\b(?:it|its|itself|they|them|their|theirs|he|him|his|she|her|former|latter)\b|"
+    rf"\b(?:this|that|these|those) (?:{_NOUNS})\b|\b(?:this|that|these|those)(?=\s*[?.!]*$)|"
+    r"\bthe (?:first|second|third|fourth|last|other|same|previous|next)(?: ones?\b|(?=\s*[?.!]*$))|"
+    r"\b(?:what|how) about\b|\bhow (?:many|much|long|old) (?:do|does|did|is|are|was|were)\b|\bwhich one\b")
 _EN_START = re.compile(r"^\s*(?:and|also|then|so|but|or|what about|how about)\b")
 _ZH = re.compile(
     r"它|他们|她们|他(?!人)|她|其中|其余|(?<!应)该(?=[^死])|这(?:个|些|种|款|台|项|里|两|一)|那(?:个|些|种|款|台|项|里|两|一)|"
