@@ -16,6 +16,45 @@ FILES = ["parking.txt", "shipping.html", "brewmaster.md"]
 FOLLOW_UP = "And how much does it cost?"  # "it": the shipping of the turn before
 
 
+@pytest.mark.parametrize("text,found", [
+    ("In which year was it created?", ["it"]), ("And ldaps?", ["and"]),
+    ("What about the second one?", ["what about", "the second one"]),
+    ("What is the maximum file size on that filesystem?", ["that filesystem"]),
+    ("How many does the non-free-firmware area hold?", ["how many does"]),
+    ("它的参数量呢？", ["它", "呢?"]), ("ftps 呢？", ["呢?"]), ("那 ftps-data 用哪個埠？", ["那"]),
+    ("這些數據是哪一天下載的？", ["这些"]),
+    # standalone questions: nothing points back
+    ("Which port does imaps use?", []), ("Which program lets a remote shell process survive?", []),
+    ("In which month was the first Debian release with systemd released?", []),
+    ("Which package schedules commands on a system that is not running continuously?", []),
+    ("pop3s 使用哪个端口？", []), ("應該用哪個命令？", []),
+])
+def test_back_pointing_words(text, found):
+    from rag.text.followup import markers
+
+    assert markers(text) == found
+
+
+def test_history_keeps_the_newest_turns_within_its_budget_and_chat_reads_turns_without_sources():
+    from rag.ask.condense import History, Turn, recent
+    from rag.service.chat import ChatMessage, turns
+    from tests.fakes import FakeLLM
+
+    llm = FakeLLM()
+    old, new = Turn("first question " * 20, "a long answer " * 40), Turn("Which port?", "Port 993.", "Which port does imaps use?")
+    kept = recent(History((old, new), max_tokens=40), llm)
+    assert kept.turns == (new,) and kept.tokens == llm.count_tokens(new.resolved) + llm.count_tokens(new.answer)
+    assert kept.messages() == ({"role": "user", "content": "Which port does imaps use?"},
+                               {"role": "assistant", "content": "Port 993."})
+    assert recent(History((old, new), max_tokens=0), llm).turns == ()
+    said = [ChatMessage("user", "Which port does imaps use?"),
+            ChatMessage("assistant", "imaps uses port 993. [1]\n\nSources:\n[1] services.txt"),
+            ChatMessage("user", "来源呢？"), ChatMessage("assistant", "端口993。[1]\n\n来源：\n[1] a.txt，第2页"),
+            ChatMessage("user", "And ldaps?")]
+    assert turns(said) == (Turn("Which port does imaps use?", "imaps uses port 993. [1]"), Turn("来源呢？", "端口993。[1]"),
+                           Turn("And ldaps?", ""))
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, models_dir):
     from api.app import create_app
