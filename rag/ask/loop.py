@@ -4,6 +4,10 @@
 
 Steps (each recorded in the trace with its reason in words and numbers):
 
+0. A conversation's follow-up (`history` given) that leans on earlier turns is condensed into a
+   standalone question by one model call, only when it needs it (`rag.ask.condense`); the steps
+   below then work on that question, and the answer prompt carries the recent turns within their
+   own token budget.
 1. Search with the question as asked (the retriever fuses dense and BM25 with RRF).
 2. Assess the evidence with cheap signals (`rag.ask.evidence`): key-term coverage, top dense score,
    retriever agreement, must-have names/numbers. Missing names or numbers -> abstain with 0 model calls.
