@@ -52,9 +52,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(Guards, settings=settings)  # outermost: Host, origin and body size before anything else
 
-    from api import collections, documents, health, jobs, keys, questions
+    from api import collections, conversations, documents, health, jobs, keys, openai_compat, questions
 
-    for module in (health, collections, documents, jobs, questions, keys):
+    for module in (health, collections, documents, jobs, questions, conversations, openai_compat, keys):
         app.include_router(module.router)
     app.router.routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"]))
     console.install(app)
@@ -74,31 +74,44 @@ def error_body(code: str, message: str, **extra) -> dict:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def _error(request: Request, status: int, code: str, message: str, **extra) -> dict:
+    """The error body: OpenAI's shape on the OpenAI-compatible paths (its clients read `type`), ours elsewhere
+    (both carry `code` and `message`)."""
+    from api.openai_compat import OPENAI_PATHS, openai_error
+
+    if request.url.path in OPENAI_PATHS:
+        body = openai_error(code, message, status)
+        body["error"].update(extra)
+        return body
+    return error_body(code, message, **extra)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
-    async def _rag_error(_: Request, exc: RagError):
-        return error_response(exc)
+    async def _rag_error(request: Request, exc: RagError):
+        return error_response(exc, _error(request, exc.status, exc.code, exc.message))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
         if named := named_error(exc.errors()):
-            return JSONResponse(error_body(named.code, named.message), status_code=named.status)
+            return JSONResponse(_error(request, named.status, named.code, named.message), status_code=named.status)
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in exc.errors()]
-        return JSONResponse(error_body("invalid_request", "request body or parameters are invalid", details=details),
-                            status_code=422)
+        return JSONResponse(_error(request, 422, "invalid_request", "request body or parameters are invalid",
+                                   details=details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 400 and not getattr(exc, "code", None):
             # A body FastAPI cannot even decode: as invalid as one that fails validation.
-            return JSONResponse(error_body("invalid_request", str(exc.detail)), status_code=422)
+            return JSONResponse(_error(request, 422, "invalid_request", str(exc.detail)), status_code=422)
         if exc.status_code == 404 and not getattr(exc, "code", None) and (page := console.not_found_page(request)):
             return page
         code = getattr(exc, "code", None) or {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
+        return JSONResponse(_error(request, exc.status_code, code, str(exc.detail)), status_code=exc.status_code,
+                            headers=headers or None)
 
 
 def named_error(errors) -> RagError | None:

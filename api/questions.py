@@ -6,7 +6,7 @@ import json
 import queue
 import threading
 import uuid
-
+from dataclasses import dataclass
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -51,42 +51,63 @@ _QUESTION_404 = errors({404: ["question_not_found"]})
 def ask_question(name: CollectionPath, body: QuestionIn, request: Request, who: Principal = Depends(principal)):
     who.require(name)
     runtime = request.app.state.runtime
-    service, quotas = runtime.questions, runtime.quotas
-    budget = body.budget.model_dump(exclude_none=True) if body.budget else None
-    options = body.options.model_dump(exclude_none=True) if body.options else None
+    service = runtime.questions
+    budget, options = overrides(body)
     prepared = service.prepare(AskRequest(collection=name, question=body.question, budget=budget, options=options))
-    slot = quotas.question(who.key_id)  # every 4xx/429/503 before a stream starts
-    if not body.stream:
+    return answer(runtime, who, prepared, stream=body.stream)
+
+
+def overrides(body: QuestionIn) -> tuple[dict | None, dict | None]:
+    """The request's budget and options, only the fields it set."""
+    return (body.budget.model_dump(exclude_none=True) if body.budget else None,
+            body.options.model_dump(exclude_none=True) if body.options else None)
+
+
+def answer(runtime, who: Principal, prepared: PreparedQuestion, *, stream: bool):
+    """A prepared question (or conversation turn) answered as JSON or as Server-Sent Events, within the
+    key's question slot (a 429 before a stream starts)."""
+    service = runtime.questions
+    slot = runtime.quotas.question(who.key_id)
+    if not stream:
         with slot:
-            answer = service.ask(prepared)
-            slot.spent(answer.usage["model_calls"])
-        return answer.to_dict()
+            done = service.ask(prepared)
+            slot.spent(done.usage["model_calls"])
+        return done.to_dict()
     return _stream(service, prepared, slot)
 
 
-def _stream(service: QuestionService, prepared: PreparedQuestion, slot: QuestionSlot) -> StreamingResponse:
+@dataclass
+class Running:
+    """A question answered in a worker thread: what it produced arrives on `items` as (kind, data),
+    `None` at the end; `gone` set by the reader stops the loop at its next event or token."""
+
+    qid: str
+    items: queue.Queue
+    gone: threading.Event
+
+
+def run_in_thread(service: QuestionService, prepared: PreparedQuestion, slot: QuestionSlot) -> Running:
     """The loop runs in a worker thread, which holds the key's question slot until the question
-    ends; events and tokens reach the client through a queue.
+    ends. Items: ("step", event), ("token", {"text"}), then ("final", Answer) or ("error", body).
 
     When the client goes away the next event raises in the loop, which ends the question; the
     ledger already holds every call made, and the question is recorded as failed
     (`client_disconnected`)."""
-    q: queue.Queue = queue.Queue(maxsize=1000)
-    gone = threading.Event()
-    qid = uuid.uuid4().hex
+    run = Running(uuid.uuid4().hex, queue.Queue(maxsize=1000), threading.Event())
+    q, qid = run.items, run.qid
 
     def push(kind: str, data) -> None:
-        if gone.is_set():
+        if run.gone.is_set():
             raise ClientGone("the streaming client disconnected")
         q.put((kind, data))
 
-    def run() -> None:
+    def work() -> None:
         try:
             with slot:
                 final = service.ask(prepared, qid=qid, on_event=lambda e: push("step", e),
                                     on_token=lambda t: push("token", {"text": t}))
                 slot.spent(final.usage["model_calls"])
-            q.put(("final", final.to_dict()))
+            q.put(("final", final))
         except RagError as exc:
             q.put(("error", {"error": exc.to_dict(), "id": qid}))
         except ClientGone:
@@ -96,15 +117,22 @@ def _stream(service: QuestionService, prepared: PreparedQuestion, slot: Question
         finally:
             q.put(None)
 
-    threading.Thread(target=run, name=f"question-{qid}", daemon=True).start()
+    threading.Thread(target=work, name=f"question-{qid}", daemon=True).start()
+    return run
+
+
+def _stream(service: QuestionService, prepared: PreparedQuestion, slot: QuestionSlot) -> StreamingResponse:
+    """Server-Sent Events: `question`, `step`s and `token`s as they come, then `final` or `error`."""
+    run = run_in_thread(service, prepared, slot)
 
     def body():
         try:
-            yield _sse("question", {"id": qid})
-            while (item := q.get()) is not None:
-                yield _sse(*item)
+            yield _sse("question", {"id": run.qid})
+            while (item := run.items.get()) is not None:
+                kind, data = item
+                yield _sse(kind, data.to_dict() if kind == "final" else data)
         finally:
-            gone.set()
+            run.gone.set()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -457,3 +457,105 @@ class ReplayOut(BaseModel):
     identical: bool
     note: str | None = Field(description="Set when the configured models or options differ from the recorded ones.")
     changes: list[ChangeOut] = Field(description="Every compared aspect, changed or not.")
+
+
+# ------------------------------------------------------------------ conversations
+
+
+ConversationId = Annotated[str, Path(pattern=ID_PATTERN, description="A conversation's id.")]
+
+
+class ConversationIn(_In):
+    title: str = Field("", max_length=200, description="A label for people (optional).")
+
+
+class ConversationOut(BaseModel):
+    id: str
+    collection: str
+    title: str
+    created_at: str
+    turns: int = Field(description="Questions asked in it so far.")
+
+
+class ConversationListOut(BaseModel):
+    conversations: list[ConversationOut] = Field(description="Newest first.")
+
+
+# ------------------------------------------------------------------ OpenAI-compatible chat
+
+
+class _OpenAIIn(BaseModel):
+    """OpenAI's request shapes: fields a chat model would use (temperature, top_p, n, user...) are
+    accepted and ignored, since the collection's loop decides how to answer."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class ChatContentPart(_OpenAIIn):
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(_OpenAIIn):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ChatContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(p.text for p in self.content if p.type == "text" and p.text)
+        return self.content or ""
+
+
+class StreamOptionsIn(_OpenAIIn):
+    include_usage: bool = False
+
+
+class ChatIn(_OpenAIIn):
+    model: CollectionName = Field(description="The collection to answer from (`GET /v1/models` lists them).")
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=500, description="The conversation; the last "
+                                          "user message is the question, earlier user/assistant pairs its history.")
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1, description="Lowers the answer's token limit (never above the server's).")
+    max_completion_tokens: int | None = Field(None, ge=1, description="As `max_tokens` (the newer name wins).")
+    stream_options: StreamOptionsIn | None = None
+
+
+class ModelOut(BaseModel):
+    id: str = Field(description="A collection's name.")
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelListOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut] = Field(description="The collections this key may read.")
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoiceOut(BaseModel):
+    index: int
+    message: ChatMessageOut
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatUsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionOut(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoiceOut]
+    usage: ChatUsageOut = Field(description="The question's model calls, all of them (the ledger's totals).")
+    question_id: str = Field(description="The question's id: its answer, trace and replay are at /v1/questions/{id}.")
+    citations: list[dict] = Field(description="As in a question's answer: n (the [n] in the text), chunk_ids, "
+                                              "document_id, filename, page, quote.")

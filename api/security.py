@@ -35,14 +35,16 @@ def principal(request: Request, _: HTTPAuthorizationCredentials | None = Depends
     return who
 
 
-def error_response(exc: RagError) -> JSONResponse:
-    """A refused request's JSON (`{"error": {"code", "message"}}`) with the headers its status calls for."""
+def error_response(exc: RagError, body: dict | None = None) -> JSONResponse:
+    """A refused request's JSON (`{"error": {"code", "message"}}`, or `body` in another shape: OpenAI's on
+    its compatible paths) with the headers its status calls for."""
     headers = {}
     if exc.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if exc.status == 429:
         headers["Retry-After"] = str(max(1, int(getattr(exc, "retry_after", None) or 1)))
-    return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status, headers=headers)
+    return JSONResponse(body or {"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status,
+                        headers=headers)
 
 
 def bearer(request: Request) -> Principal | None:

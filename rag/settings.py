@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     # Generation and context
     context_window: int = Field(2048, description="Tokens the answering prompt plus answer may use (generator tokens).")
     max_answer_tokens: int = Field(256, description="Most tokens generated for an answer.")
+    history_tokens: int = Field(384, ge=0, description="Most tokens of a conversation's earlier turns (questions and answers, newest first) in the answering and condensing prompts (generator tokens); 0: follow-ups are still condensed from the last turn, answers see no history.")
     max_context_tokens: int = Field(768, ge=1, description="Most passage tokens in the answering prompt (generator tokens); the window may allow more. 768: the knee measured on the factoid set with the 1.5B (accuracy held from 1,024, fell 6-10 points at 512 and 384; see the README).")
 
     # Ingestion

@@ -105,7 +105,6 @@ def bench_factoid_cmd(
     """Short-answer accuracy on the factoid set (Debian Reference and FAQ, en/zh-Hans/zh-Hant) with the configured
     generator and runtime: accuracy, confident-wrong, abstention, cost; dated JSON + markdown report."""
     from rag_bench import factoid as fb
-    from rag_bench.eval.factoid import LANGS, MissingPackage
 
     if compare or reports:
         if not compare or len(reports or []) != 2:
@@ -113,21 +112,50 @@ def bench_factoid_cmd(
             raise typer.Exit(2)
         typer.echo("\n".join(fb.compare_tables(fb.load_report(reports[0]), fb.load_report(reports[1]))))
         return
+    opts = fb.Options(langs=_factoid_langs(lang), limit=limit, minutes=minutes if minutes else None, data_dir=data_dir)
+    _run_and_report(fb, opts, out_dir)
+
+
+def _factoid_langs(lang: str) -> tuple[str, ...]:
+    """`--lang` of the benches over the factoid set's documents: en, zh-Hans, zh-Hant, zh (both scripts) or all."""
+    from rag_bench.eval.factoid import LANGS
+
     langs = {"all": LANGS, "zh": ("zh-Hans", "zh-Hant")}.get(lang, (lang,))
     if not set(langs) <= set(LANGS):
         typer.echo("--lang must be en, zh-Hans, zh-Hant, zh or all")
         raise typer.Exit(2)
-    opts = fb.Options(langs=tuple(langs), limit=limit, minutes=minutes if minutes else None, data_dir=data_dir)
+    return tuple(langs)
+
+
+def _run_and_report(bench, opts, out_dir: Optional[Path]) -> None:
+    """Runs a bench module (`run`, `write_report`, `stdout_table`) over the installed Debian documents."""
+    from rag_bench.eval.factoid import MissingPackage
+
     if out_dir is not None:
         opts.out_dir = out_dir
     try:
-        data = fb.run(Settings(), opts, log=lambda m: typer.echo(m, err=True))
+        data = bench.run(Settings(), opts, log=lambda m: typer.echo(m, err=True))
     except MissingPackage as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    md, js = fb.write_report(data, opts.out_dir)
-    typer.echo(fb.stdout_table(data))
+    md, js = bench.write_report(data, opts.out_dir)
+    typer.echo(bench.stdout_table(data))
     typer.echo(f"report: {md}\ndata: {js}")
+
+
+@cli.command("conversations")
+def bench_conversations_cmd(
+    limit: Optional[int] = typer.Option(None, help="Dialogues per language (default: all 43)."),
+    lang: str = typer.Option("all", "--lang", help="en, zh-Hans, zh-Hant, zh (both scripts) or all."),
+    minutes: Optional[float] = typer.Option(None, help="Wall-clock target: stop starting dialogues when the next would not fit."),
+    data_dir: Optional[Path] = typer.Option(None, help="Persistent state folder: documents already ingested there are reused."),
+    out_dir: Optional[Path] = typer.Option(None, help="Report folder (default: bench-reports/)."),
+) -> None:
+    """Follow-ups in conversations (Debian Reference and FAQ, en/zh-Hans/zh-Hant) against the same questions asked
+    standalone: accuracy, condense calls and tokens per follow-up, how often the condensing rule fires."""
+    from rag_bench import conversations as cb
+
+    _run_and_report(cb, cb.Options(langs=_factoid_langs(lang), limit=limit, minutes=minutes, data_dir=data_dir), out_dir)
 
 
 @cli.command("injection")

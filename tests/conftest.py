@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
@@ -126,6 +127,13 @@ def pg_server():
 @pytest.fixture()
 def pg_url(pg_server):
     """A fresh, empty database on the session's Postgres, dropped after the test."""
+    with fresh_database(pg_server) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def fresh_database(pg_server: str):
+    """A new, empty database on the server at `pg_server`, dropped on exit."""
     import uuid
 
     import psycopg
@@ -133,9 +141,11 @@ def pg_url(pg_server):
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    yield with_database(pg_server, name)
-    with psycopg.connect(pg_server, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    try:
+        yield with_database(pg_server, name)
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def with_database(url: str, name: str) -> str:

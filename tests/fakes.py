@@ -105,6 +105,8 @@ class FakeLLM:
             return "judge"
         if any(user.startswith(instr[:10]) for instr in (*prompts.REWRITE_INSTRUCTION.values(), *prompts.TRANSLATE_INSTRUCTION.values())):
             return "rewrite"
+        if any(user.startswith(instr[:10]) for instr in prompts.CONDENSE_INSTRUCTION.values()):
+            return "condense"
         return "answer"
 
     def _output(self, purpose: str, messages: list[dict]) -> str:

@@ -25,6 +25,7 @@ from tests.test_ask_e2e import DATA, en_settings
 ADMIN_KEY = "rag_openapi_test_admin_key_0123456789"
 MAX_EXAMPLES = 100
 UPLOAD = "POST /v1/collections/{name}/documents"
+CHAT = "POST /v1/chat/completions"
 ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # Schemathesis's own for valid data
 
 
@@ -57,6 +58,12 @@ def _config():
             # refused with its documented 415/422/400. Every other check runs on uploads as on the rest.
             "include-name": UPLOAD,
             "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "415", "422"]}},
+        }, {
+            # Nor can "the last user/assistant message is the user's, with text" (OpenAI's schema, which
+            # this body follows, does not say it either): such a body is refused with its documented
+            # 400 `invalid_messages` or 422 `empty_question`.
+            "include-name": CHAT,
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "400", "422"]}},
         }],
     })
 

@@ -17,6 +17,7 @@ from typing import Callable
 import pytest
 
 from rag.ask import AskOptions, Budget, ask, prompts
+from rag.ask.condense import History, Turn
 from rag.ask.ports import GenerationInterrupted
 from tests.fakes import FakeClock, FakeCompletion, FakeDoc, FakeLLM, FakeRetriever, corpus
 
@@ -38,6 +39,9 @@ class _SkippingRetriever(FakeRetriever):
 
     def lexical_skipped(self, query: str) -> str | None:
         return "no lexical term in the query" if any(ch.isdigit() for ch in query) else None
+
+
+_WALL_TURNS = History((Turn("明长城全长多少公里？", "明长城全长8851.8公里。"),), max_tokens=256)
 
 
 class _ServerGone(GenerationInterrupted):
@@ -200,6 +204,16 @@ SCENARIOS: dict[str, Scenario] = {
         {"answer": "明长城全长8851.8公里，东起鸭绿江，西至嘉峪关。"}, clock=c)), Budget(), AskOptions(), True),
     "server_gone_uncounted": (WALL_LENGTH, lambda c: (corpus(clock=c), _ServerGoneUncounted(
         {"answer": "明长城全长8851.8公里，东起鸭绿江，西至嘉峪关。"}, clock=c)), Budget(), AskOptions(), True),
+    # Conversations (rag.ask.condense): a follow-up condensed, one that stands alone, an unusable
+    # condensed question, and a budget that cannot pay for the condense call.
+    "follow_up_condensed": ("它东起哪里？", lambda c: (corpus(clock=c), FakeLLM(
+        {"condense": "独立问题：明长城东起哪里？", "answer": "明长城东起鸭绿江。"}, clock=c)), Budget(), AskOptions(), False, _WALL_TURNS),
+    "follow_up_standalone": ("故宮始建於哪一年？", lambda c: (corpus(clock=c), FakeLLM(
+        {"answer": "故宮始建於1406年。"}, clock=c)), Budget(), AskOptions(rewrite=False), False, _WALL_TURNS),
+    "follow_up_condense_unusable": ("它东起哪里？", lambda c: (corpus(clock=c), FakeLLM(
+        {"condense": "Where does it begin?", "answer": "明长城东起鸭绿江。"}, clock=c)), Budget(), AskOptions(), False, _WALL_TURNS),
+    "follow_up_condense_blocked": ("它东起哪里？", lambda c: (corpus(clock=c), FakeLLM(
+        {"answer": "明长城东起鸭绿江。"}, clock=c)), Budget(max_model_calls=1), AskOptions(), False, _WALL_TURNS),
     "question_too_long": (WALL_LENGTH, lambda c: (corpus(clock=c), FakeLLM({}, clock=c, context_length=100)),
                           Budget(), AskOptions(), False),
 }
@@ -207,14 +221,14 @@ SCENARIOS: dict[str, Scenario] = {
 
 def run_scenario(name: str) -> dict:
     """The scenario's events as streamed to `on_event`, and its result (or the error it raised)."""
-    question, make, budget, options, stream = SCENARIOS[name]
+    question, make, budget, options, stream, *history = SCENARIOS[name]
     clock = FakeClock()
     retriever, llm = make(clock)
     events: list[dict] = []
     tokens: list[str] = []
     try:
         res = ask(question, retriever, llm, budget, options, on_event=events.append,
-                  on_token=tokens.append if stream else None, clock=clock)
+                  on_token=tokens.append if stream else None, clock=clock, history=history[0] if history else None)
     except Exception as exc:  # noqa: BLE001 - a failed call is a scenario: its events are what matters
         return {"events": events, "raised": f"{type(exc).__name__}: {exc}", "tokens": tokens}
     out = res.to_dict()

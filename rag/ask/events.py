@@ -28,6 +28,7 @@ SupportVerdict = Literal["unverified", "unsupported", "drop", "cut"]
 # Why an answer is not whole: the answer call ended by the question's deadline or by its token limit.
 IncompleteReason = Literal["timeout_s", "max_answer_tokens"]
 AbstainVerdict = Literal["abstain"]
+CondenseVerdict = Literal["skip", "condense", "fallback", "blocked"]
 QueryOrigin = Literal["question", "rewrite"]
 RewriteMode = Literal["translate", "keywords"]
 Side = Literal["next", "prev"]
@@ -231,6 +232,20 @@ class SupportDecision(Decision):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CondenseDecision(Decision):
+    """A conversation's follow-up: searched as asked (`skip`: it names its own subject), condensed into
+    `standalone` by a model call (`condense`), or, when that call's output was unusable (`fallback`) or
+    the budget could not pay for it (`blocked`), joined to the previous question instead."""
+
+    step = "condense"
+    verdict: CondenseVerdict
+    reason: str
+    markers: list[str]  # the back-pointing words found (rag.text.followup)
+    history_turns: int  # earlier turns the conversation had
+    standalone: str | None = optional()
+
+
+@dataclass(frozen=True, kw_only=True)
 class AbstainDecision(Decision):
     """The question is refused: the documents do not say, or a budget left no way to answer."""
 
@@ -332,6 +347,8 @@ class Packing(Event):
     limit: int
     bare_tokens: int
     notes: list[str]
+    history_tokens: int | None = optional()  # a conversation's earlier turns in the prompt (within RAG_HISTORY_TOKENS)
+    history_turns: int | None = optional()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -399,7 +416,7 @@ class Done(Event):
 
 EVENTS: tuple[type[Event], ...] = (
     Start, Query, Candidates, Fused, EvidenceDecision, JudgeDecision, RewriteDecision, SupportDecision,
-    AbstainDecision, Rewrite, QuerySkipped, BudgetStop, ModelCallStarted, ModelCallEvent, Selection, Expansion,
+    AbstainDecision, CondenseDecision, Rewrite, QuerySkipped, BudgetStop, ModelCallStarted, ModelCallEvent, Selection, Expansion,
     Packing, Context, Postprocess, Attribution, Answer, Citations, Done,
 )
 DECISIONS: tuple[type[Decision], ...] = tuple(c for c in EVENTS if issubclass(c, Decision))

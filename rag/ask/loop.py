@@ -4,6 +4,10 @@
 
 Steps (each recorded in the trace with its reason in words and numbers):
 
+0. A conversation's follow-up (`history` given) that leans on earlier turns is condensed into a
+   standalone question by one model call, only when it needs it (`rag.ask.condense`); the steps
+   below then work on that question, and the answer prompt carries the recent turns within their
+   own token budget.
 1. Search with the question as asked (the retriever fuses dense and BM25 with RRF).
 2. Assess the evidence with cheap signals (`rag.ask.evidence`): key-term coverage, top dense score,
    retriever agreement, must-have names/numbers. Missing names or numbers -> abstain with 0 model calls.
@@ -29,12 +33,13 @@ converted, links and markers removed, citation markers added) is authoritative.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from rag.ask import prompts
 from rag.ask.budgets import BudgetGuard
 from rag.ask.calls import ModelCalls
+from rag.ask.condense import History, condense, recent
 from rag.ask.config import AskOptions, Budget
 from rag.ask.events import (
     AbstainDecision,
@@ -72,13 +77,15 @@ def ask(
     *,
     clock: Callable[[], float] = time.monotonic,
     on_call: Callable[[ModelCall], None] | None = None,
+    history: History | None = None,
 ) -> AskResult:
     """Answer `question` from the collection behind `retriever` within `budget`. See the module doc.
 
     `clock`: a `time.monotonic`-like function (the deadline passed to `llm.generate` uses it).
     `on_call`: receives every model call as it returns, before its trace event (the ledger commits it).
+    `history`: the earlier turns when `question` is a conversation's follow-up (`rag.ask.condense`).
     """
-    return _Run(question, retriever, llm, budget, options, on_event, on_token, clock, on_call).run()
+    return _Run(question, retriever, llm, budget, options, on_event, on_token, clock, on_call, history).run()
 
 
 @dataclass(frozen=True)
@@ -95,10 +102,14 @@ class _Run:
     and their record), `guard` (budgets and what they stopped), `rounds` (searches, evidence, rewrites,
     the judge) and `checker` (the answer against its passages)."""
 
-    def __init__(self, question, retriever, llm, budget, options, on_event, on_token, clock, on_call=None):
+    def __init__(self, question, retriever, llm, budget, options, on_event, on_token, clock, on_call=None,
+                 history: History | None = None):
         text = (question or "").strip()
         if not text:
             raise AskError("the question is empty")
+        self.history = history if history is not None and history.turns else None
+        self.recent = recent(self.history, llm)
+        self.standalone: str | None = None  # the condensed follow-up, when it was condensed
         self.retriever: Retriever = retriever
         self.llm: LLM = llm
         self.budget: Budget = budget
@@ -106,17 +117,23 @@ class _Run:
         self.on_token = on_token
         self.clock = clock
         self.start = clock()
-        self.q = Question.read(text, retriever, llm, options)
+        self.asked = Question.read(text, retriever, llm, options, history=self.recent.messages())
         self.trace = Trace(clock, self.start, on_event)
         self.calls = ModelCalls(llm, self.trace, clock, on_call)
-        self.guard = BudgetGuard(budget, options, self.q, llm, self.calls, self.trace, clock, self.start)
-        self.rounds = Rounds(self.q, retriever, llm, options, self.trace, self.calls, self.guard)
-        self.checker = AnswerCheck(self.q, options, self.trace)
+        self.focus(self.asked)
         self.context: list[dict] = []  # the passages the answering call saw
         self.cut: IncompleteReason | None = None  # why the answer call was cut, if it was
 
+    def focus(self, q: Question) -> None:
+        """The question the steps work on: as asked, or a follow-up's standalone form once condensed."""
+        self.q = q
+        self.guard = BudgetGuard(self.budget, self.opt, q, self.llm, self.calls, self.trace, self.clock, self.start)
+        self.rounds = Rounds(q, self.retriever, self.llm, self.opt, self.trace, self.calls, self.guard)
+        self.checker = AnswerCheck(q, self.opt, self.trace)
+
     def run(self) -> AskResult:
         self.begin()
+        self.condense()
         self.rounds.search(self.q.text, "question")
         evidence = self.gather(self.rounds.assess())
         refusal = self.refusal(evidence.assessment)
@@ -148,6 +165,17 @@ class _Run:
         ))
         if self.q.window - MIN_ANSWER_TOKENS < self.llm.prompt_tokens(self.q.bare_answer_messages()):
             raise QuestionTooLong(f"the question does not fit the {self.q.window}-token context window")
+
+    def condense(self) -> None:
+        """A conversation's follow-up that leans on earlier turns becomes a standalone question
+        (`rag.ask.condense`); a standalone question, or one without history, is left as asked."""
+        if self.history is None:
+            return
+        text = condense(self.asked, self.history, self.recent, self.llm, self.calls, self.guard, self.trace, self.opt)
+        if text is not None and text != self.asked.text:
+            self.standalone = text
+            self.focus(Question.read(text, self.retriever, self.llm, self.opt, lang=self.asked.lang,
+                                     history=self.asked.history))
 
     def gather(self, assessment: Assessment) -> _Evidence:
         """Judge and rewrite until the evidence settles: sufficient, absent, or no rewrite left to try."""
@@ -220,8 +248,11 @@ class _Run:
             )
         pr = pack(passages, self.q.text, self.q.lang, self.llm, window=self.q.window,
                   max_new_tokens=self.opt.max_answer_tokens, prompt_budget=budget_left,
-                  max_context_tokens=self.opt.max_context_tokens)
-        self.trace.emit(pr.to_event())
+                  max_context_tokens=self.opt.max_context_tokens, messages_fn=self.q.answer_messages)
+        event = pr.to_event()
+        if self.history is not None:
+            event = replace(event, history_tokens=self.recent.tokens, history_turns=len(self.recent.turns))
+        self.trace.emit(event)
         return pr
 
     def packing_refusal(self, pr: PackResult) -> str | None:
@@ -272,7 +303,7 @@ class _Run:
         self.trace.emit(Done(usage=usage, stopped_by=stopped_by, rounds=self.rounds.current, queries=list(self.rounds.issued),
                              **whole))
         return AskResult(
-            question=self.q.text,
+            question=self.asked.text,
             language=self.q.lang,
             answer=answer,
             abstained=abstained,
@@ -282,6 +313,7 @@ class _Run:
             calls=list(calls),
             trace={"events": self.trace.events, "context": self.context, "settings": self.settings()},
             support=support,
+            standalone_question=self.standalone,
             **whole,
         )
 
@@ -297,6 +329,7 @@ class _Run:
             "context_window": self.q.window,
             "question_language": self.q.lang,
             "collection_languages": sorted(self.q.collection_langs),
+            **({"history": self.history.to_dict()} if self.history is not None else {}),
         }
 
 

@@ -19,6 +19,7 @@ import re
 from rag.text.lang import base
 
 PROMPTS_VERSION = "ask-prompts-4"  # 4: chat-template tokens ("<|im_start|>") in passages and filenames are broken
+# (the condense prompt is new and only in conversations; no prompt of a standalone question changed)
 
 ABSTAIN_TEXT = {
     "en": "The documents do not say.",
@@ -89,12 +90,55 @@ def instruction_texts() -> list[str]:
     return texts
 
 
-def answer_messages(blocks: list[str], question: str, lang: str) -> list[dict]:
-    """`blocks`: rendered `passage_block`s, most valuable first. With no blocks: the bare prompt."""
+def answer_messages(blocks: list[str], question: str, lang: str, history: list[dict] | tuple[dict, ...] = ()) -> list[dict]:
+    """`blocks`: rendered `passage_block`s, most valuable first. With no blocks: the bare prompt.
+    `history`: earlier turns of a conversation as user/assistant messages (`rag.ask.condense.history_messages`,
+    already cut to their budget), between the instructions and the question with its passages."""
     b = base(lang)
     ask = ANSWER_ASK[b].format(question=question) + "\n" + ANSWER_LANGUAGE.get(lang, ANSWER_LANGUAGE["en"])
     user = ("\n\n".join(blocks) + "\n\n" + ask) if blocks else ask
-    return [{"role": "system", "content": ANSWER_SYSTEM[b]}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": ANSWER_SYSTEM[b]}, *history, {"role": "user", "content": user}]
+
+
+# ----------------------------------------------------------------------------- condense (conversations)
+
+# A follow-up that leans on earlier turns becomes one standalone question before retrieval. One worked
+# example per language: without it the small models answered the follow-up instead of rewriting it.
+CONDENSE_INSTRUCTION = {
+    "zh": "根据对话，把最后的追问改写成一个完整、独立的问题：把“它”“这个”“呢”等指代的东西换成具体名称。"
+          "不要回答问题，只输出改写后的问题。\n"
+          "例子：\n问：Debian 项目是谁创建的？\n答：Ian Murdock。\n追问：它是哪一年创建的？\n独立问题：Debian 项目是哪一年创建的？",
+    "en": "Rewrite the last follow-up of the conversation as one complete, standalone question: replace words "
+          "like \"it\", \"that\" or \"the second one\" with what they refer to. Do not answer it. Output only the question.\n"
+          "Example:\nQ: Who created the Debian Project?\nA: Ian Murdock.\nFollow-up: In which year was it created?\n"
+          "Standalone question: In which year was the Debian Project created?",
+}
+CONDENSE_TURN = {"zh": "问：{question}\n答：{answer}", "en": "Q: {question}\nA: {answer}"}
+CONDENSE_ASK = {"zh": "追问：{question}\n独立问题：", "en": "Follow-up: {question}\nStandalone question:"}
+CONDENSE_HEADER = {"zh": "对话：", "en": "Conversation:"}
+
+
+def condense_messages(turns: list[tuple[str, str]], question: str, lang: str) -> list[dict]:
+    """`turns`: earlier (question, answer) pairs, oldest first, already cut to the history budget."""
+    b = base(lang)
+    lines = [CONDENSE_INSTRUCTION[b], "", CONDENSE_HEADER[b]]
+    lines += [CONDENSE_TURN[b].format(question=q, answer=a) for q, a in turns]
+    lines.append(CONDENSE_ASK[b].format(question=question))
+    return [{"role": "user", "content": "\n".join(lines)}]
+
+
+_CONDENSE_LABEL_RE = re.compile(r"^(?:standalone question|question|rewritten question|独立问题|问题|改写后的问题|问)\s*[:：]\s*",
+                                re.IGNORECASE)
+
+
+def parse_condense(text: str) -> str:
+    """The standalone question from a condense completion: its first non-empty line, labels and quotes
+    removed; "" when nothing is left."""
+    for line in (text or "").splitlines():
+        s = _CONDENSE_LABEL_RE.sub("", line.strip()).strip().strip(_QUOTES).strip()
+        if s:
+            return " ".join(s.split())
+    return ""
 
 
 # ----------------------------------------------------------------------------- rewrite

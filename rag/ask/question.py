@@ -21,18 +21,26 @@ class Question:
     collection_langs: frozenset[str]
     key_terms: KeyTerms
     window: int
+    history: tuple[dict, ...] = ()  # a conversation's earlier turns for the answering prompt (within their budget)
 
     @classmethod
-    def read(cls, text: str, retriever: Retriever, llm: LLM, options: AskOptions) -> "Question":
-        lang = detect_language(text)
+    def read(cls, text: str, retriever: Retriever, llm: LLM, options: AskOptions, *, lang: str | None = None,
+             history: tuple[dict, ...] = ()) -> "Question":
+        """`lang`: the language to answer in when `text` is a condensed follow-up (the user's, not the
+        rewrite's script)."""
+        lang = lang or detect_language(text)
         try:
             langs = {base(l) for l in (retriever.languages() or set())} & {"zh", "en"}
         except Exception:  # a retriever without language stats: assume the question's
             langs = set()
         ctx_len = llm.context_length
         window = min(options.context_window, int(ctx_len)) if ctx_len else options.context_window
-        return cls(text, lang, frozenset(langs or {base(lang)}), extract_key_terms(text, lang), window)
+        return cls(text, lang, frozenset(langs or {base(lang)}), extract_key_terms(text, lang), window, history)
+
+    def answer_messages(self, blocks: list[str], question: str, lang: str) -> list[dict]:
+        """The answering prompt with this question's history (`rag.ask.pack`'s `messages_fn`)."""
+        return prompts.answer_messages(blocks, question, lang, self.history)
 
     def bare_answer_messages(self) -> list[dict]:
         """The answering prompt without passages: what the answer costs at the least."""
-        return prompts.answer_messages([], self.text, self.lang)
+        return self.answer_messages([], self.text, self.lang)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from rag.errors import RagError
 
-Purpose = Literal["rewrite", "judge", "answer"]
+Purpose = Literal["condense", "rewrite", "judge", "answer"]
 StoppedBy = Literal["max_model_calls", "max_prompt_tokens", "max_rounds", "timeout_s"]
 PURPOSES: tuple[str, ...] = ("rewrite", "judge", "answer")
 
@@ -213,6 +213,7 @@ class AskResult:
     support: dict = field(default_factory=dict)  # {"sentences", "supported", "dropped", "method"[, "why_unverified"]}
     complete: bool = True  # False: the answer call was cut (deadline or token limit); see `incomplete_reason`
     incomplete_reason: str | None = None  # "timeout_s" | "max_answer_tokens" when not complete
+    standalone_question: str | None = None  # a conversation's follow-up as it was searched, when condensed
 
     @property
     def verified(self) -> bool | None:
@@ -223,6 +224,7 @@ class AskResult:
         return self.support.get("method") != "unverified"
 
     def to_dict(self) -> dict:
+        extra = {} if self.standalone_question is None else {"standalone_question": self.standalone_question}
         return {
             "question": self.question,
             "language": self.language,
@@ -238,4 +240,5 @@ class AskResult:
             "calls": [c.to_dict() for c in self.calls],
             "support": self.support,
             "trace": self.trace,
+            **extra,
         }

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 
 from rag import store
 from rag.ask import LLM, AskOptions, AskResult, Budget, Citation, ModelCall
+from rag.ask.condense import History
 from rag.ask.loop import ask as run_loop
 from rag.errors import RagError
 from rag.models.embedder import Embedder
@@ -38,6 +39,8 @@ class AskRequest:
     question: str
     budget: dict | None = None
     options: dict | None = None
+    history: History | None = None  # earlier turns: the question is a follow-up (rag.ask.condense)
+    conversation: str | None = None  # the conversation the question is the next turn of
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class PreparedQuestion:
     question: str
     budget: Budget
     options: AskOptions
+    history: History | None = None
+    conversation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,15 +72,25 @@ class Answer:
     complete: bool  # False: the answer call was cut; the answer keeps only what could be checked
     incomplete_reason: str | None  # "timeout_s" | "max_answer_tokens" when not complete
     support: dict
+    # A conversation's turn only (left out of the JSON otherwise): the conversation, the turn's index,
+    # and the follow-up as it was searched when it was condensed (else None).
+    conversation_id: str | None = None
+    turn: int | None = None
+    standalone_question: str | None = None
 
     @classmethod
-    def of(cls, qid: str, result: AskResult) -> Answer:
+    def of(cls, qid: str, result: AskResult, conversation: str | None = None, turn: int | None = None) -> Answer:
         return cls(qid, result.question, result.language, result.answer, result.abstained, result.citations,
-                   result.usage, result.stopped_by, result.complete, result.incomplete_reason, result.support)
+                   result.usage, result.stopped_by, result.complete, result.incomplete_reason, result.support,
+                   conversation, turn, result.standalone_question)
 
     def to_dict(self) -> dict:
-        return {**{f.name: getattr(self, f.name) for f in fields(self)},
-                "citations": [c.to_dict() for c in self.citations]}
+        out = {**{f.name: getattr(self, f.name) for f in fields(self)},
+               "citations": [c.to_dict() for c in self.citations]}
+        if self.conversation_id is None:
+            for name in ("conversation_id", "turn", "standalone_question"):
+                out.pop(name)
+        return out
 
 
 class QuestionService:
@@ -111,7 +126,7 @@ class QuestionService:
         if not store.has_chunks(self.db.get(), req.collection):  # else the loop would answer "the documents do not say"
             raise RagError(f"collection {req.collection!r} is empty: upload documents before asking",
                            code="collection_empty", status=409)
-        return PreparedQuestion(req.collection, question, budget, options)
+        return PreparedQuestion(req.collection, question, budget, options, req.history, req.conversation)
 
     def ask(self, req: AskRequest | PreparedQuestion, *, on_event: Callable[[dict], None] | None = None,
             on_token: Callable[[str], None] | None = None, qid: str | None = None) -> Answer:
@@ -120,8 +135,8 @@ class QuestionService:
         generator = self.generator
         models = {"generator": generator.model_id, "embedder": self.embedder.model_id,
                   "generator_mode": generator.mode, "generator_runtime": generator.runtime}
-        ledger.start_question(self.db.get(), qid, q.collection, q.question, budget=q.budget.to_dict(),
-                              options=q.options.to_dict(), models=models)
+        turn = ledger.start_question(self.db.get(), qid, q.collection, q.question, budget=q.budget.to_dict(),
+                                     options=q.options.to_dict(), models=models, conversation=q.conversation)
         events: list[dict] = []
 
         def record(event: dict) -> None:
@@ -137,14 +152,14 @@ class QuestionService:
         try:
             with self._slots:
                 result = run_loop(q.question, retriever, generator, q.budget, q.options, record, on_token,
-                                  on_call=on_call)
+                                  on_call=on_call, history=q.history)
         except BaseException as exc:
             code = getattr(exc, "code", "client_disconnected" if isinstance(exc, GeneratorExit) else "internal_error")
             ledger.finish_question(self.db.get(), qid, status="failed", result=None,
                                    trace={"events": events, "context": []}, seconds=time.monotonic() - t0,
                                    error_code=code, error_message=str(exc) or type(exc).__name__)
             raise
-        answer = Answer.of(qid, result)
+        answer = Answer.of(qid, result, q.conversation, turn)
         status = "abstained" if result.abstained else ("stopped" if result.stopped_by else "answered")
         ledger.finish_question(self.db.get(), qid, status=status, result=answer.to_dict(),
                                trace=result.trace, seconds=time.monotonic() - t0)

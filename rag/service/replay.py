@@ -11,6 +11,7 @@ from typing import Any
 
 from rag.ask import AskOptions, Thresholds
 from rag.ask.events import Fused, Query, matches
+from rag.ask.condense import History
 from rag.service.answering import AskRequest, QuestionService
 from rag.settings import Settings
 
@@ -61,7 +62,9 @@ def replay(questions: QuestionService, settings: Settings, question_id: str) -> 
     options, dropped = known_options(old["options"])
     if dropped:
         notes.append(f"recorded options this version no longer has: {', '.join(dropped)}")
-    new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], options)).to_dict()
+    recorded = (old.get("settings") or {}).get("history")  # a conversation's turn: asked again with its history
+    history = History.from_dict(recorded) if recorded else None
+    new = questions.ask(AskRequest(old["collection"], old["question"], old["budget"], options, history)).to_dict()
     note = "; ".join(notes) or None
     return Replay(new["id"], question_id, compare(before, old, new, questions.trace(new["id"])), note)
 

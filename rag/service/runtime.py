@@ -25,6 +25,8 @@ from rag.models.embedder import Embedder
 from rag.models.loader import ModelStatus, load_embedder, load_generator, loads_in_parallel
 from rag.service.answering import QuestionService
 from rag.service.auth import KeyService
+from rag.service.chat import ChatService
+from rag.service.conversations import ConversationService
 from rag.service.backend import open_backend
 from rag.service.collections import CollectionService
 from rag.service.ingesting import IngestService
@@ -50,6 +52,8 @@ class Runtime:
     collections: CollectionService | None = None
     searcher: Searcher | None = None
     questions: QuestionService | None = None
+    conversations: ConversationService | None = None
+    chat: ChatService | None = None
     keys: KeyService | None = None
     quotas: Quotas | None = None
     startup: dict[str, float] = field(default_factory=dict)  # seconds per start-up phase (logged, in /health)
@@ -99,6 +103,8 @@ class Runtime:
                 precision=self.embedder.precision), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
         self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
+        self.conversations = ConversationService(self.settings, self.db, self.questions)
+        self.chat = ChatService(self.settings, self.questions)
         # Other servers' questions may be running in a shared store; `recover=False`: a process started
         # beside a server on the same folder (`rag mcp`), whose running questions are not crash leftovers.
         if recover and not backend.shared:

@@ -23,6 +23,7 @@ share; the few statements the engines spell differently are picked by `dialect.d
     documents    documents and chunks; adding and deleting a document with all it owns
     vectors      chunk vectors, window vectors and cached lexical terms (indexes are rebuilt from them)
     ledger       questions and their model calls
+    conversations  a collection's conversations; their turns are ledger questions with a parent
     keys         API keys (hashes only), roles and grants
     files        atomic, durable file writes (uploads, index snapshots, prepared models)
 

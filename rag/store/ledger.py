@@ -9,11 +9,12 @@ they always equal the sum of its calls.
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
 
-from rag.errors import NotFound, RagError
+from rag.errors import Conflict, NotFound, RagError
 from rag.store.connection import Connection, Row
 from rag.store.db import transaction, utcnow
 from rag.store.records import CallSource
@@ -28,13 +29,26 @@ class Totals:
 
 
 def start_question(conn: Connection, qid: str, collection: str, question: str, *,
-                   budget: dict, options: dict, models: dict) -> None:
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO questions (id, collection, question, status, budget, options, models, created_at)"
-            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-            (qid, collection, question, json.dumps(budget), json.dumps(options), json.dumps(models), utcnow()),
-        )
+                   budget: dict, options: dict, models: dict, conversation: str | None = None) -> int | None:
+    """Opens the question's row. With `conversation`, the question is that conversation's next turn:
+    returns its index (0, 1, ...); a turn taken at the same moment by another question of the same
+    conversation is a 409 `conversation_busy` (the unique index on (conversation_id, turn) decides)."""
+    try:
+        with transaction(conn):
+            turn = None
+            if conversation is not None:
+                turn = int(conn.execute("SELECT coalesce(max(turn) + 1, 0) FROM questions WHERE conversation_id = ?",
+                                        (conversation,)).fetchone()[0])
+            conn.execute(
+                "INSERT INTO questions (id, collection, question, status, budget, options, models, created_at,"
+                " conversation_id, turn) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                (qid, collection, question, json.dumps(budget), json.dumps(options), json.dumps(models), utcnow(),
+                 conversation, turn),
+            )
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(f"conversation {conversation!r} is answering another question; ask again when it ends",
+                       code="conversation_busy") from exc
+    return turn
 
 
 def record_call(conn: Connection, qid: str, call: CallSource) -> None:

@@ -295,6 +295,25 @@ CREATE TABLE question_feedback (
 """
 
 
+M011_CONVERSATIONS = """
+-- Conversations: a collection's sequence of questions. A turn is an ordinary question (its ledger row,
+-- calls, trace, replay and usage unchanged) with a parent: its conversation and its index there (0, 1, ...).
+-- Deleting a collection deletes its conversations; deleting a conversation keeps its questions in the
+-- ledger (their cost stays counted), no longer reachable as turns.
+CREATE TABLE conversations (
+    id          TEXT PRIMARY KEY NOT NULL,
+    collection  TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+    title       TEXT NOT NULL DEFAULT '',
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX conversations_by_collection ON conversations (collection, created_at);
+ALTER TABLE questions ADD COLUMN conversation_id TEXT;
+ALTER TABLE questions ADD COLUMN turn INTEGER;
+-- one question per turn: two turns asked at once in one conversation cannot take the same index
+CREATE UNIQUE INDEX questions_by_turn ON questions (conversation_id, turn) WHERE conversation_id IS NOT NULL;
+"""
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
@@ -306,6 +325,7 @@ MIGRATIONS: list[Migration] = [
     Migration(8, "m008_call_server", M008_CALL_SERVER),
     Migration(9, "m009_key_grants", M009_KEY_GRANTS),
     Migration(10, "m010_question_feedback", M010_QUESTION_FEEDBACK),
+    Migration(11, "m011_conversations", M011_CONVERSATIONS),
 ]
 
 

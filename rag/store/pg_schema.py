@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from rag.store.connection import Connection
 from rag.store.db import transaction, utcnow
-from rag.store.migrations import Migration, SchemaError
+from rag.store.migrations import M011_CONVERSATIONS, Migration, SchemaError
 
 MIGRATE_LOCK = 0x7261_6701  # pg_advisory_xact_lock key: "rag" 1
 VECTOR_INDEX_LOCK = 0x7261_6702
@@ -236,6 +236,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "p001_initial", P001_INITIAL),
     Migration(2, "p002_key_grants", P002_KEY_GRANTS),
     Migration(3, "p003_question_feedback", P003_QUESTION_FEEDBACK),
+    Migration(4, "p004_conversations", M011_CONVERSATIONS),  # SQLite's SQL is Postgres' too
 ]
 
 
