@@ -39,7 +39,7 @@ def big_document(size: int = 2_000_000) -> bytes:
     while sum(len(p) for p in out) < size:
         i += 1
         out.append(f"\n\n# Copy {i}\n\n{text}".encode())
-    return b"".join(out)[:size]
+    return b"".join(out)[:size].decode("utf-8", "ignore").encode()  # whole characters only
 
 
 def _wait(rt, job_id: str, timeout: float = 3600) -> str:
@@ -62,7 +62,10 @@ def bench_fairness(settings: Settings) -> Fairness:
             data = big_document()
             t0 = time.monotonic()
             (big,) = rt.ingest.submit("default", [Upload("faq-2mb.md", data)])
-            while rt.ingest.get_job(big.id).progress.get("stage") not in ("embedding", "indexing", None):
+            while (job := rt.ingest.get_job(big.id)).progress.get("stage") not in ("embedding", "indexing"):
+                if job.status not in ("queued", "running"):
+                    raise RuntimeError(f"the large document ended before embedding: {job.status} {job.error_code} "
+                                       f"{job.error_message}")
                 time.sleep(0.05)
             t1 = time.monotonic()
             (note,) = rt.ingest.submit("default", [Upload("ferry.md", NOTE.encode())])
