@@ -51,7 +51,8 @@ FACILITIES_FILES = ["bike.txt", "leave_policy.txt", "warranty.txt"]
 DESCALE_Q = "How do I descale the Brewmaster 3000 espresso machine?"
 SHIPPING_Q = "How long does standard shipping take?"
 GARAGE_Q = "How many cars fit in the company garage?"  # 1 of 4 key terms in the corpus: weak -> rewrite
-CONTRACT_KEYS = {"id", "answer", "abstained", "citations", "usage", "stopped_by", "complete", "incomplete_reason"}
+CONTRACT_KEYS = {"id", "answer", "abstained", "citations", "usage", "stopped_by", "complete", "incomplete_reason",
+                 "verified", "dropped_sentences"}
 CITATION_KEYS = {"n", "chunk_ids", "document_id", "filename", "page", "quote"}
 USAGE_KEYS = {"model_calls", "prompt_tokens", "completion_tokens", "seconds", "by_purpose"}
 COST_RE = re.compile(r"\d+ model calls? · [\d,]+ prompt tokens · [\d,]+ completion tokens · [\d.]+ s")
@@ -155,6 +156,9 @@ def check_contract(result: dict, trace: dict) -> None:
     assert done["complete"] is result["complete"] is (result["incomplete_reason"] is None)
     answer_stops = [e["stopped_by"] for e in events(trace, "model_call") if e["purpose"] == "answer"]
     assert result["complete"] is not (answer_stops[-1:] in (["deadline"], ["max_tokens"]))
+    # cited answers are verified, abstentions neither; an uncited answer says it was not verified
+    assert result["verified"] is (None if result["abstained"] else bool(result["citations"])), result
+    assert isinstance(result["dropped_sentences"], int)
     for c in result["citations"]:
         assert CITATION_KEYS <= set(c)
         assert set(c["chunk_ids"]) <= context_ids(trace), (c, trace["context"])

@@ -196,6 +196,12 @@ class Citation:
         return asdict(self)
 
 
+def verified_of(abstained: bool, support: dict) -> bool | None:
+    """False: answered without citations because no check could tie it to the passages (a translation,
+    or sentences too short to judge); None for an abstention; True otherwise."""
+    return None if abstained else support.get("method") != "unverified"
+
+
 @dataclass
 class AskResult:
     """What one question produced. `answer` is final and authoritative: the text streamed to `on_token`
@@ -217,11 +223,7 @@ class AskResult:
 
     @property
     def verified(self) -> bool | None:
-        """False: answered without citations because no check could tie it to the passages (a translation,
-        or sentences too short to judge); None for an abstention; True otherwise."""
-        if self.abstained:
-            return None
-        return self.support.get("method") != "unverified"
+        return verified_of(self.abstained, self.support)
 
     def to_dict(self) -> dict:
         extra = {} if self.standalone_question is None else {"standalone_question": self.standalone_question}

@@ -23,6 +23,7 @@ from rag import store
 from rag.ask import LLM, AskOptions, AskResult, Budget, Citation, ModelCall
 from rag.ask.condense import History
 from rag.ask.loop import ask as run_loop
+from rag.ask.types import verified_of
 from rag.errors import RagError
 from rag.models.embedder import Embedder
 from rag.service.searching import CollectionRetriever, Searcher
@@ -86,7 +87,9 @@ class Answer:
 
     def to_dict(self) -> dict:
         out = {**{f.name: getattr(self, f.name) for f in fields(self)},
-               "citations": [c.to_dict() for c in self.citations]}
+               "citations": [c.to_dict() for c in self.citations],
+               "verified": verified_of(self.abstained, self.support),
+               "dropped_sentences": int(self.support.get("dropped", 0))}
         if self.conversation_id is None:
             for name in ("conversation_id", "turn", "standalone_question"):
                 out.pop(name)
