@@ -365,7 +365,7 @@ def pdf_cases() -> list[Case]:
     add("flate-bomb-xref-stream", {"pdf_resource_limit", "pdf_malformed"}, lambda: xref_stream_bomb_pdf(256 << 20))
     add("runlength-bomb", {"pdf_resource_limit", "pdf_no_text"}, lambda: runlength_bomb_pdf(160 << 20))
     add("contents-amplification", bomb, lambda: contents_amplification_pdf(20_000))
-    add("billion-laughs-xobjects", {"pdf_resource_limit", "done"}, lambda: laughs_pdf(10))
+    add("billion-laughs-xobjects", {"pdf_resource_limit", "done", "repetitive_text"}, lambda: laughs_pdf(10))
     add("text-bomb-one-page", {"pdf_resource_limit", "document_too_long"}, lambda: text_bomb_pdf(30_000_000, 1))
     add("text-bomb-40-pages", {"pdf_resource_limit", "document_too_long"}, lambda: text_bomb_pdf(500_000, 40))
     add("text-bomb-24m-chars", {"pdf_resource_limit", "document_too_long"},

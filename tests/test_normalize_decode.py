@@ -242,6 +242,7 @@ def test_every_code_has_a_factory_with_its_status():
         errors.pdf_no_text(): 422,
         errors.pdf_too_many_pages(3000, 2000): 422,
         errors.pdf_resource_limit("cpu"): 422,
+        errors.repetitive_text(40, 100): 422,
         errors.file_too_large(10, 5): 413,
         errors.bad_filename("x"): 400,
         errors.no_text(): 422,

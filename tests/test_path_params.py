@@ -22,7 +22,7 @@ EXTREMES = [str(2**63), str(-(2**63) - 1), "-1", "0", str(10**30), "1e309", "NaN
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "HEAD"]
 # A value each parameter can take (nothing of it exists but `default`), while another one is varied.
 VALID = {"name": "default", "document_id": "1", "chunk_id": "1", "job_id": "0" * 32, "qid": "0" * 32,
-         "key_id": "0" * 12}
+         "key_id": "0" * 12, "cid": "0" * 32}
 PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 
 
