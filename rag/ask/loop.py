@@ -62,6 +62,7 @@ from rag.ask.rounds import Rounds, query_key
 from rag.ask.trace import Trace
 from rag.ask.types import AskError, AskResult, Citation, ModelCall, Passage, QuestionTooLong, usage_of
 from rag.ask.verify import Accepted, AnswerCheck, Refused, subjects
+from rag.text.followup import follow_up_language
 
 LOOP_VERSION = "ask-loop-4"  # 2: names listed as alternatives, cross-language check on the whole context; 3: figures checked by value, instruction echoes removed, subjects across languages; 4: a cut answer keeps whole (after a deadline: supported) sentences and is marked incomplete
 
@@ -117,7 +118,8 @@ class _Run:
         self.on_token = on_token
         self.clock = clock
         self.start = clock()
-        self.asked = Question.read(text, retriever, llm, options, history=self.recent.messages())
+        lang = follow_up_language(text, self.history.turns[-1].question) if self.history is not None else None
+        self.asked = Question.read(text, retriever, llm, options, lang=lang, history=self.recent.messages())
         self.trace = Trace(clock, self.start, on_event)
         self.calls = ModelCalls(llm, self.trace, clock, on_call)
         self.focus(self.asked)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 
 from rag.text.fold import fold
+from rag.text.lang import base, detect_language, han_count
 
-__all__ = ["markers"]
+__all__ = ["markers", "follow_up_language"]
 
 _NOUNS = (r"one|ones|package|packages|command|program|tool|file|filesystem|format|directory|port|release|version|"
           r"value|option|service|area|archive|architecture|level|codename|name|number|year|manual|book|document|"
@@ -41,3 +42,16 @@ def markers(text: str) -> list[str]:
     t = fold(text).strip()
     found = [m.group(0).strip() for rx in (_EN_START, _EN, _ZH_START, _ZH) for m in rx.finditer(t)]
     return list(dict.fromkeys(f for f in found if f))
+
+
+def follow_up_language(text: str, previous: str) -> str:
+    """The language of a follow-up, given the previous turn's question. A follow-up is often a name
+    and a particle ("sensible-editor 呢？", "ldaps 呢？"): counted by characters it reads as English,
+    and it was answered and condensed in English in a Chinese conversation. When it mixes Chinese
+    characters with Latin words and the conversation is Chinese, it keeps the conversation's language
+    (and script); otherwise its own."""
+    own = detect_language(text)
+    before = detect_language(previous)
+    if base(own) == "en" and base(before) == "zh" and han_count(text) > 0:
+        return before
+    return own
