@@ -114,6 +114,9 @@ def test_the_generator_loads_beside_the_embedder_when_it_needs_no_torch_and_noth
         assert rt.startup["models_at_once"] and rt.generator.runtime == "llamacpp" and rt.embedder.dim > 0
         assert rt.startup["total_s"] >= rt.startup["models_s"] >= max(rt.startup["embedder_s"], rt.startup["generator_s"])
         assert rt.startup_line().startswith("ready in ") and "at once" in rt.startup_line()
+        # the embedded store opens while the models load: its time is inside the total, not added to it
+        assert "beside them" in rt.startup_line() and rt.startup["store_and_indexes_s"] <= rt.startup["total_s"]
+        assert rt.embedder.count_tokens("长城 wall") > 0  # the counting tokenizer, made at first use
     finally:
         rt.close()
 

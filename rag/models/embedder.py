@@ -72,12 +72,8 @@ class Embedder:
         self._lock = threading.Lock()  # the model: one call at a time
         self._waiting: list[_Waiting] = []  # queries not yet embedded
         self._waiting_lock = threading.Lock()
-        # Counting has a tokenizer of its own: `encode` switches padding on in the shared one while it
-        # runs, and a count from another thread at that moment switched it off under it (batches
-        # came back unpadded). Encoding on a tokenizer that nobody reconfigures is thread-safe.
-        self._counter = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
-        self._counter.no_padding()
-        self._counter.no_truncation()
+        self._counter_copy = None
+        self._counter_lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: Path | str, *, model_id: str, query_prefix: str = "", passage_prefix: str = "",
@@ -102,6 +98,25 @@ class Embedder:
     def max_content_tokens(self) -> int:
         """Room left for chunk text once special tokens and the passage prefix are added."""
         return self.max_seq_length - self.count_tokens(self.passage_prefix) - 2
+
+    @property
+    def _counter(self):
+        """Counting has a tokenizer of its own: `encode` switches padding on in the shared one while it
+        runs, and a count from another thread at that moment switched it off under it (batches came back
+        unpadded). Encoding on a tokenizer that nobody reconfigures is thread-safe. The copy (~1 s for
+        XLM-R's 250k pieces) is made at first use, or by `warm_up` after start, not while a restart waits."""
+        if self._counter_copy is None:
+            with self._counter_lock:
+                if self._counter_copy is None:
+                    counter = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
+                    counter.no_padding()
+                    counter.no_truncation()
+                    self._counter_copy = counter
+        return self._counter_copy
+
+    def warm_up(self) -> None:
+        """Builds what first use would otherwise wait for (the counting tokenizer)."""
+        self._counter  # noqa: B018
 
     def count_tokens(self, text: str) -> int:
         """Exact count in the embedder's own tokens, without special tokens."""

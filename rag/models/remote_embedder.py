@@ -85,6 +85,9 @@ class RemoteEmbedder:
         """Room left for chunk text once special tokens and the passage prefix are added."""
         return self.max_seq_length - self.count_tokens(self.passage_prefix) - 2
 
+    def warm_up(self) -> None:
+        """Nothing to build ahead of use (the counter is loaded with the folder)."""
+
     def count_tokens(self, text: str) -> int:
         """Exact count in the embedder's own tokens, without special tokens."""
         return len(self.counter.encode(text, add_special_tokens=False).ids)

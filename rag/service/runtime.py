@@ -87,12 +87,8 @@ class Runtime:
         `recover`: close questions a crash left `running` as failed (SQLite; not for a side process)."""
         t0 = time.monotonic()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.load_models(progress=progress)
-        t1 = time.monotonic()
-        backend = open_backend(self.settings, dim=self.embedder.dim)
+        backend, t1, t2 = self._open_beside_models(progress, t0)
         self.db, self.index = backend.db, backend.index
-        self.index_reports = self.index.open()
-        t2 = time.monotonic()
         self.searcher = Searcher(self.db, self.index, self.embedder)
         self.collections = CollectionService(self.db, self.index)
         if self.settings.ingest_embed_process and not self.settings.embedder_url:  # a server embeds: no child
@@ -117,22 +113,48 @@ class Runtime:
             self.ingest.start()
             if warm_ingest and self.embed_process is not None:
                 threading.Thread(target=self._warm_embed_process, name="rag-embed-warm", daemon=True).start()
+        if warm_ingest:
+            threading.Thread(target=self.embedder.warm_up, name="rag-embedder-warm", daemon=True).start()
         self._log_startup(t0, t1, t2, time.monotonic())
+
+    def _open_beside_models(self, progress: bool, t0: float):
+        """The store and its indexes open while the models load when nothing in them needs the embedder
+        (the embedded store; Postgres' vector index needs its dimension first): a restart then waits for
+        the longer of the two, not their sum. Returns the backend and when the models and the store were done."""
+        def open_store(dim: int | None):
+            backend = open_backend(self.settings, dim=dim)
+            self.index_reports = backend.index.open()
+            return backend, time.monotonic()
+
+        if self.shared_store:
+            self.load_models(progress=progress)
+            t1 = time.monotonic()
+            backend, t2 = open_store(self.embedder.dim)
+            self.startup["store_and_indexes_s"] = round(t2 - t1, 2)
+            return backend, t1, t2
+        with ThreadPoolExecutor(1, thread_name_prefix="rag-open-store") as pool:
+            opened = pool.submit(open_store, None)
+            self.load_models(progress=progress)
+            t1 = time.monotonic()
+            backend, t2 = opened.result()
+        self.startup["store_and_indexes_s"] = round(t2 - t0, 2)
+        return backend, t1, max(t1, t2)
 
     def _log_startup(self, t0: float, t1: float, t2: float, t3: float) -> None:
         """Where start-up time went: restarts must stay quick, and this says which phase did not."""
         loads = {kind: st.load_seconds for kind, st in self.models.items() if st.load_seconds is not None}
         self.startup = {**self.startup, "total_s": round(t3 - t0, 2), "models_s": round(t1 - t0, 2),
                         **{f"{kind}_s": v for kind, v in loads.items()},
-                        "store_and_indexes_s": round(t2 - t1, 2), "services_s": round(t3 - t2, 2)}
+                        "services_s": round(t3 - t2, 2)}
         log.info("%s", self.startup_line())
 
     def startup_line(self) -> str:
         s = self.startup
         loads = ", ".join(f"{kind} {s[f'{kind}_s']:.1f} s" for kind in self.models if f"{kind}_s" in s)
         at_once = " at once" if s.get("models_at_once") else ""
+        beside = "" if self.shared_store else " beside them"
         return (f"ready in {s['total_s']:.1f} s: models {s['models_s']:.1f} s ({loads}{at_once}), store and indexes "
-                f"{s['store_and_indexes_s']:.1f} s, services and recovery {s['services_s']:.1f} s")
+                f"{s['store_and_indexes_s']:.1f} s{beside}, services and recovery {s['services_s']:.1f} s")
 
     def _warm_embed_process(self) -> None:
         """A failure here is only logged: the first batch starts the child again and reports its error."""
