@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from tests.server import local_client
 from tests.test_ask_e2e import DATA, DESCALE_Q, GARAGE_Q, SHIPPING_Q, en_settings, wait_job
-from tests.test_backends import TEXTS, add
+from tests.test_backends import TEXTS, Draft, add
 
 FILES = ["parking.txt", "shipping.html", "brewmaster.md"]
 QUERIES = [GARAGE_Q, SHIPPING_Q, DESCALE_Q, "bicycles park by the entrance", "warranty of the espresso machine"]
@@ -117,6 +117,7 @@ def exported(tmp_path):
     from rag.index.manager import IndexManager
     from rag.portable import export_store
     from rag.settings import Settings
+    from rag.store import conversations, ledger
 
     source = Settings(data_dir=tmp_path / "src", embedder="test-model")
     with closing(store.open_db(source.db_path)) as conn:
@@ -127,6 +128,12 @@ def exported(tmp_path):
         add(index, conn, "docs", "a.txt", TEXTS[:5], vecs[:5])
         add(index, conn, "docs", "b.txt", TEXTS[5:], vecs[5:])
         index.close()
+        conversations.create_conversation(conn, "c1", "docs", "walls")  # a turn of a conversation, rated
+        ledger.start_question(conn, "q1", "docs", "How long is the wall?", budget={}, options={}, models={},
+                              conversation="c1")
+        ledger.finish_question(conn, "q1", status="answered", result={"answer": "8851.8 km"}, trace={"events": []},
+                               seconds=1.5)
+        ledger.record_feedback(conn, "q1", "k1", "up", "right")
     out = tmp_path / "export"
     export_store(source, out, collection="docs")
     return source, out
@@ -200,32 +207,49 @@ def test_a_corrupt_or_unknown_export_is_refused_before_anything_is_written(expor
     assert _counts(target) == empty
 
 
-def test_an_existing_collection_is_refused_unless_merged(exported, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_existing_collection_is_refused_unless_merged(exported, tmp_path, backend, request):
     from rag import store
     from rag.errors import RagError
-    from rag.portable import import_store
+    from rag.portable import export_store, import_store
+    from rag.store import conversations, ledger, open_configured
 
-    source, out = exported
-    target = _target(tmp_path)
-    (done,) = import_store(target, out)
-    assert (done.documents, done.chunks, done.vectors, done.ids_kept) == (2, 10, 10, True)
-    with closing(store.open_db(source.db_path)) as a, closing(store.open_db(target.db_path)) as b:
+    source, _ = exported
+    whole = tmp_path / "whole"
+    manifest = export_store(source, whole)  # every collection: `default` (empty here and there) and `docs`
+    assert [c.name for c in manifest.collections] == ["default", "docs"]
+    target = _target(tmp_path, request.getfixturevalue("pg_url") if backend == "postgres" else "")
+    done = import_store(target, whole)
+    assert [(d.collection, d.documents, d.chunks, d.vectors, d.ids_kept) for d in done] == \
+        [("default", 0, 0, 0, True), ("docs", 2, 10, 10, True)]
+    assert done[1].history == {"ingestion_jobs": 0, "conversations": 1, "questions": 1, "model_calls": 0,
+                               "question_feedback": 1}
+    with closing(store.open_db(source.db_path)) as a, closing(open_configured(target)) as b:
         ids = "SELECT id, document_id, prev_id, next_id, text FROM chunks ORDER BY id"
         assert [tuple(r) for r in a.execute(ids)] == [tuple(r) for r in b.execute(ids)]
-        vec = "SELECT chunk_id, vector FROM chunk_vectors ORDER BY chunk_id"
-        assert [tuple(r) for r in a.execute(vec)] == [tuple(r) for r in b.execute(vec)]
+        mine = [(v.ids.tobytes(), v.vectors.tobytes()) for v in store.iter_vectors(a, "docs")]
+        assert mine == [(v.ids.tobytes(), v.vectors.tobytes()) for v in store.iter_vectors(b, "docs")]
+        assert [t["question"] for t in conversations.turns(b, "c1")] == ["How long is the wall?"]
+        assert ledger.get_question(b, "q1")["answer"] == "8851.8 km"
+        assert ledger.feedback(b, "q1")[0]["comment"] == "right"
     filled = _counts(target)
     with pytest.raises(RagError) as e:
-        import_store(target, out)
+        import_store(target, whole)
     assert e.value.code == "collection_exists" and e.value.status == 409
     assert _counts(target) == filled
 
-    # merge: a document the collection lacks comes in (its ids past the target's), the ones it has stay
-    with closing(store.open_db(target.db_path)) as conn:
+    # merge: a document the collection lacks comes in (its ids past the target's), the one it has stays
+    with closing(open_configured(target)) as conn:
         store.delete_document(conn, store.list_documents(conn, "docs")[1].id)
-    (merged,) = import_store(target, out, merge=True)
-    assert (merged.documents, merged.skipped_documents, merged.chunks, merged.ids_kept) == (1, 1, 5, False)
-    with closing(store.open_db(target.db_path)) as conn:
+    merged = import_store(target, whole, merge=True)[1]
+    assert (merged.documents, merged.skipped_documents, merged.chunks, merged.vectors, merged.ids_kept) == (1, 1, 5, 5, False)
+    assert sum(merged.history.values()) == 0  # the ledger rows were there already
+    with closing(open_configured(target)) as conn:
         assert sorted(d.filename for d in store.list_documents(conn, "docs")) == ["a.txt", "b.txt"]
         assert conn.execute("SELECT min(id) FROM chunks WHERE document_id = "
                             "(SELECT id FROM documents WHERE filename = 'b.txt')").fetchone()[0] > 10
+        # the engine's own ids go on past the imported ones (Postgres' identity sequences were moved)
+        meta = store.NewDocument(filename="c.txt", format="text", sha256="c" * 64, size_bytes=5)
+        added = store.add_document(conn, "docs", meta, [Draft(0, "later")], np.ones((1, 16), np.float32),
+                                   embed_model="test-model")
+        assert added.document.id > 4 and added.chunk_ids[0] > 20

@@ -107,20 +107,28 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
 def high_water(conn: Connection, table: str) -> int:
     """The largest id `table` ever handed out (deleted rows included): ids above it were never used, so
     rows copied in above it can never be taken for older ones by a stale index."""
-    top = int(conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
-    if dialect(conn) == "postgres":
-        row = conn.execute(f"SELECT last_value, is_called FROM {table}_id_seq").fetchone()
-        return max(top, int(row[0]) if row[1] else 0)
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
-    return max(top, int(row[0]) if row else 0)
+    return max(_max_id(conn, table), _generated(conn, table))
 
 
 def advance_ids(conn: Connection, table: str) -> None:
     """After rows were written with their own ids: the next generated id comes after them (SQLite's
     AUTOINCREMENT does this itself; a Postgres identity's sequence must be moved)."""
+    top = _max_id(conn, table)
+    if dialect(conn) == "postgres" and top > _generated(conn, table):
+        conn.execute(f"SELECT setval('{table}_id_seq', ?)", (top,))
+
+
+def _max_id(conn: Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
+
+
+def _generated(conn: Connection, table: str) -> int:
+    """The last id the engine generated for `table` (0: none yet)."""
     if dialect(conn) == "postgres":
-        conn.execute(f"SELECT setval('{table}_id_seq', greatest((SELECT max(id) FROM {table}), ?))",
-                     (high_water(conn, table),))
+        row = conn.execute(f"SELECT last_value, is_called FROM {table}_id_seq").fetchone()
+        return int(row[0]) if row[1] else 0
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def document_ids_by_sha(conn: Connection, collection: str) -> dict[str, int]:
