@@ -101,7 +101,7 @@ def test_sqlite_to_postgres_and_back_keeps_ids_searches_and_replays(tmp_path, mo
 
     # and into a new SQLite store: the same searches again
     back = _settings(tmp_path / "back", models_dir)
-    (done,) = import_store(back, second)
+    (done,) = import_store(back, second).collections
     assert done.ids_kept and done.documents == 3
     with local_client(create_app(back), back.data_dir, raise_server_exceptions=False) as c:
         assert _searches(c) == before
@@ -219,7 +219,7 @@ def test_an_existing_collection_is_refused_unless_merged(exported, tmp_path, bac
     manifest = export_store(source, whole)  # every collection: `default` (empty here and there) and `docs`
     assert [c.name for c in manifest.collections] == ["default", "docs"]
     target = _target(tmp_path, request.getfixturevalue("pg_url") if backend == "postgres" else "")
-    done = import_store(target, whole)
+    done = import_store(target, whole).collections
     assert [(d.collection, d.documents, d.chunks, d.vectors, d.ids_kept) for d in done] == \
         [("default", 0, 0, 0, True), ("docs", 2, 10, 10, True)]
     assert done[1].history == {"ingestion_jobs": 0, "conversations": 1, "questions": 1, "model_calls": 0,
@@ -241,7 +241,7 @@ def test_an_existing_collection_is_refused_unless_merged(exported, tmp_path, bac
     # merge: a document the collection lacks comes in (its ids past the target's), the one it has stays
     with closing(open_configured(target)) as conn:
         store.delete_document(conn, store.list_documents(conn, "docs")[1].id)
-    merged = import_store(target, whole, merge=True)[1]
+    merged = import_store(target, whole, merge=True).collections[1]
     assert (merged.documents, merged.skipped_documents, merged.chunks, merged.vectors, merged.ids_kept) == (1, 1, 5, 5, False)
     assert sum(merged.history.values()) == 0  # the ledger rows were there already
     with closing(open_configured(target)) as conn:
@@ -253,3 +253,44 @@ def test_an_existing_collection_is_refused_unless_merged(exported, tmp_path, bac
         added = store.add_document(conn, "docs", meta, [Draft(0, "later")], np.ones((1, 16), np.float32),
                                    embed_model="test-model")
         assert added.document.id > 4 and added.chunk_ids[0] > 20
+
+
+def test_keys_move_only_when_asked_and_only_onto_their_own_secret(exported, tmp_path, pg_url):
+    from rag.errors import RagError
+    from rag.portable import export_store, import_store
+    from rag.service.auth import open_keys
+
+    source, _ = exported
+    keys = open_keys(source)
+    keys.db.get().execute("INSERT INTO collections (name, uid, created_at) VALUES ('other', 'u-other', 'x')")
+    admin = keys.create("admin", name="admin").key
+    reader = keys.create("read", collections=["docs"], name="docs reader").key
+    elsewhere = keys.create("read", collections=["other"], name="other reader").key
+    revoked = keys.create("write", name="gone")
+    keys.revoke(revoked.record.id)
+    keys.db.close_all()
+    out = tmp_path / "with-keys"
+    manifest = export_store(source, out, collection="docs", include_keys=True)
+    assert manifest.keys and manifest.members["keys/api_keys.jsonl"].rows == 3  # not the key of `other` only
+    assert b"rag_" not in (out / "keys/api_keys.jsonl").read_bytes()  # hashes, never a key
+
+    plain = _target(tmp_path)  # without --include-keys nothing of them comes in
+    assert import_store(plain, out).keys is None
+    assert not (plain.data_dir / "auth.secret").exists()
+
+    target = _target(tmp_path, pg_url)
+    assert import_store(target, out, include_keys=True).keys == 3
+    there = open_keys(target)
+    assert there.authenticate(admin).role == "admin"
+    assert there.authenticate(reader).grants == {"docs": "read"}
+    assert there.authenticate(elsewhere) is None and there.authenticate(revoked.key) is None
+    there.db.close_all()
+
+    own = _target(tmp_path / "own")  # a store with keys of its own, hashed with its own secret
+    mine = open_keys(own)
+    mine.create("admin", name="here")
+    mine.db.close_all()
+    with pytest.raises(RagError) as e:
+        import_store(own, out, include_keys=True)
+    assert e.value.code == "key_secret_mismatch"
+    assert _counts(own)["documents"] == 0

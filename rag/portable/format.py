@@ -9,6 +9,8 @@
                                windows.f32      their vectors, same order, same dim
                                ingestion_jobs.jsonl, conversations.jsonl, questions.jsonl (with traces),
                                model_calls.jsonl, question_feedback.jsonl
+    <folder>/keys/api_keys.jsonl                only with --include-keys: keyed hashes, never a key;
+    <folder>/keys/secret                        the install's key-hashing secret they were made with
 
 Every member is written and read row by row (or vector batch by vector batch) through a sha256, and
 the manifest lists each member's sha256, size and rows. An import checks every member against it
@@ -36,8 +38,9 @@ CHUNK = 1 << 20
 JSONL_TABLES = ("documents", "chunks", "windows", "ingestion_jobs", "conversations", "questions", "model_calls",
                 "question_feedback")
 VECTOR_IDS, VECTORS, WINDOW_VECTORS = "vectors.ids", "vectors.f32", "windows.f32"
+KEYS, KEY_SECRET = "keys/api_keys.jsonl", "keys/secret"
 
-_MEMBER_RE = re.compile(r"^collections/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/[a-z_]+\.(jsonl|ids|f32)$")
+_MEMBER_RE = re.compile(r"^(collections/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/[a-z_]+\.(jsonl|ids|f32)|keys/api_keys\.jsonl|keys/secret)$")
 
 
 class ExportCorrupt(RagError):
@@ -84,13 +87,14 @@ class Manifest:
     created_at: str
     collections: list[CollectionEntry]
     members: dict[str, Member] = field(default_factory=dict)
+    keys: bool = False  # the export carries API keys (hashes) and their hashing secret
     format: str = FORMAT
     version: int = VERSION
 
     def to_json(self) -> str:
         out = {
             "format": self.format, "version": self.version, "created_at": self.created_at,
-            "source": {"backend": self.source_backend},
+            "source": {"backend": self.source_backend}, "keys": self.keys,
             "vectors": {"dtype": "<f4", "ids_dtype": "<i8", "order": "ascending chunk id"},
             "collections": [vars(c) for c in self.collections],
             "members": {k: vars(m) for k, m in sorted(self.members.items())},
@@ -114,7 +118,7 @@ class Manifest:
             collections = [CollectionEntry(**{**c, "chunk_ids": _span(c["chunk_ids"]), "document_ids": _span(c["document_ids"])})
                            for c in data["collections"]]
             members = {k: Member(**m) for k, m in data["members"].items()}
-            return cls(data["source"]["backend"], data["created_at"], collections, members)
+            return cls(data["source"]["backend"], data["created_at"], collections, members, bool(data.get("keys")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ExportCorrupt(f"{path} lacks or garbles a field: {exc}") from None
 
@@ -152,10 +156,10 @@ class MemberWriter:
 def verify(root: Path, manifest: Manifest) -> None:
     """Every member the manifest lists is there, with its size and sha256 (read in 1 MiB pieces), and
     every member a collection needs is listed. Raises `ExportCorrupt` naming the first that is not."""
-    for c in manifest.collections:
-        for name in member_names(c):
-            if name not in manifest.members:
-                raise ExportCorrupt(f"the manifest does not list {name}")
+    needed = [name for c in manifest.collections for name in member_names(c)]
+    for name in needed + ([KEYS, KEY_SECRET] if manifest.keys else []):
+        if name not in manifest.members:
+            raise ExportCorrupt(f"the manifest does not list {name}")
     for name, member in manifest.members.items():
         if not _MEMBER_RE.match(name):
             raise ExportCorrupt(f"the manifest names an unexpected member {name!r}")

@@ -15,7 +15,7 @@ database is the source of truth; BM25's statistics follow from the terms), so no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,10 +69,17 @@ def check_embedder(c: CollectionEntry, embedder: str) -> None:
                        "or ingest its documents again", code="embedder_mismatch")
 
 
-def import_all(conn: Connection, root: Path, manifest: Manifest, analyzer: Analyzer, *, merge: bool) -> list[Imported]:
-    """Writes every collection of a checked export in ONE transaction."""
+def import_all(conn: Connection, root: Path, manifest: Manifest, analyzer: Analyzer, *, merge: bool,
+               also: Callable[[Connection], None] | None = None) -> list[Imported]:
+    """Writes every collection of a checked export, then whatever `also` writes (the keys), in ONE transaction."""
     with transaction(conn):
-        return [_collection(conn, root, c, manifest, analyzer, merge=merge) for c in manifest.collections]
+        done = [_collection(conn, root, c, manifest, analyzer, merge=merge) for c in manifest.collections]
+        if also is not None:
+            try:
+                also(conn)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ExportCorrupt(f"a row lacks or garbles a column ({exc!r})") from None
+        return done
 
 
 def _collection(conn: Connection, root: Path, c: CollectionEntry, manifest: Manifest, analyzer: Analyzer, *,

@@ -9,6 +9,7 @@ file and a rename, so a folder with a manifest is a finished export.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,11 @@ _TABLES = {"documents": transfer.DOCUMENTS, "chunks": transfer.CHUNKS, "windows"
            **{t.name: t for t in transfer.HISTORY}}
 
 
-def export(conn: Connection, out: Path, collection: str | None = None) -> Manifest:
+def export(conn: Connection, out: Path, collection: str | None = None, *,
+           also: Callable[[Connection, Path, Manifest], None] | None = None) -> Manifest:
     """Writes `collection` (None: every collection) into `out`, a folder that must be new or empty
-    (409 `export_exists` otherwise). Returns the manifest written."""
+    (409 `export_exists` otherwise), and then whatever `also` writes in the same view (the keys).
+    Returns the manifest written."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise Conflict(f"{out} exists and is not an empty folder; export into a new one", code="export_exists")
     out.mkdir(parents=True, exist_ok=True)
@@ -35,6 +38,8 @@ def export(conn: Connection, out: Path, collection: str | None = None) -> Manife
         manifest = Manifest(dialect(conn), utcnow(), [])
         for name in names:
             manifest.collections.append(_export_collection(conn, out, name, manifest))
+        if also is not None:
+            also(conn, out, manifest)
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(manifest.to_json(), encoding="utf-8")
     os.replace(tmp, out / MANIFEST)
