@@ -23,10 +23,11 @@ def export(
 ) -> None:
     """Write collections, with what they own, into a folder that `rag import` reads.
 
-    From the configured store (RAG_DATA_DIR or RAG_DATABASE_URL): documents, chunks, vectors and windows, jobs history, questions with their calls, traces, ratings and conversations
-    (format rag-export v1: JSON Lines and float32 files, a manifest with every file's sha256). Loads no model;
-    safe while a server runs (one consistent view). Keys only with --include-keys; the originals' bytes are
-    not carried (the store keeps none after ingestion)."""
+    From the configured store (RAG_DATA_DIR or RAG_DATABASE_URL): documents, chunks, vectors and
+    windows, jobs history, questions with their calls, traces, ratings and conversations (format
+    rag-export v1: JSON Lines and float32 files, a manifest with every file's sha256). Loads no model;
+    safe while a server runs (one consistent view). Keys only with --include-keys; the originals'
+    bytes are not carried (the store keeps none after ingestion)."""
     from rag.portable import export_store
 
     manifest = export_store(settings_for(data_dir), output, collection=collection, include_keys=include_keys)
