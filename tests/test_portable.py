@@ -205,6 +205,19 @@ def test_a_corrupt_or_unknown_export_is_refused_before_anything_is_written(expor
         import_store(target, out)
     assert e.value.code == "export_corrupt"
     assert _counts(target) == empty
+    chunks.write_bytes(original)
+    _reseal(out, "collections/docs/chunks.jsonl")
+
+    # rows that contradict each other (two documents with the same sha256 in one collection): refused too
+    documents = out / "collections/docs/documents.jsonl"
+    rows = [json.loads(line) for line in documents.read_bytes().splitlines()]
+    rows[1]["sha256"] = rows[0]["sha256"]
+    documents.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _reseal(out, "collections/docs/documents.jsonl")
+    with pytest.raises(RagError) as e:
+        import_store(target, out)
+    assert e.value.code == "export_corrupt" and "contradict" in e.value.message
+    assert _counts(target) == empty
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

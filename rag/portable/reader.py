@@ -15,6 +15,7 @@ database is the source of truth; BM25's statistics follow from the terms), so no
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,14 +73,16 @@ def check_embedder(c: CollectionEntry, embedder: str) -> None:
 def import_all(conn: Connection, root: Path, manifest: Manifest, analyzer: Analyzer, *, merge: bool,
                also: Callable[[Connection], None] | None = None) -> list[Imported]:
     """Writes every collection of a checked export, then whatever `also` writes (the keys), in ONE transaction."""
-    with transaction(conn):
-        done = [_collection(conn, root, c, manifest, analyzer, merge=merge) for c in manifest.collections]
-        if also is not None:
-            try:
+    try:
+        with transaction(conn):
+            done = [_collection(conn, root, c, manifest, analyzer, merge=merge) for c in manifest.collections]
+            if also is not None:
                 also(conn)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ExportCorrupt(f"a row lacks or garbles a column ({exc!r})") from None
-        return done
+            return done
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportCorrupt(f"a row lacks or garbles a column ({exc!r}); nothing was imported") from None
+    except sqlite3.IntegrityError as exc:  # both engines' (rag.store.pg maps psycopg's to it)
+        raise ExportCorrupt(f"rows of the export contradict each other ({exc}); nothing was imported") from None
 
 
 def _collection(conn: Connection, root: Path, c: CollectionEntry, manifest: Manifest, analyzer: Analyzer, *,
