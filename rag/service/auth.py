@@ -179,12 +179,30 @@ def _load_or_create_secret(settings: Settings, db: Connections) -> bytes:
             conn.execute("INSERT INTO install_secrets (name, value) VALUES ('auth', ?) ON CONFLICT DO NOTHING",
                          (secrets.token_bytes(32),))
             return bytes(conn.execute("SELECT value FROM install_secrets WHERE name = 'auth'").fetchone()[0])
-    path = settings.data_dir / "auth.secret"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        data = b""
-    if len(data) < 32:
+    data = install_secret(settings, conn)
+    if data is None:
         data = secrets.token_bytes(32)
-        write_atomic(path, data, mode=0o600)
+        write_atomic(settings.data_dir / "auth.secret", data, mode=0o600)
     return data
+
+
+def install_secret(settings: Settings, conn: store.Connection) -> bytes | None:
+    """The key-hashing secret where this install keeps it, without making one (None: no key was ever made)."""
+    if dialect(conn) == "postgres":
+        row = conn.execute("SELECT value FROM install_secrets WHERE name = 'auth'").fetchone()
+        return None if row is None else bytes(row[0])
+    try:
+        data = (settings.data_dir / "auth.secret").read_bytes()
+    except FileNotFoundError:
+        return None
+    return data if len(data) >= 32 else None
+
+
+def adopt_secret(settings: Settings, conn: store.Connection, secret: bytes) -> None:
+    """Makes `secret` this install's key-hashing secret (`rag import --include-keys`, which checks that no
+    key here depends on the old one). With Postgres inside the caller's transaction."""
+    if dialect(conn) == "postgres":
+        conn.execute("INSERT INTO install_secrets (name, value) VALUES ('auth', ?)"
+                     " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (secret,))
+        return
+    write_atomic(settings.data_dir / "auth.secret", secret, mode=0o600)

@@ -26,6 +26,7 @@ share; the few statements the engines spell differently are picked by `dialect.d
     conversations  a collection's conversations; their turns are ledger questions with a parent
     keys         API keys (hashes only), roles and grants
     files        atomic, durable file writes (uploads, index snapshots, prepared models)
+    transfer     a collection's rows read out and written back with their ids (`rag export` / `rag import`)
 
 Schema changes only through `rag.store.migrations.MIGRATIONS` and `rag.store.pg_schema.MIGRATIONS`.
 """

@@ -33,9 +33,10 @@ def _grants(conn: Connection, key_id: str | None = None) -> dict[str, dict[str, 
 
 
 def insert_key(conn: Connection, key_id: str, *, name: str, role: str, grants: dict[str, str] | None,
-               secret_hash: bytes) -> KeyRecord:
+               secret_hash: bytes, created_at: str | None = None, revoked_at: str | None = None) -> KeyRecord:
     """A new key; `grants` ({collection name: role}) must name existing collections
-    (`collection_not_found` otherwise: a grant cannot wait for a collection that does not exist yet)."""
+    (`collection_not_found` otherwise: a grant cannot wait for a collection that does not exist yet).
+    `created_at`/`revoked_at`: a key carried from another install (`rag import --include-keys`)."""
     with transaction(conn):
         uids = {}
         for collection in sorted(grants or {}):
@@ -45,8 +46,9 @@ def insert_key(conn: Connection, key_id: str, *, name: str, role: str, grants: d
                                code="collection_not_found")
             uids[collection] = row[0]
         conn.execute(
-            "INSERT INTO api_keys (id, name, role, scoped, secret_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (key_id, name, role, int(grants is not None), secret_hash, utcnow()),
+            "INSERT INTO api_keys (id, name, role, scoped, secret_hash, created_at, revoked_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key_id, name, role, int(grants is not None), secret_hash, created_at or utcnow(), revoked_at),
         )
         for collection, uid in uids.items():
             conn.execute("INSERT INTO key_grants (key_id, collection_uid, role) VALUES (?, ?, ?)",

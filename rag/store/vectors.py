@@ -78,13 +78,19 @@ def window_vectors(conn: Connection, chunk_ids: Iterable[int]) -> dict[int, np.n
 def iter_vectors(
     conn: Connection, collection: str, *, ids: Sequence[int] | None = None, batch_size: int = 8192
 ) -> Iterator[VectorBatch]:
-    """A collection's stored vectors in ascending chunk id order (all, or only `ids`), in batches."""
+    """A collection's stored vectors in ascending chunk id order (all, or only `ids`), in batches.
+    Either engine: Postgres' pgvector column (a `pgvector.Vector`) is packed the same way, float32 LE."""
+
+    def raw(value) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype="<f4").tobytes()
 
     def pack(rows: list[Row]) -> VectorBatch:
         dim = rows[0]["dim"]
         if any(r["dim"] != dim for r in rows):
             raise RagError("stored vectors of different dimensions in one collection", code="store_corrupt", status=500)
-        vecs = np.frombuffer(b"".join(r["vector"] for r in rows), dtype="<f4").reshape(len(rows), dim)
+        vecs = np.frombuffer(b"".join(raw(r["vector"]) for r in rows), dtype="<f4").reshape(len(rows), dim)
         return VectorBatch(
             ids=np.fromiter((r["chunk_id"] for r in rows), np.int64, len(rows)),
             document_ids=np.fromiter((r["document_id"] for r in rows), np.int64, len(rows)),
@@ -93,7 +99,8 @@ def iter_vectors(
         )
 
     base = (
-        "SELECT v.chunk_id, c.document_id, v.model, v.dim, v.vector FROM chunk_vectors v"
+        f"SELECT v.chunk_id, c.document_id, v.model, v.dim, {'v.embedding AS vector' if dialect(conn) == 'postgres' else 'v.vector'}"
+        " FROM chunk_vectors v"
         " JOIN chunks c ON c.id = v.chunk_id WHERE c.collection = ?"
     )
     if ids is None:
