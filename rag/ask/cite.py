@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 
 from rag.ask.config import Thresholds
 from rag.ask.figures import Figure, belongs_to_other_subject, figures_in
-from rag.ask.terms import EN_STOPWORDS, _LATIN_TOKEN_RE, contains_entity, contains_number, numbers_in, stem
+from rag.ask.terms import EN_STOPWORDS, ZH_FUNCTION_CHARS, _LATIN_TOKEN_RE, contains_entity, contains_number, numbers_in, stem
 from rag.ask.types import Citation, Passage
 from rag.text.fold import fold
 from rag.text.lang import base, detect_language
@@ -140,6 +140,7 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
     from the passages: a repair makes a figure agree with a passage, so it is never the evidence a
     sentence rests on (the rules that accept a sentence for its figure skip sentences holding one)."""
     qfeats = features(question)
+    qchars = set(HAN_RE.findall(fold(question)))
     qnums = numbers_in(question)
     subjects = [s for s in (subjects or []) if s]
     markers = [m for m in (markers or []) if m]
@@ -186,10 +187,12 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
                 ss.reason += f"; {len(novel & pfeats[best_i])} of {len(novel)} not from the question"
             qs, qe = _best_quote(f, passages[best_i], psents[best_i])
             ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[best_i].text[qs:qe]
-        elif not by_repair and (i := _adds_only_passage_figures(f, qfeats, pfeats, eligible)) is not None:
+        elif not by_repair and (i := _adds_only_passage_facts(f, qfeats, qchars, pfeats, eligible, passages,
+                                                              subjects)) is not None:
             ss.supported, ss.method, ss.passage = True, "lexical", passages[i].n
-            ss.reason = (f"the question's words plus what the sentence adds, {len(f - qfeats)} feature(s) with a figure, "
-                         f"all in passage {passages[i].n}")
+            ss.reason = (f"the question's words plus what the sentence adds, {len(_added(f, qfeats, qchars))} feature(s) "
+                         f"with a figure or name, all in passage {passages[i].n}"
+                         + (", which names the question's subject" if subjects else ""))
             qs, qe = _best_quote(f, passages[i], psents[i])
             ss.quote_start, ss.quote_end, ss.quote = qs, qe, passages[i].text[qs:qe]
         elif best_i is not None and best_score >= th.support_min and best_ov >= th.support_min_overlap:
@@ -221,14 +224,24 @@ def attribute(answer: str, passages: list[Passage], th: Thresholds, *,
     return out
 
 
-def _adds_only_passage_figures(f: set[str], qfeats: set[str], pfeats: list[set[str]], eligible) -> int | None:
-    """A passage holding everything a sentence adds to the question, when that includes a figure:
-    "smtps 的埠號是 465。" restates the question and adds 465, which a table row states without the
-    question's wording, so the overlap over all features is low although the answer is grounded."""
-    novel = f - qfeats
-    if not novel or not any(x.startswith("#") for x in novel):
+def _adds_only_passage_facts(f: set[str], qfeats: set[str], qchars: set[str], pfeats: list[set[str]], eligible,
+                             passages: list[Passage], subjects: list[str]) -> int | None:
+    """A passage naming the question's subject and holding everything a sentence adds to the question,
+    when that includes a figure or a Latin name: "smtps 的埠號是 465。" restates the question and adds
+    465, which a table row states without the question's wording; "dpkglatch 需要至少 512 MB 的可用內存
+    才能啓動。" reorders "啓動至少需要多少可用內存" around 512 MB, and "...的選項是 --dry-run。" names the
+    option. The overlap over all features is low although the answer is grounded."""
+    novel = _added(f, qfeats, qchars)
+    if not novel or not any(x.startswith(("#", "w:")) for x in novel):
         return None
-    return next((i for i in eligible if novel <= pfeats[i]), None)
+    return next((i for i in eligible if novel <= pfeats[i] and names_subject(passages[i].text, subjects)), None)
+
+
+def _added(f: set[str], qfeats: set[str], qchars: set[str]) -> set[str]:
+    """What a sentence adds to its question: features not in the question, less the bigrams that only
+    join the question's own characters and function characters across a reordering ("要至" in
+    "需要至少" from "至少需要", "才能", "的可"); a bigram with any other character ("不需") stays."""
+    return {x for x in f - qfeats if not (len(x) == 2 and all(ch in qchars or ch in ZH_FUNCTION_CHARS for ch in x))}
 
 
 def _has_figure(g: Figure, i: int, passages, pnums, pvalues, pdigits) -> bool:

@@ -38,6 +38,10 @@ ZH_STOPWORDS = frozenset(
     """.split()
 )
 
+# Single characters that carry grammar, not content: a bigram of these and the question's own
+# characters is a junction of a reordered restatement, not something an answer adds (`rag.ask.cite`).
+ZH_FUNCTION_CHARS = frozenset(w for w in ZH_STOPWORDS if len(w) == 1 and w not in "多少几") | frozenset("才将已")
+
 EN_STOPWORDS = frozenset(
     """
     a an the and or but if then else of to in on at by for with from into onto over under about as is are was were be
