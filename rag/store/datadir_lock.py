@@ -41,7 +41,7 @@ class DataDirLock:
             ) from None
 
     def release(self) -> None:
-        if self._fd is not None:
+        if getattr(self, "_fd", None) is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 
