@@ -5,6 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile
 from starlette.exceptions import HTTPException
 
+from api.openapi import EMBEDDING
 from api.openapi import errors as error_responses
 from api.security import BodyTooLarge, principal
 from api.schemas import (ChunkContextOut, ChunkId, ChunkOut, ChunksOut, CollectionPath, DocumentDetailOut, DocumentId,
@@ -144,7 +145,8 @@ def delete_document(name: CollectionPath, document_id: DocumentId, request: Requ
     return Response(status_code=204)
 
 
-@router.post("/search", response_model=SearchOut, responses=_READ_404)
+@router.post("/search", response_model=SearchOut,
+             responses=error_responses({404: ["collection_not_found"], **EMBEDDING}))
 def search(name: CollectionPath, body: SearchIn, request: Request, who: Principal = Depends(principal)) -> SearchOut:
     """Hybrid retrieval only (no model call): each retriever's score and rank, and the fused score."""
     who.require(name)

@@ -8,7 +8,13 @@ of a kind answers is added here, from what the document already says about it:
 - POST and DELETE: 403 `cross_origin_refused`;
 - an operation with a key (`security`): 401 `unauthorized` (`WWW-Authenticate`), 429 `rate_limited`;
 - parameters or a body: 422 `invalid_request`; a collection name among them: 400 `invalid_collection_name`;
-- every 429: `Retry-After`.
+- every 429: `Retry-After`;
+- with PostgreSQL (`RAG_DATABASE_URL`), every operation: 503 `store_unavailable` (the database is
+  unreachable; every route reads it, and the key itself is looked up in it, `/health`'s too).
+
+Codes that only a configuration can cause are listed only under it: `embedder_unavailable` (503)
+and `embedding_failed` (502), which the routes that embed a query declare, need `RAG_EMBEDDER_URL`;
+a status left without codes is not listed.
 
 FastAPI's default 422 (`HTTPValidationError`, a body this API never sends) is replaced. Settings
 that are ceilings (budgets, answer tokens) become the schema's maximums, so a
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from http import HTTPStatus
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,6 +35,7 @@ from pydantic import BaseModel
 
 from api.schemas import COLLECTION_NAME_PATTERN, ErrorOut, TraceOut
 from rag.settings import Settings
+from rag.store import StoreLocation
 
 _CODES = "x-error-codes"
 _REF = "#/components/schemas/"
@@ -35,6 +43,13 @@ _UNSAFE = {"post", "put", "patch", "delete"}
 # Bodies a route answers as stored JSON, passed through untouched (a response model would re-encode
 # them): the model that describes each is documented as its 200 here.
 STORED_BODIES: dict[tuple[str, str], type[BaseModel]] = {("get", "/v1/questions/{qid}/trace"): TraceOut}
+# What a route that embeds the query declares (search, questions, chat): errors of an embeddings server.
+EMBEDDING = {502: ["embedding_failed"], 503: ["embedder_unavailable"]}
+# Codes only a setting makes possible: listed where that setting is on.
+CONFIGURED: dict[str, Callable[[Settings], bool]] = {
+    "embedder_unavailable": lambda s: bool(s.embedder_url),
+    "embedding_failed": lambda s: bool(s.embedder_url),
+}
 
 
 def errors(spec: dict[int, list[str] | tuple[str, ...]]) -> dict[int | str, dict[str, Any]]:
@@ -142,6 +157,13 @@ def _operation_errors(method: str, op: dict[str, Any], schemas: dict[str, Any], 
         add(422, "invalid_request")
     if _names_a_collection(op, schemas):
         add(400, "invalid_collection_name")
+    if StoreLocation.from_settings(settings).shared:
+        add(503, "store_unavailable")
+    for status in list(codes):
+        codes[status] = [c for c in codes[status] if c not in CONFIGURED or CONFIGURED[c](settings)]
+        if status >= 400 and not codes[status]:
+            del codes[status]
+            responses.pop(str(status), None)
 
     for status in sorted(codes):
         if status < 400:

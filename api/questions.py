@@ -12,7 +12,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api.openapi import errors
+from api.openapi import EMBEDDING, errors
 from api.schemas import (ChangeOut, CollectionPath, CollectionQuery, FeedbackIn, FeedbackOut, QuestionId, QuestionIn,
                          ReplayOut)
 from api.security import principal
@@ -35,7 +35,7 @@ def _sse(event: str, data) -> bytes:
 
 # The questions a run can refuse before it starts (a stream starts only once these passed).
 _ASKING = {409: ["collection_empty"], 422: ["empty_question", "budget_above_limit"], 429: ["too_many_questions"],
-           502: ["generation_failed"], 503: ["generator_unavailable"]}
+           502: ["generation_failed", *EMBEDDING[502]], 503: ["generator_unavailable", *EMBEDDING[503]]}
 _ANSWER = {200: {"description": "The answer (`stream: false`), or Server-Sent Events (`stream: true`): `question` "
                                 "(its id), `step` events as the loop runs, `token` events, then `final` (the same "
                                 "object as the JSON answer) or `error`.",

@@ -13,12 +13,12 @@ from __future__ import annotations
 import typer
 
 from rag import offline as _offline  # noqa: F401
-from rag_cli import bench, config, export, ingesting, keys, mcp, models, portable, questions, serve
+from rag_cli import backup, bench, config, export, ingesting, keys, mcp, models, portable, questions, serve
 from rag_cli.shared import Commands
 
 app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
                   help="Offline document question answering.")
-for _commands in (serve, mcp, ingesting, questions, portable, config):
+for _commands in (serve, mcp, ingesting, questions, portable, backup, config):
     app.add_typer(_commands.cli)
 for _name, _group in (("models", models), ("bench", bench), ("keys", keys), ("questions", export)):
     app.add_typer(_group.cli, name=_name)

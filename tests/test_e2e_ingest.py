@@ -659,7 +659,8 @@ def test_failed_uploads_leave_no_trace(hostile):
     # nothing outside the data dir, nothing left over inside it
     assert list((data_dir / "uploads").iterdir()) == []
     assert {p.name for p in data_dir.iterdir()} <= {"rag.sqlite3", "rag.sqlite3-wal", "rag.sqlite3-shm",
-                                                    "indexes", "uploads", "admin.key", "auth.secret"}
+                                                    "indexes", "uploads", "admin.key", "auth.secret",
+                                                    ".in-use"}  # the data dir's lock (rag.store.datadir_lock)
     uids = {col["uid"] for col in c.get("/v1/collections").json()["collections"]}
     assert {p.name for p in (data_dir / "indexes").iterdir()} <= uids
     assert list(hostile["cwd"].iterdir()) == [], "the server wrote into its working directory"

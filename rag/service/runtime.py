@@ -34,6 +34,7 @@ from rag.service.quotas import Quotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
 from rag.store import Connections, StoreLocation
+from rag.store.datadir_lock import DataDirLock
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class Runtime:
     keys: KeyService | None = None
     quotas: Quotas | None = None
     startup: dict[str, float] = field(default_factory=dict)  # seconds per start-up phase (logged, in /health)
+    dir_lock: DataDirLock | None = None  # the embedded store's data dir, held shared: `rag restore` waits for none
 
     def load_models(self, *, progress: bool = False) -> None:
         """The embedder, and the generator beside it when they can load at once (`loads_in_parallel`):
@@ -87,6 +89,8 @@ class Runtime:
         `recover`: close questions a crash left `running` as failed (SQLite; not for a side process)."""
         t0 = time.monotonic()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.shared_store:
+            self.dir_lock = DataDirLock(self.settings.data_dir, exclusive=False)
         backend, t1, t2 = self._open_beside_models(progress, t0)
         self.db, self.index = backend.db, backend.index
         self.searcher = Searcher(self.db, self.index, self.embedder)
@@ -212,6 +216,8 @@ class Runtime:
             self.index.close()
         if self.db is not None:
             self.db.close_all()
+        if self.dir_lock is not None:
+            self.dir_lock.release()
 
 
 def machine_info() -> dict:
