@@ -49,6 +49,23 @@ def test_a_follow_up_that_mixes_scripts_keeps_the_conversations_language(text, p
     assert follow_up_language(text, previous) == lang
 
 
+@pytest.mark.parametrize("text,previous,standalone", [
+    ("ftps 呢？", "pop3s 使用哪个端口？", "ftps 使用哪个端口？"),
+    ("CMake 呢？", "构建系统 Meson 是哪一年首次发布的？", "CMake 是哪一年首次发布的？"),
+    ("sensible-editor 呢？", "比 grep 更快、善用多核 CPU 的 rg 命令在哪個軟體包中？", "sensible-editor 命令在哪個軟體包中？"),
+    ("不加密的 ldap 服務呢？", "ftps-data 使用哪個埠？", "不加密的 ldap 服務 使用哪個埠？"),
+    # not an ellipsis about a name: left to the model
+    ("所有非特權使用者的使用者目錄呢？", "系統日誌文件放在哪個目錄？", None),  # X names no Latin name
+    ("它呢？", "pop3s 使用哪个端口？", None),  # X points back itself
+    ("ftps 呢？", "Which port does imaps use?", None),  # no Chinese predicate to keep
+    ("ftps 的端口号呢？多少", "pop3s 使用哪个端口？", None),  # not that shape
+])
+def test_a_chinese_ellipsis_takes_the_previous_questions_name_without_a_model(text, previous, standalone):
+    from rag.text.followup import substitute_ellipsis
+
+    assert substitute_ellipsis(text, previous) == standalone
+
+
 @pytest.mark.parametrize("follow_up,condensed,why", [
     # measured failures of the 1.5B (`rag bench conversations`)
     ("這些數據是哪一天下載的？", "popcon數據涵蓋了多少份提交？", "it repeats an earlier question"),

@@ -212,6 +212,9 @@ SCENARIOS: dict[str, Scenario] = {
         {"answer": "故宮始建於1406年。"}, clock=c)), Budget(), AskOptions(rewrite=False), False, _WALL_TURNS),
     "follow_up_condense_unusable": ("它东起哪里？", lambda c: (corpus(clock=c), FakeLLM(
         {"condense": "Where does it begin?", "answer": "明长城东起鸭绿江。"}, clock=c)), Budget(), AskOptions(), False, _WALL_TURNS),
+    "follow_up_substituted": ("Ming 长城呢？", lambda c: (corpus(clock=c), FakeLLM(
+        {"answer": "明长城全长8851.8公里。"}, clock=c)), Budget(), AskOptions(), False,
+        History((Turn("Great Wall 全长多少公里？", "明长城全长8851.8公里。"),), max_tokens=256)),
     "follow_up_condense_blocked": ("它东起哪里？", lambda c: (corpus(clock=c), FakeLLM(
         {"answer": "明长城东起鸭绿江。"}, clock=c)), Budget(max_model_calls=1), AskOptions(), False, _WALL_TURNS),
     "question_too_long": (WALL_LENGTH, lambda c: (corpus(clock=c), FakeLLM({}, clock=c, context_length=100)),

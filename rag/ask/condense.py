@@ -8,7 +8,8 @@ things differ from a standalone question, both in the trace:
    word (`rag.text.followup.markers`: "it", "the second one", "它", "呢"...) or no key term of its
    own to search for ("Why?"). Only then is it rewritten by one model call (`purpose` "condense",
    on the ledger like any call) into a standalone question, which the loop searches and answers; a
-   follow-up that names its subject costs no call. When the call's output is unusable, or the budget
+   follow-up that names its subject costs no call, nor does a Chinese ellipsis "X 呢？" after a
+   question about a name (`rag.text.followup.substitute_ellipsis`: X takes that name's place). When the call's output is unusable, or the budget
    cannot pay for it (the answer call stays reserved), the previous question joined to the follow-up
    is searched instead: crude, but it carries the subject and costs nothing.
 2. The answering prompt carries the most recent turns that fit `History.max_tokens`
@@ -29,7 +30,7 @@ from rag.ask.question import Question
 from rag.ask.terms import extract_key_terms
 from rag.ask.trace import Trace
 from rag.text.fold import fold
-from rag.text.followup import markers
+from rag.text.followup import markers, substitute_ellipsis
 from rag.text.lang import base, detect_language
 
 CONDENSE_MAX_TOKENS = 64  # a question, not an answer: the longest gold standalone form is ~40 tokens
@@ -114,6 +115,11 @@ def condense(question: Question, history: History, window: Recent, llm: LLM, cal
         trace.emit(CondenseDecision(verdict="skip", reason="the follow-up names its own subject -> searched as asked",
                                     markers=found, history_turns=n))
         return None
+    if history.turns and (sub := substitute_ellipsis(question.text, history.turns[-1].resolved)) is not None:
+        trace.emit(CondenseDecision(verdict="substitute", markers=found, history_turns=n, standalone=sub,
+                                    reason=f"{why}; an ellipsis: its name put in place of the previous question's "
+                                           "-> searched without a model call"))
+        return sub
     joined = _joined(history, question)
     pairs = [(t.resolved, t.answer) for t in (window.turns or history.turns[-1:])]
     messages = prompts.condense_messages(pairs, question.text, question.lang)

@@ -28,7 +28,7 @@ SupportVerdict = Literal["unverified", "unsupported", "drop", "cut"]
 # Why an answer is not whole: the answer call ended by the question's deadline or by its token limit.
 IncompleteReason = Literal["timeout_s", "max_answer_tokens"]
 AbstainVerdict = Literal["abstain"]
-CondenseVerdict = Literal["skip", "condense", "fallback", "blocked"]
+CondenseVerdict = Literal["skip", "substitute", "condense", "fallback", "blocked"]
 QueryOrigin = Literal["question", "rewrite"]
 RewriteMode = Literal["translate", "keywords"]
 Side = Literal["next", "prev"]
@@ -233,9 +233,11 @@ class SupportDecision(Decision):
 
 @dataclass(frozen=True, kw_only=True)
 class CondenseDecision(Decision):
-    """A conversation's follow-up: searched as asked (`skip`: it names its own subject), condensed into
-    `standalone` by a model call (`condense`), or, when that call's output was unusable (`fallback`) or
-    the budget could not pay for it (`blocked`), joined to the previous question instead."""
+    """A conversation's follow-up: searched as asked (`skip`: it names its own subject), made standalone
+    without a model (`substitute`: a Chinese ellipsis "X 呢？", X put in place of the previous question's
+    name), condensed into `standalone` by a model call (`condense`), or, when that call's output was
+    unusable (`fallback`) or the budget could not pay for it (`blocked`), joined to the previous
+    question instead."""
 
     step = "condense"
     verdict: CondenseVerdict

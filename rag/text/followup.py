@@ -19,7 +19,7 @@ import re
 from rag.text.fold import fold
 from rag.text.lang import base, detect_language, han_count
 
-__all__ = ["markers", "follow_up_language"]
+__all__ = ["markers", "follow_up_language", "substitute_ellipsis"]
 
 _NOUNS = (r"one|ones|package|packages|command|program|tool|file|filesystem|format|directory|port|release|version|"
           r"value|option|service|area|archive|architecture|level|codename|name|number|year|manual|book|document|"
@@ -55,3 +55,30 @@ def follow_up_language(text: str, previous: str) -> str:
     if base(own) == "en" and base(before) == "zh" and han_count(text) > 0:
         return before
     return own
+
+
+_ELLIPSIS_ZH = re.compile(r"^\s*(?:那么|那|还有|還有)?\s*(?P<x>[^？?]{1,40}?)\s*呢\s*[？?]?\s*$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.+-]*(?:\(\d[a-z]?\))?")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def substitute_ellipsis(text: str, previous: str) -> str | None:
+    """The standalone form of a Chinese ellipsis "X 呢？" ("ftps 呢？" after "pop3s 使用哪个端口？"), made
+    without a model: X put in place of the previous question's last Latin name, which in these
+    questions is its subject ("ftps 使用哪个端口？"). None when the rule does not apply: not that shape,
+    X without a Latin name or pointing back itself ("它呢？"), or a previous question with no Latin name
+    followed by a Chinese predicate. Measured on `rag bench conversations`: the 1.5B condensed "CMake
+    呢？" and "sensible-editor 呢？" wrongly (the second into English); this form cannot drift."""
+    m = _ELLIPSIS_ZH.match(text or "")
+    if m is None:
+        return None
+    x = m.group("x").strip()
+    if not _LATIN.search(x) or markers(x):
+        return None
+    names = list(_NAME.finditer(previous or ""))
+    if not names:
+        return None
+    predicate = previous[names[-1].end():]
+    if han_count(predicate) < 2 or not predicate.rstrip().endswith(("？", "?")):
+        return None
+    return x + predicate
