@@ -30,10 +30,12 @@ from rag.ask.figures import complete as complete_figures
 from rag.ask.figures import figures_in
 from rag.ask.pack import PackResult
 from rag.ask.post import (
+    injected_codes,
     is_abstention,
     link_allowlist,
     strip_captions,
     strip_citation_markers,
+    strip_injected_codes,
     strip_instructions,
     strip_links,
     to_question_script,
@@ -78,7 +80,7 @@ class AnswerCheck:
               cut: IncompleteReason | None = None) -> Accepted | Refused:
         """`raw`: the model's output for the packed prompt `pr`; `subjects`: see `subjects()`;
         `evidence`: the retrieval verdict the answer was asked on; `cut`: why the answer call was cut, if it was."""
-        text, echoed, captions, repaired = self._clean(raw, pr)
+        text, echoed, codes, captions, repaired = self._clean(raw, pr)
         removed: list[str] = []
         if cut is not None:
             end = unfinished_tail(text)
@@ -89,7 +91,8 @@ class AnswerCheck:
                 self._emit_cut(cut, removed)
                 return Refused(f"the answer was cut ({_CUT_WORDS[cut]}) before its first sentence ended")
         if not text.strip():
-            what = "the prompt's own instructions" if echoed else "a caption or table rule" if captions else None
+            what = ("the prompt's own instructions" if echoed else "a code an injected passage asked for" if codes
+                    else "a caption or table rule" if captions else None)
             return Refused(f"the model returned only {what}" if what else "the model returned no answer text")
         if restates_question(text, self.q.text):
             return Refused("the model's answer only restates the question" + (" (and the prompt's instructions)" if echoed else ""))
@@ -139,24 +142,25 @@ class AnswerCheck:
             reason=f"the answer call was cut ({_CUT_WORDS[cut]}): removed {len(removed)} unfinished or unsupported "
                    f"sentence(s) -> the answer is marked incomplete"))
 
-    def _clean(self, raw: str, pr: PackResult) -> tuple[str, list[str], list[str], list[str]]:
-        """(cleaned text, echoed instructions removed, captions removed, figures as repaired); the
-        `postprocess` event says all."""
+    def _clean(self, raw: str, pr: PackResult) -> tuple[str, list[str], list[str], list[str], list[str]]:
+        """(cleaned text, echoed instructions removed, injected codes removed, captions removed, figures as
+        repaired); the `postprocess` event says all (codes among `removed_instructions`)."""
         text, markers = strip_citation_markers(raw)
         allowed, untrusted = link_allowlist([p.text for p in pr.kept])
         text, links = strip_links(text, allowed)
+        text, codes = strip_injected_codes(text, injected_codes([p.text for p in pr.kept], self.q.text))
         text, echoed = strip_instructions(text)
         text, captions = strip_captions(text)
         text, repairs = complete_figures(text, [(p.n, p.text) for p in pr.kept], self.q.lang)
         converted = to_question_script(text, self.q.lang) if base(self.q.lang) == "zh" else text
         script_changed = converted != text
         text = converted
-        self.trace.emit(Postprocess(removed_markers=markers, removed_links=links, removed_instructions=echoed,
+        self.trace.emit(Postprocess(removed_markers=markers, removed_links=links, removed_instructions=codes + echoed,
                                     removed_captions=captions,
                                     figures=[r.to_dict() for r in repairs],
                                     untrusted_passages=[pr.kept[i].n for i in untrusted],
                                     script=self.q.lang if script_changed else None))
-        return text, echoed, captions, [to_question_script(r.after, self.q.lang) if script_changed else r.after
+        return text, echoed, codes, captions, [to_question_script(r.after, self.q.lang) if script_changed else r.after
                                         for r in repairs]
 
     def _unverifiable(self, text: str, supports: list[SentenceSupport], pr: PackResult, subjects: list[str]) -> str | None:
