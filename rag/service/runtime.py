@@ -30,6 +30,7 @@ from rag.service.conversations import ConversationService
 from rag.service.backend import open_backend
 from rag.service.collections import CollectionService
 from rag.service.ingesting import IngestService
+from rag.service.presence import Presence
 from rag.service.quotas import Quotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
@@ -52,6 +53,7 @@ class Runtime:
     collections: CollectionService | None = None
     searcher: Searcher | None = None
     questions: QuestionService | None = None
+    presence: Presence | None = None  # this process's heartbeat row; reaps dead processes' questions
     conversations: ConversationService | None = None
     chat: ChatService | None = None
     keys: KeyService | None = None
@@ -77,14 +79,12 @@ class Runtime:
         """PostgreSQL (`RAG_DATABASE_URL`): state shared with other processes, nothing to recover here."""
         return StoreLocation.from_settings(self.settings).shared
 
-    def start(self, *, progress: bool = False, worker: bool = True, warm_ingest: bool = False,
-              recover: bool = True) -> None:
+    def start(self, *, progress: bool = False, worker: bool = True, warm_ingest: bool = False) -> None:
         """Everything the service needs before it answers: models, database, indexes, ingestion.
 
         `warm_ingest` starts ingestion's embedding child now, in the background, instead of at the first
         upload: starting it (a Python process importing torch and loading the embedder) is seconds a first
-        small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not.
-        `recover`: close questions a crash left `running` as failed (SQLite; not for a side process)."""
+        small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not."""
         t0 = time.monotonic()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.load_models(progress=progress)
@@ -102,13 +102,13 @@ class Runtime:
                 threads=self.settings.threads, niceness=self.settings.ingest_niceness,
                 precision=self.embedder.precision), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
-        self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
+        self.presence = Presence(self.settings, self.db, shared=backend.shared)
+        self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder,
+                                         server_id=self.presence.id)
         self.conversations = ConversationService(self.settings, self.db, self.questions)
         self.chat = ChatService(self.settings, self.questions)
-        # Other servers' questions may be running in a shared store; `recover=False`: a process started
-        # beside a server on the same folder (`rag mcp`), whose running questions are not crash leftovers.
-        if recover and not backend.shared:
-            self.questions.recover()
+        # registers this process and closes the questions of dead ones (never those of a live server)
+        self.presence.start()
         self.keys = KeyService(self.settings, self.db)
         if self.settings.auth == "on":
             self.keys.bootstrap()
@@ -178,6 +178,8 @@ class Runtime:
         return {"backend": "sqlite", "path": str(self.settings.db_path), "worker": True}
 
     def close(self) -> None:
+        if self.presence is not None:
+            self.presence.close()
         if self.ingest is not None:
             self.ingest.stop()
         for model in (self.generator, self.embedder):  # HTTP clients of the server runtimes

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from rag.store.connection import Connection
 from rag.store.db import transaction, utcnow
-from rag.store.migrations import M011_CONVERSATIONS, Migration, SchemaError
+from rag.store.migrations import M011_CONVERSATIONS, M012_SERVERS, QUESTION_STATUSES, Migration, SchemaError
 
 MIGRATE_LOCK = 0x7261_6701  # pg_advisory_xact_lock key: "rag" 1
 VECTOR_INDEX_LOCK = 0x7261_6702
@@ -233,11 +233,18 @@ CREATE TABLE question_feedback (
 );
 """
 
+# As SQLite's m012: the servers' heartbeats, the process answering each question, and `interrupted`.
+P005_SERVERS = M012_SERVERS + f"""
+ALTER TABLE questions DROP CONSTRAINT questions_status_check;
+ALTER TABLE questions ADD CONSTRAINT questions_status_check {QUESTION_STATUSES};
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "p001_initial", P001_INITIAL),
     Migration(2, "p002_key_grants", P002_KEY_GRANTS),
     Migration(3, "p003_question_feedback", P003_QUESTION_FEEDBACK),
     Migration(4, "p004_conversations", M011_CONVERSATIONS),  # SQLite's SQL is Postgres' too
+    Migration(5, "p005_servers", P005_SERVERS),
 ]
 
 
