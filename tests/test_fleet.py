@@ -178,10 +178,56 @@ def test_a_process_on_one_folder_leaves_a_live_servers_questions_and_closes_a_de
         db.close_all()
 
 
+
+# ---------------------------------------------------------------- a key's limits, in Postgres
+
+
+def test_shared_windows_and_slots_count_a_key_once_across_connections(pg_url):
+    """Two servers' connections on one Postgres: a window's uses add up across both and stop exactly at
+    the limit (a use that does not fit counts nothing), a new window starts once it ends; eight threads
+    racing for two slots of one key get two; a dead server's slots go with its row."""
+    from rag.store import limits
+    from rag.store.pg import PgConnection
+
+    with closing(PgConnection(pg_url)) as one, closing(PgConnection(pg_url)) as two:
+        pg_schema.migrate(one)
+        hits = [limits.hit((one, two)[i % 2], "k", "requests", cost=1, limit=5, window_s=1.5) for i in range(7)]
+        assert hits[:5] == [None] * 5 and all(0 < w <= 1.5 for w in hits[5:]), hits
+        assert limits.room(one, "k", "requests", cost=1, limit=5, window_s=1.5) is not None
+        assert limits.hit(two, "other", "requests", cost=1, limit=5, window_s=1.5) is None  # per key
+        assert limits.hit(one, "k", "upload_bytes", cost=6, limit=5, window_s=1.5) == 1.5  # never fits
+        time.sleep(1.6)
+        assert limits.room(two, "k", "requests", cost=1, limit=5, window_s=1.5) is None
+        assert limits.hit(two, "k", "requests", cost=5, limit=5, window_s=1.5) is None  # a new window
+
+        for sid in ("s1", "s2"):
+            servers.register(one, sid, host="h", pid=1, data_dir="/d")
+    barrier = threading.Barrier(8)
+    taken: list[bool] = []
+
+    def take(i: int) -> None:
+        with closing(PgConnection(pg_url)) as conn:
+            barrier.wait()
+            taken.append(limits.take_slot(conn, f"slot{i}", "k", server_id=f"s{i % 2 + 1}", most=2))
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(taken) == [False] * 6 + [True] * 2, taken
+    with closing(PgConnection(pg_url)) as conn:
+        held = [r[0] for r in conn.execute("SELECT server_id FROM question_slots ORDER BY server_id")]
+        servers.leave(conn, held[0])  # its server reaped: its slots go too
+        assert conn.execute("SELECT count(*) FROM question_slots").fetchone()[0] == 2 - held.count(held[0])
+        servers.register(conn, held[0], host="h", pid=1, data_dir="/d")
+        assert limits.take_slot(conn, "again", "k", server_id=held[0], most=2)
+
 # ---------------------------------------------------------------- two real servers on one Postgres
 
 ADMIN_KEY = "rag_fleet_test_admin_key_0123456789"
 LEASE_S = 3.0
+REQUESTS_PER_MINUTE = 300
 
 
 @dataclass
@@ -198,7 +244,8 @@ def fleet(tmp_path_factory, models_dir, pg_server, small_embedder_dir, small_gen
     with fresh_database(pg_server) as pg_url:
         env = cli_env(tmp / "unused", models_dir)
         env.update(RAG_DATABASE_URL=pg_url, RAG_ADMIN_KEY=ADMIN_KEY, RAG_SERVER_LEASE_S=str(LEASE_S),
-                   RAG_INGEST_EMBED_PROCESS="false", RAG_MAX_ANSWER_TOKENS="48")
+                   RAG_INGEST_EMBED_PROCESS="false", RAG_MAX_ANSWER_TOKENS="48",
+                   RAG_REQUESTS_PER_MINUTE=str(REQUESTS_PER_MINUTE), RAG_QUESTIONS_IN_FLIGHT="1")
         servers = [Server(tmp / f"serve{i}", env=env) for i in range(2)]
         try:
             for s in servers:
@@ -213,6 +260,48 @@ def fleet(tmp_path_factory, models_dir, pg_server, small_embedder_dir, small_gen
         finally:
             for s in servers:
                 s.stop()
+
+
+def test_a_keys_limits_hold_once_across_two_servers(fleet):
+    """One key on two servers: while its question streams on one, the other refuses a second one (429
+    `too_many_questions`, RAG_QUESTIONS_IN_FLIGHT=1) and accepts it once the first ended; its requests
+    per minute are counted once: exactly the limit succeed across both, then both answer 429
+    `rate_limited` with `Retry-After`. (Runs before the kill test, which takes a server away.)"""
+    with fleet.servers[0].client(key=ADMIN_KEY) as admin:
+        r = admin.post("/v1/keys", json={"role": "read", "name": "shared by two servers"})
+        assert r.status_code == 201, r.text
+        key = r.json()["key"]
+    a, b = (s.client(key=key) for s in fleet.servers)
+    try:
+        body = {"question": GARAGE_Q, "stream": True, "options": {"force_rewrite": True}}
+        with a.stream("POST", "/v1/collections/fleet/questions", json=body) as resp:
+            assert resp.status_code == 200
+            lines = resp.iter_lines()
+            assert next(lines) == "event: question"  # its slot was taken before the response began
+            refused = b.post("/v1/collections/fleet/questions", json={"question": GARAGE_Q})
+            assert refused.status_code == 429 and refused.json()["error"]["code"] == "too_many_questions", refused.text
+            assert int(refused.headers["Retry-After"]) >= 1
+            assert any(line == "event: final" for line in lines)
+        cheap = {"question": GARAGE_Q, "budget": {"max_model_calls": 0}}  # recorded without a model call
+        assert b.post("/v1/collections/fleet/questions", json=cheap).status_code == 200  # the slot came back
+
+        used = 3  # this key's requests so far: the stream, the refusal, the cheap question
+        ok = 0
+        for i in range(REQUESTS_PER_MINUTE):
+            r = (a, b)[i % 2].get("/v1/collections")
+            if r.status_code != 200:
+                break
+            ok += 1
+        assert ok == REQUESTS_PER_MINUTE - used, ok
+        for c in (a, b):
+            r = c.get("/v1/collections")
+            assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited", r.text
+            assert 1 <= int(r.headers["Retry-After"]) <= 60
+        with fleet.servers[1].client(key=ADMIN_KEY) as admin:  # another key's window is its own
+            assert admin.get("/v1/collections").status_code == 200
+    finally:
+        a.close()
+        b.close()
 
 
 def test_a_killed_servers_question_is_interrupted_by_the_other_after_the_lease(fleet):

@@ -31,7 +31,7 @@ from rag.service.backend import open_backend
 from rag.service.collections import CollectionService
 from rag.service.ingesting import IngestService
 from rag.service.presence import Presence
-from rag.service.quotas import Quotas
+from rag.service.quotas import Quotas, SharedQuotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
 from rag.store import Connections, StoreLocation
@@ -112,7 +112,9 @@ class Runtime:
         self.keys = KeyService(self.settings, self.db)
         if self.settings.auth == "on":
             self.keys.bootstrap()
-        self.quotas = Quotas(self.settings)
+        # several servers on one Postgres count a key's limits once, in Postgres; one process in memory
+        self.quotas = (SharedQuotas(self.settings, self.db, self.presence.id) if backend.shared
+                       else Quotas(self.settings))
         if worker and (self.settings.serve_worker or not backend.shared):
             self.ingest.start()
             if warm_ingest and self.embed_process is not None:

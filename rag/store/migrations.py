@@ -330,6 +330,25 @@ CREATE TABLE servers (
 );
 ALTER TABLE questions ADD COLUMN server_id TEXT;
 CREATE INDEX questions_running ON questions (server_id) WHERE status = 'running';
+
+-- Per-key limits shared by every server of a Postgres store (rag.store.limits; the embedded store's one
+-- process counts in memory): a fixed window per key and limit (requests, model calls, upload bytes),
+-- started at its first use (`started`: seconds since the epoch, the database's clock) ...
+CREATE TABLE rate_windows (
+    key_id  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    used    BIGINT NOT NULL CHECK (used >= 0),
+    PRIMARY KEY (key_id, name)
+);
+-- ... and a key's questions in flight, one row per running question, gone with its server's row.
+CREATE TABLE question_slots (
+    id        TEXT PRIMARY KEY NOT NULL,
+    key_id    TEXT NOT NULL,
+    server_id TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+    taken_at  TEXT NOT NULL
+);
+CREATE INDEX question_slots_by_key ON question_slots (key_id);
 """
 QUESTION_STATUSES_BEFORE_M012 = "CHECK (status IN ('running', 'answered', 'abstained', 'stopped', 'failed'))"
 QUESTION_STATUSES = "CHECK (status IN ('running', 'answered', 'abstained', 'stopped', 'failed', 'interrupted'))"

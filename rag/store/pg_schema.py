@@ -28,6 +28,7 @@ from rag.store.migrations import M011_CONVERSATIONS, M012_SERVERS, QUESTION_STAT
 MIGRATE_LOCK = 0x7261_6701  # pg_advisory_xact_lock key: "rag" 1
 VECTOR_INDEX_LOCK = 0x7261_6702
 ADMIN_KEY_LOCK = 0x7261_6703  # the first start's admin key (rag.service.auth)
+SLOTS_LOCK = 0x7261_6704  # with a key's hash: its question slots (rag.store.limits)
 
 P001_INITIAL = """
 CREATE EXTENSION IF NOT EXISTS vector;

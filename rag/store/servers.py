@@ -22,7 +22,7 @@ from rag.store.db import transaction, utcnow
 from rag.store.dialect import dialect
 
 
-def _now(conn: Connection) -> str:
+def now_sql(conn: Connection) -> str:
     """SQL for the database's clock in seconds since the epoch."""
     if dialect(conn) == "postgres":
         return "extract(epoch FROM clock_timestamp())"
@@ -41,14 +41,14 @@ class ServerRecord:
 
 def register(conn: Connection, server_id: str, *, host: str, pid: int, data_dir: str) -> None:
     with transaction(conn):
-        conn.execute(f"INSERT INTO servers (id, host, pid, data_dir, started_at, heartbeat) VALUES (?, ?, ?, ?, ?, {_now(conn)})",
+        conn.execute(f"INSERT INTO servers (id, host, pid, data_dir, started_at, heartbeat) VALUES (?, ?, ?, ?, ?, {now_sql(conn)})",
                      (server_id, host, pid, data_dir, utcnow()))
 
 
 def beat(conn: Connection, server_id: str) -> bool:
     """Renews the heartbeat; False when the row is gone (another process took this one for dead)."""
     with transaction(conn):
-        return conn.execute(f"UPDATE servers SET heartbeat = {_now(conn)} WHERE id = ?", (server_id,)).rowcount == 1
+        return conn.execute(f"UPDATE servers SET heartbeat = {now_sql(conn)} WHERE id = ?", (server_id,)).rowcount == 1
 
 
 def leave(conn: Connection, server_id: str) -> None:
@@ -57,7 +57,7 @@ def leave(conn: Connection, server_id: str) -> None:
 
 
 def list_servers(conn: Connection) -> list[ServerRecord]:
-    rows = conn.execute(f"SELECT id, host, pid, data_dir, started_at, {_now(conn)} - heartbeat FROM servers"
+    rows = conn.execute(f"SELECT id, host, pid, data_dir, started_at, {now_sql(conn)} - heartbeat FROM servers"
                         " ORDER BY started_at, id").fetchall()
     return [ServerRecord(r[0], r[1], int(r[2]), r[3], r[4], float(r[5])) for r in rows]
 
