@@ -257,7 +257,8 @@ def usage(conn: Connection, *, collection: str | None = None, group_by: str = "d
     sql = (f"SELECT {key} AS {group_by}, count(*) AS questions, sum(model_calls) AS model_calls,"
            " sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,"
            " sum(cached_prompt_tokens) AS cached_prompt_tokens, sum(abstained) AS abstained,"
-           " sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,"
+           # an interrupted question (its server died) failed too, as crash leftovers always counted
+           " sum(CASE WHEN status IN ('failed', 'interrupted') THEN 1 ELSE 0 END) AS failed,"
            f" sum({_RATED.format(rating='up')}) AS feedback_up, sum({_RATED.format(rating='down')}) AS feedback_down"
            " FROM questions WHERE 1=1")
     sql, args = _scope(sql, [], collections)
