@@ -268,6 +268,8 @@ def test_a_keys_limits_hold_once_across_two_servers(fleet):
     per minute are counted once: exactly the limit succeed across both, then both answer 429
     `rate_limited` with `Retry-After`. (Runs before the kill test, which takes a server away.)"""
     with fleet.servers[0].client(key=ADMIN_KEY) as admin:
+        listed = admin.get("/health").json()["store"]["servers"]
+        assert sorted(s["pid"] for s in listed) == sorted(s.proc.pid for s in fleet.servers)
         r = admin.post("/v1/keys", json={"role": "read", "name": "shared by two servers"})
         assert r.status_code == 201, r.text
         key = r.json()["key"]
@@ -337,3 +339,6 @@ def test_a_killed_servers_question_is_interrupted_by_the_other_after_the_lease(f
     with closing(psycopg.connect(fleet.pg_url)) as conn:
         alive = [r[0] for r in conn.execute("SELECT pid FROM servers").fetchall()]
     assert alive == [survivor.proc.pid]  # the dead server's row is gone with its questions
+    with survivor.client(key=ADMIN_KEY) as c:
+        listed = c.get("/health").json()["store"]["servers"]
+    assert [(s["pid"], s["this"]) for s in listed] == [(survivor.proc.pid, True)] and listed[0]["silent_s"] < LEASE_S

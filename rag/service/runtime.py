@@ -34,7 +34,7 @@ from rag.service.presence import Presence
 from rag.service.quotas import Quotas, SharedQuotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
-from rag.store import Connections, StoreLocation
+from rag.store import Connections, StoreLocation, servers
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +171,28 @@ class Runtime:
         return {"status": "ok", "models": models, "ingestion": {"pending_jobs": pending}}
 
     def store_info(self) -> dict:
-        """Which store this process uses; the Postgres URL without its password."""
+        """Which store this process uses (the Postgres URL without its password), and the processes
+        answering questions on it with the seconds since their last heartbeat."""
         if self.shared_store:
             from rag.store.pg import redact
 
-            return {"backend": "postgres", "url": redact(self.settings.database_url),
+            info = {"backend": "postgres", "url": redact(self.settings.database_url),
                     "worker": bool(self.ingest and self.ingest.worker_id and self.settings.serve_worker)}
-        return {"backend": "sqlite", "path": str(self.settings.db_path), "worker": True}
+        else:
+            info = {"backend": "sqlite", "path": str(self.settings.db_path), "worker": True}
+        return {**info, "servers": self._servers()}
+
+    def _servers(self) -> list[dict] | None:
+        """None when the store cannot say now: health still answers while the database is away."""
+        if self.db is None:
+            return []
+        me = self.presence.id if self.presence else None
+        try:
+            listed = servers.list_servers(self.db.get())
+        except Exception:  # noqa: BLE001 - a store outage is reported by the requests that need it (503)
+            return None
+        return [{"id": s.id, "host": s.host, "pid": s.pid, "data_dir": s.data_dir, "started_at": s.started_at,
+                 "silent_s": round(s.silent_s, 1), "this": s.id == me} for s in listed]
 
     def close(self) -> None:
         if self.presence is not None:
