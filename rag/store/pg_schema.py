@@ -13,7 +13,10 @@ Postgres types, plus what only this backend has:
   (see `rag.index.pgsearch`);
 * `ingestion_jobs` carries its upload (`job_payloads`, in the same transaction as the job row:
   any worker on any machine can run it) and a lease (`claimed_by`, `lease_until`) for workers
-  that claim with `FOR UPDATE SKIP LOCKED`.
+  that claim with `FOR UPDATE SKIP LOCKED`;
+* what several servers share beyond the data (p005, also in SQLite's m012): `servers` (heartbeats:
+  a dead server's questions end `interrupted`), `rate_windows` and `question_slots` (a key's limits,
+  counted once across servers).
 
 `migrate()` runs under a transaction-level advisory lock, so several processes starting together
 apply each migration once. Never edit or renumber a migration that has shipped; append one.
