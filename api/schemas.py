@@ -425,7 +425,8 @@ class TraceOut(BaseModel):
     id: str
     question: str
     collection: str
-    status: str = Field(description="running, answered, abstained, stopped or failed.")
+    status: str = Field(description="running, answered, abstained, stopped, failed, or interrupted (the server "
+                                    "answering it stopped before it ended; its calls stay in the ledger).")
     budget: dict[str, Any]
     options: dict[str, Any]
     models: dict[str, Any]

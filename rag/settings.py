@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(20, ge=2, le=1000, description="With Postgres: request threads of one `rag serve`, each holding one connection (plus ~4 for ingestion and leases); Postgres' `max_connections` must cover this for every process.")
     pg_ef_search: int = Field(200, ge=10, le=1000, description="With Postgres: pgvector's `hnsw.ef_search`, the candidates an HNSW search visits (recall against speed: `rag bench ann` measured recall@10 0.94 at 100k and 0.65 at 1M chunks with 200).")
     job_lease_s: float = Field(60.0, gt=0, description="Seconds a worker's claim on a job lasts without a heartbeat; a job whose worker died is claimed again after it (Postgres).")
+    server_lease_s: float = Field(30.0, gt=0, description="Seconds a process answering questions (`rag serve`, `rag ask`, ...) stays alive without a heartbeat (it beats 4 times per lease); after it another process closes its running questions as `interrupted`, their model calls kept in the ledger. On one machine (the embedded store) a process found gone is not waited for.")
     faiss_index: Literal["auto", "flat", "ivf", "hnsw"] = Field("auto", description="FAISS index type of the embedded store: `auto` (exact `flat` below `RAG_FAISS_APPROX_FROM` chunks in a collection, approximate above), `flat`, `ivf`, `hnsw`.")
     faiss_approx_from: int = Field(200_000, ge=1, description="Chunks in a collection from which `RAG_FAISS_INDEX=auto` uses the approximate index.")
 

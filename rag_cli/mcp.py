@@ -43,7 +43,7 @@ def mcp(
                                "(create one with `rag keys create`)")
     runtime = Runtime(settings)
     try:
-        runtime.start(worker=False, recover=False)  # a server on the same folder may be answering now
+        runtime.start(worker=False)  # a server on the same folder may be answering: its questions are left alone
 
         def principal_of(_ctx):
             runtime.quotas.request(who.key_id)  # a tool call is one request, as an HTTP call would be

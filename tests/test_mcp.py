@@ -166,7 +166,9 @@ def test_stdio_acts_as_its_key_and_refuses_a_wrong_one(world):
     env = {**world["env"], "RAG_MCP_KEY": world["reader"]}
     db_path = Settings(data_dir=world["server"].data_dir).db_path
     with closing(open_db(db_path)) as conn:  # a question the server is answering right now
-        ledger.start_question(conn, "r" * 32, "shop", "still running?", budget={}, options={}, models={})
+        (server_id,) = conn.execute("SELECT id FROM servers WHERE pid = ?", (world["server"].proc.pid,)).fetchone()
+        ledger.start_question(conn, "r" * 32, "shop", "still running?", budget={}, options={}, models={},
+                              server=server_id)
     params = StdioServerParameters(command=sys.executable, args=["-m", "rag_cli", "mcp"], env=env)
 
     async def run() -> dict:

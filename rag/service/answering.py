@@ -98,17 +98,15 @@ class Answer:
 
 class QuestionService:
     def __init__(self, settings: Settings, db: Connections, searcher: Searcher, generator: LLM | None,
-                 embedder: Embedder):
+                 embedder: Embedder, *, server_id: str | None = None):
         self.settings = settings
+        self.server_id = server_id  # this process in the servers table: its death closes its questions
         self.db = db
         self.searcher = searcher
         self.generator = generator
         self.embedder = embedder
         self.slots = question_slots(settings, generator)
         self._slots = threading.BoundedSemaphore(self.slots)
-
-    def recover(self) -> None:
-        ledger.fail_running(self.db.get())
 
     def prepare(self, req: AskRequest) -> PreparedQuestion:
         """Validates a request: unknown collection (404), empty question, budget or options (422), no
@@ -139,7 +137,8 @@ class QuestionService:
         models = {"generator": generator.model_id, "embedder": self.embedder.model_id,
                   "generator_mode": generator.mode, "generator_runtime": generator.runtime}
         turn = ledger.start_question(self.db.get(), qid, q.collection, q.question, budget=q.budget.to_dict(),
-                                     options=q.options.to_dict(), models=models, conversation=q.conversation)
+                                     options=q.options.to_dict(), models=models, conversation=q.conversation,
+                                     server=self.server_id)
         events: list[dict] = []
 
         def record(event: dict) -> None:

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from rag.settings import Settings
 from rag.store import Connections
 from rag.store.dialect import dialect
 from rag.store.files import write_atomic
+from rag.store.pg_schema import ADMIN_KEY_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +152,28 @@ class KeyService:
 
     def bootstrap(self) -> None:
         """A fresh install gets an admin key in `<data_dir>/admin.key` (0600), unless RAG_ADMIN_KEY
-        provides one or an active admin key exists already. The key itself is never logged."""
+        provides one or an active admin key exists already. The key itself is never logged.
+
+        Several servers starting at once on one empty Postgres: the check and the creation run in one
+        transaction under an advisory lock, so exactly one of them creates the key; its name records
+        where it was written (host and path), which the others log."""
         if self.settings.admin_key:
             if len(self.settings.admin_key) < 16:
                 raise RagError("RAG_ADMIN_KEY must be at least 16 characters", code="weak_admin_key", status=500)
             return
-        if store.has_active_admin(self.db.get()):
-            return
-        new = self.create("admin", name="admin (first start)")
-        write_atomic(self.settings.admin_key_path, (new.key + "\n").encode(), mode=0o600)
-        log.warning("created the admin key: it is in %s (mode 0600); create other keys with `rag keys create`",
-                    self.settings.admin_key_path)
+        conn = self.db.get()
+        with store.transaction(conn):
+            if dialect(conn) == "postgres":
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (ADMIN_KEY_LOCK,))
+            existing = store.first_active_admin(conn)
+            if existing is not None:
+                log.info("an admin key exists already: %s (key id %s)", existing.name, existing.id)
+                return
+            path = self.settings.admin_key_path
+            new = self.create("admin", name=f"admin (first start, in {socket.gethostname()}:{path})")
+            # written before the row commits: a failed write leaves no key nobody can read
+            write_atomic(path, (new.key + "\n").encode(), mode=0o600)
+        log.warning("created the admin key: it is in %s (mode 0600); create other keys with `rag keys create`", path)
 
 
 def open_keys(settings: Settings) -> KeyService:

@@ -30,10 +30,11 @@ from rag.service.conversations import ConversationService
 from rag.service.backend import open_backend
 from rag.service.collections import CollectionService
 from rag.service.ingesting import IngestService
-from rag.service.quotas import Quotas
+from rag.service.presence import Presence
+from rag.service.quotas import Quotas, SharedQuotas
 from rag.service.searching import Searcher
 from rag.settings import Settings
-from rag.store import Connections, StoreLocation
+from rag.store import Connections, StoreLocation, servers
 from rag.store.datadir_lock import DataDirLock
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Runtime:
     collections: CollectionService | None = None
     searcher: Searcher | None = None
     questions: QuestionService | None = None
+    presence: Presence | None = None  # this process's heartbeat row; reaps dead processes' questions
     conversations: ConversationService | None = None
     chat: ChatService | None = None
     keys: KeyService | None = None
@@ -79,14 +81,12 @@ class Runtime:
         """PostgreSQL (`RAG_DATABASE_URL`): state shared with other processes, nothing to recover here."""
         return StoreLocation.from_settings(self.settings).shared
 
-    def start(self, *, progress: bool = False, worker: bool = True, warm_ingest: bool = False,
-              recover: bool = True) -> None:
+    def start(self, *, progress: bool = False, worker: bool = True, warm_ingest: bool = False) -> None:
         """Everything the service needs before it answers: models, database, indexes, ingestion.
 
         `warm_ingest` starts ingestion's embedding child now, in the background, instead of at the first
         upload: starting it (a Python process importing torch and loading the embedder) is seconds a first
-        small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not.
-        `recover`: close questions a crash left `running` as failed (SQLite; not for a side process)."""
+        small upload would otherwise wait for. `rag serve` asks for it; a one-off CLI command does not."""
         t0 = time.monotonic()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.shared_store:
@@ -102,17 +102,19 @@ class Runtime:
                 threads=self.settings.threads, niceness=self.settings.ingest_niceness,
                 precision=self.embedder.precision), self.embedder.dim)
         self.ingest = IngestService(self.settings, self.db, self.index, self.embedder, self.embed_process)
-        self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder)
+        self.presence = Presence(self.settings, self.db, shared=backend.shared)
+        self.questions = QuestionService(self.settings, self.db, self.searcher, self.generator, self.embedder,
+                                         server_id=self.presence.id)
         self.conversations = ConversationService(self.settings, self.db, self.questions)
         self.chat = ChatService(self.settings, self.questions)
-        # Other servers' questions may be running in a shared store; `recover=False`: a process started
-        # beside a server on the same folder (`rag mcp`), whose running questions are not crash leftovers.
-        if recover and not backend.shared:
-            self.questions.recover()
+        # registers this process and closes the questions of dead ones (never those of a live server)
+        self.presence.start()
         self.keys = KeyService(self.settings, self.db)
         if self.settings.auth == "on":
             self.keys.bootstrap()
-        self.quotas = Quotas(self.settings)
+        # several servers on one Postgres count a key's limits once, in Postgres; one process in memory
+        self.quotas = (SharedQuotas(self.settings, self.db, self.presence.id) if backend.shared
+                       else Quotas(self.settings))
         if worker and (self.settings.serve_worker or not backend.shared):
             self.ingest.start()
             if warm_ingest and self.embed_process is not None:
@@ -195,15 +197,32 @@ class Runtime:
         return {"status": "ok", "models": models, "ingestion": {"pending_jobs": pending}}
 
     def store_info(self) -> dict:
-        """Which store this process uses; the Postgres URL without its password."""
+        """Which store this process uses (the Postgres URL without its password), and the processes
+        answering questions on it with the seconds since their last heartbeat."""
         if self.shared_store:
             from rag.store.pg import redact
 
-            return {"backend": "postgres", "url": redact(self.settings.database_url),
+            info = {"backend": "postgres", "url": redact(self.settings.database_url),
                     "worker": bool(self.ingest and self.ingest.worker_id and self.settings.serve_worker)}
-        return {"backend": "sqlite", "path": str(self.settings.db_path), "worker": True}
+        else:
+            info = {"backend": "sqlite", "path": str(self.settings.db_path), "worker": True}
+        return {**info, "servers": self._servers()}
+
+    def _servers(self) -> list[dict] | None:
+        """None when the store cannot say now: health still answers while the database is away."""
+        if self.db is None:
+            return []
+        me = self.presence.id if self.presence else None
+        try:
+            listed = servers.list_servers(self.db.get())
+        except Exception:  # noqa: BLE001 - a store outage is reported by the requests that need it (503)
+            return None
+        return [{"id": s.id, "host": s.host, "pid": s.pid, "data_dir": s.data_dir, "started_at": s.started_at,
+                 "silent_s": round(s.silent_s, 1), "this": s.id == me} for s in listed]
 
     def close(self) -> None:
+        if self.presence is not None:
+            self.presence.close()
         if self.ingest is not None:
             self.ingest.stop()
         for model in (self.generator, self.embedder):  # HTTP clients of the server runtimes

@@ -72,7 +72,7 @@ from rag.store.jobs import (
     recent_job_seconds,
     update_job,
 )
-from rag.store.keys import find_key, get_key, has_active_admin, insert_key, list_keys, revoke_key
+from rag.store.keys import find_key, first_active_admin, get_key, has_active_admin, insert_key, list_keys, revoke_key
 from rag.store.migrations import migrate
 from rag.store.records import (
     AddedDocument,
@@ -101,7 +101,7 @@ __all__ = [
     "Connection", "Connections", "DeletedCollection", "DeletedDocument", "DocumentRecord", "Engine", "IndexState", "InvalidName", "JobRecord", "KeyRecord", "NewDocument",
     "Row", "StoreLocation", "ThreadConnections", "VectorBatch",
     "add_document", "cancel_job", "change_seq", "count_queued_jobs", "chunk_context", "chunk_ids", "connect", "create_collection", "create_job", "delete_collection",
-    "delete_document", "engine_of", "fail_unfinished_jobs", "find_document_by_sha", "find_key", "get_key", "has_active_admin",
+    "delete_document", "engine_of", "fail_unfinished_jobs", "find_document_by_sha", "find_key", "first_active_admin", "get_key", "has_active_admin",
     "insert_key", "list_keys", "revoke_key", "get_chunks", "get_collection",
     "get_document", "get_job", "index_state", "integrity_check", "iter_vectors", "list_chunks", "list_collections",
     "has_chunks", "list_documents", "list_jobs", "open_configured", "open_store", "recent_job_seconds", "load_chunk_terms", "migrate", "open_db", "save_chunk_terms", "transaction",

@@ -85,4 +85,11 @@ def revoke_key(conn: Connection, key_id: str) -> KeyRecord:
 
 
 def has_active_admin(conn: Connection) -> bool:
-    return conn.execute("SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL LIMIT 1").fetchone() is not None
+    return first_active_admin(conn) is not None
+
+
+def first_active_admin(conn: Connection) -> KeyRecord | None:
+    """The oldest admin key not revoked (its name says who created it), or None."""
+    row = conn.execute("SELECT id FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL"
+                       " ORDER BY created_at, id LIMIT 1").fetchone()
+    return None if row is None else get_key(conn, row[0])

@@ -29,10 +29,12 @@ class Totals:
 
 
 def start_question(conn: Connection, qid: str, collection: str, question: str, *,
-                   budget: dict, options: dict, models: dict, conversation: str | None = None) -> int | None:
+                   budget: dict, options: dict, models: dict, conversation: str | None = None,
+                   server: str | None = None) -> int | None:
     """Opens the question's row. With `conversation`, the question is that conversation's next turn:
     returns its index (0, 1, ...); a turn taken at the same moment by another question of the same
-    conversation is a 409 `conversation_busy` (the unique index on (conversation_id, turn) decides)."""
+    conversation is a 409 `conversation_busy` (the unique index on (conversation_id, turn) decides).
+    `server`: the process answering it, whose death closes it as `interrupted` (rag.store.servers)."""
     try:
         with transaction(conn):
             turn = None
@@ -41,9 +43,9 @@ def start_question(conn: Connection, qid: str, collection: str, question: str, *
                                         (conversation,)).fetchone()[0])
             conn.execute(
                 "INSERT INTO questions (id, collection, question, status, budget, options, models, created_at,"
-                " conversation_id, turn) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+                " conversation_id, turn, server_id) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                 (qid, collection, question, json.dumps(budget), json.dumps(options), json.dumps(models), utcnow(),
-                 conversation, turn),
+                 conversation, turn, server),
             )
     except sqlite3.IntegrityError as exc:
         raise Conflict(f"conversation {conversation!r} is answering another question; ask again when it ends",
@@ -71,29 +73,23 @@ def totals(conn: Connection, qid: str) -> Totals:
 
 
 def finish_question(conn: Connection, qid: str, *, status: str, result: dict | None, trace: dict | None,
-                    seconds: float, error_code: str | None = None, error_message: str | None = None) -> None:
-    """Closes a question in one transaction: status, answer, totals from its calls, result and trace."""
+                    seconds: float, error_code: str | None = None, error_message: str | None = None,
+                    only_running: bool = False) -> bool:
+    """Closes a question in one transaction: status, answer, totals from its calls, result and trace.
+    `only_running`: unless another process closed it first (then False)."""
     with transaction(conn):
         t = totals(conn, qid)
-        conn.execute(
+        return conn.execute(
             "UPDATE questions SET status = ?, answer = ?, abstained = ?, stopped_by = ?, error_code = ?,"
             " error_message = ?, model_calls = ?, prompt_tokens = ?, completion_tokens = ?,"
-            " cached_prompt_tokens = ?, seconds = ?, result = ?, trace = ?, finished_at = ? WHERE id = ?",
+            " cached_prompt_tokens = ?, seconds = ?, result = ?, trace = ?, finished_at = ? WHERE id = ?"
+            + (" AND status = 'running'" if only_running else ""),
             (status, (result or {}).get("answer"), None if result is None else int(bool(result.get("abstained"))),
              (result or {}).get("stopped_by"), error_code, error_message, t.model_calls, t.prompt_tokens,
              t.completion_tokens, t.cached_prompt_tokens, round(seconds, 3),
              None if result is None else json.dumps(result, ensure_ascii=False),
              None if trace is None else json.dumps(trace, ensure_ascii=False), utcnow(), qid),
-        )
-
-
-def fail_running(conn: Connection) -> int:
-    """At start-up: questions a crash left running are closed as failed (their calls stay counted)."""
-    rows = conn.execute("SELECT id FROM questions WHERE status = 'running'").fetchall()
-    for (qid,) in rows:
-        finish_question(conn, qid, status="failed", result=None, trace=None, seconds=0.0,
-                        error_code="interrupted", error_message="the service stopped while this question ran")
-    return len(rows)
+        ).rowcount == 1
 
 
 def _row(conn: Connection, qid: str) -> Row:
@@ -261,7 +257,8 @@ def usage(conn: Connection, *, collection: str | None = None, group_by: str = "d
     sql = (f"SELECT {key} AS {group_by}, count(*) AS questions, sum(model_calls) AS model_calls,"
            " sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,"
            " sum(cached_prompt_tokens) AS cached_prompt_tokens, sum(abstained) AS abstained,"
-           " sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed,"
+           # an interrupted question (its server died) failed too, as crash leftovers always counted
+           " sum(CASE WHEN status IN ('failed', 'interrupted') THEN 1 ELSE 0 END) AS failed,"
            f" sum({_RATED.format(rating='up')}) AS feedback_up, sum({_RATED.format(rating='down')}) AS feedback_down"
            " FROM questions WHERE 1=1")
     sql, args = _scope(sql, [], collections)

@@ -314,6 +314,66 @@ CREATE UNIQUE INDEX questions_by_turn ON questions (conversation_id, turn) WHERE
 """
 
 
+M012_SERVERS = """
+-- Every process that answers questions (`rag serve`, `rag ask`, `rag mcp`, ...) has a row while it lives:
+-- where it runs and its heartbeat (seconds since the epoch by the database's clock), renewed a few
+-- times per `RAG_SERVER_LEASE_S`. A question records the process answering it, so when that process
+-- dies (its heartbeat older than the lease, or, on its own host, its pid gone) another one closes the
+-- question as `interrupted`, its model calls kept in the ledger (rag.store.servers).
+CREATE TABLE servers (
+    id         TEXT PRIMARY KEY NOT NULL,
+    host       TEXT NOT NULL,
+    pid        INTEGER NOT NULL,
+    data_dir   TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    heartbeat  DOUBLE PRECISION NOT NULL
+);
+ALTER TABLE questions ADD COLUMN server_id TEXT;
+CREATE INDEX questions_running ON questions (server_id) WHERE status = 'running';
+
+-- Per-key limits shared by every server of a Postgres store (rag.store.limits; the embedded store's one
+-- process counts in memory): a fixed window per key and limit (requests, model calls, upload bytes),
+-- started at its first use (`started`: seconds since the epoch, the database's clock) ...
+CREATE TABLE rate_windows (
+    key_id  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    used    BIGINT NOT NULL CHECK (used >= 0),
+    PRIMARY KEY (key_id, name)
+);
+-- ... and a key's questions in flight, one row per running question, gone with its server's row.
+CREATE TABLE question_slots (
+    id        TEXT PRIMARY KEY NOT NULL,
+    key_id    TEXT NOT NULL,
+    server_id TEXT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+    taken_at  TEXT NOT NULL
+);
+CREATE INDEX question_slots_by_key ON question_slots (key_id);
+"""
+QUESTION_STATUSES_BEFORE_M012 = "CHECK (status IN ('running', 'answered', 'abstained', 'stopped', 'failed'))"
+QUESTION_STATUSES = "CHECK (status IN ('running', 'answered', 'abstained', 'stopped', 'failed', 'interrupted'))"
+
+
+def m012_servers(conn: Connection) -> None:
+    """The servers table, and `interrupted` among the question statuses. SQLite cannot change a CHECK
+    constraint in place and rebuilding `questions` would cascade-delete its calls and feedback (a DROP
+    deletes its rows first): the constraint's text is widened in the schema itself, SQLite's documented
+    procedure for a change that leaves every stored row valid (a new value allowed, none removed)."""
+    for stmt in _statements(M012_SERVERS):
+        conn.execute(stmt)
+    (version,) = conn.execute("PRAGMA schema_version").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        changed = conn.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table'"
+                               " AND name = 'questions' AND instr(sql, ?) > 0",
+                               (QUESTION_STATUSES_BEFORE_M012, QUESTION_STATUSES, QUESTION_STATUSES_BEFORE_M012)).rowcount
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    if changed != 1:
+        raise SchemaError("m012: the questions table's status constraint is not the one m002 created")
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "m001_initial", M001_INITIAL),
     Migration(2, "m002_ledger", M002_LEDGER),
@@ -326,6 +386,7 @@ MIGRATIONS: list[Migration] = [
     Migration(9, "m009_key_grants", M009_KEY_GRANTS),
     Migration(10, "m010_question_feedback", M010_QUESTION_FEEDBACK),
     Migration(11, "m011_conversations", M011_CONVERSATIONS),
+    Migration(12, "m012_servers", m012_servers),
 ]
 
 

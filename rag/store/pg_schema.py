@@ -13,7 +13,10 @@ Postgres types, plus what only this backend has:
   (see `rag.index.pgsearch`);
 * `ingestion_jobs` carries its upload (`job_payloads`, in the same transaction as the job row:
   any worker on any machine can run it) and a lease (`claimed_by`, `lease_until`) for workers
-  that claim with `FOR UPDATE SKIP LOCKED`.
+  that claim with `FOR UPDATE SKIP LOCKED`;
+* what several servers share beyond the data (p005, also in SQLite's m012): `servers` (heartbeats:
+  a dead server's questions end `interrupted`), `rate_windows` and `question_slots` (a key's limits,
+  counted once across servers).
 
 `migrate()` runs under a transaction-level advisory lock, so several processes starting together
 apply each migration once. Never edit or renumber a migration that has shipped; append one.
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 from rag.store.connection import Connection
 from rag.store.db import transaction, utcnow
-from rag.store.migrations import M011_CONVERSATIONS, Migration, SchemaError
+from rag.store.migrations import M011_CONVERSATIONS, M012_SERVERS, QUESTION_STATUSES, Migration, SchemaError
 
 MIGRATE_LOCK = 0x7261_6701  # pg_advisory_xact_lock key: "rag" 1
 VECTOR_INDEX_LOCK = 0x7261_6702
+ADMIN_KEY_LOCK = 0x7261_6703  # the first start's admin key (rag.service.auth)
+SLOTS_LOCK = 0x7261_6704  # with a key's hash: its question slots (rag.store.limits)
 
 P001_INITIAL = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -232,11 +237,18 @@ CREATE TABLE question_feedback (
 );
 """
 
+# As SQLite's m012: the servers' heartbeats, the process answering each question, and `interrupted`.
+P005_SERVERS = M012_SERVERS + f"""
+ALTER TABLE questions DROP CONSTRAINT questions_status_check;
+ALTER TABLE questions ADD CONSTRAINT questions_status_check {QUESTION_STATUSES};
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "p001_initial", P001_INITIAL),
     Migration(2, "p002_key_grants", P002_KEY_GRANTS),
     Migration(3, "p003_question_feedback", P003_QUESTION_FEEDBACK),
     Migration(4, "p004_conversations", M011_CONVERSATIONS),  # SQLite's SQL is Postgres' too
+    Migration(5, "p005_servers", P005_SERVERS),
 ]
 
 

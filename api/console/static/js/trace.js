@@ -68,7 +68,8 @@ function feedbackBox(qid, given) {
 
 function costCard(t, r) {
   const u = r.usage || {};
-  const stopped = stoppedBy(r.stopped_by) || (r.abstained ? "abstained" : r.error ? "error" : "answered within budget");
+  const stopped = t.status === "interrupted" ? "the server answering it stopped before it ended (interrupted)"
+    : stoppedBy(r.stopped_by) || (r.abstained ? "abstained" : r.error ? "error" : "answered within budget");
   return h("dl", { class: "card cost", id: "cost-card" },
     h("dt", {}, "Status"), h("dd", {}, t.status),
     h("dt", {}, "Model calls"), h("dd", {}, `${fmt.int(u.model_calls)} of ${t.budget.max_model_calls}`),
