@@ -52,6 +52,8 @@ def insert_windows(
         if dim is None or vecs.shape[1] != dim:
             raise IngestError("window vectors must have the chunk vectors' dimension", code="bad_vectors")
         rows += [(cid, n, s, e, dim, vecs[n].tobytes()) for n, (s, e) in enumerate(w.spans)]
+    if not rows:  # most documents: every chunk is its own only window
+        return
     if dialect(conn) == "postgres":
         pg_writes.insert_windows(conn, rows)
         return
