@@ -11,6 +11,7 @@ and delete), parametrised over the backends.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from contextlib import closing
 
 import numpy as np
@@ -118,6 +119,109 @@ def test_dimension_mismatch_is_the_same_error(indexes):
         with pytest.raises(RagError) as e:
             index.dense_search("docs", np.ones(8, np.float32), 3)
         assert e.value.code == "dimension_mismatch"
+
+
+
+def big_document(n: int = 400):
+    """A document of `n` chunks (Chinese and English, varied words), its vectors and, for every third
+    chunk, two window vectors: what Postgres writes with one COPY per table (`rag.store.pg_writes`)."""
+    from rag import store
+
+    rng = np.random.default_rng(11)
+    words = " ".join(TEXTS).split()
+    texts = [f"{TEXTS[i % len(TEXTS)]} {' '.join(rng.choice(words, 12))} part{i}" for i in range(n)]
+    drafts = [Draft(i, t) for i, t in enumerate(texts)]
+    for d in drafts[::2]:
+        d.page, d.section_path = d.ordinal // 10 + 1, ("Guide", f"§{d.ordinal // 50}")
+    vecs = rng.standard_normal((n, 16)).astype(np.float32)
+    windows = [store.ChunkWindows(((0, 5), (5, len(t))), rng.standard_normal((2, 16)).astype(np.float32))
+               if i % 3 == 0 else None for i, t in enumerate(texts)]
+    meta = store.NewDocument(filename="big.txt", format="text", sha256=hashlib.sha256(b"big").hexdigest(),
+                             size_bytes=sum(len(t) for t in texts))
+    return meta, drafts, vecs, windows
+
+
+def stored_rows(conn, document_id: int) -> dict:
+    """Everything stored for a document, keyed by ordinal (ids differ between the backends): chunks,
+    neighbours, vectors, windows and (term, tf) pairs (SQLite's term cache; Postgres' postings)."""
+    from rag import store
+
+    chunks = store.list_chunks(conn, document_id)
+    ordinal = {c.id: c.ordinal for c in chunks}
+    vectors = {ordinal[int(i)]: v.tobytes() for b in store.iter_vectors(conn, chunks[0].collection)
+               for i, v in zip(b.ids, b.vectors) if int(i) in ordinal}
+    windows = {ordinal[c]: w.tobytes() for c, w in store.window_vectors(conn, ordinal).items()}
+    if getattr(conn, "dialect", "sqlite") == "postgres":
+        rows = conn.execute("SELECT chunk_id, term, tf FROM chunk_postings WHERE document_id = ?", (document_id,))
+        terms = sorted((ordinal[c], t, tf) for c, t, tf in rows)
+    else:
+        terms = sorted((ordinal[c], t, int(tf)) for c, ts, tfs in conn.execute(
+            "SELECT chunk_id, terms, tfs FROM chunk_terms WHERE chunk_id IN (SELECT id FROM chunks WHERE document_id = ?)",
+            (document_id,)) for t, tf in zip(ts.split(" "), np.frombuffer(tfs, "<u2")))
+    return {"chunks": [(c.ordinal, c.text, c.char_start, c.char_end, c.page, c.section_path, c.token_count,
+                        ordinal.get(c.prev_id), ordinal.get(c.next_id)) for c in chunks],
+            "vectors": vectors, "windows": windows, "terms": terms}
+
+
+def test_a_large_document_is_stored_row_for_row_alike_on_both_backends(indexes):
+    """Postgres writes a document with one COPY per table: nothing lost or doubled against SQLite's row
+    by row inserts (400 chunks, their vectors, windows and terms), and BM25's statistics add up."""
+    from rag import store
+
+    (lite, lconn), (pg, pconn), _ = indexes
+    before = pconn.execute("SELECT lex_chunks, lex_terms FROM collections WHERE name = 'docs'").fetchone()
+    meta, drafts, vecs, windows = big_document()
+    added = [index.add_document(conn, "docs", meta, drafts, vecs, embed_model="test-model", windows=windows)
+             for index, conn in ((lite, lconn), (pg, pconn))]
+    a, b = (stored_rows(conn, r.document.id) for conn, r in zip((lconn, pconn), added))
+    assert len(a["chunks"]) == len(a["vectors"]) == 400 and len(a["windows"]) == 134 and len(a["terms"]) > 4000
+    assert a == b
+    assert list(added[1].chunk_ids) == sorted(added[1].chunk_ids)  # ids grow with the ordinals
+    totals = pconn.execute("SELECT count(*), sum(term_total) FROM chunks WHERE document_id = ?",
+                           (added[1].document.id,)).fetchone()
+    assert totals[1] == sum(tf for _, _, tf in b["terms"])
+    after = pconn.execute("SELECT lex_chunks, lex_terms FROM collections WHERE name = 'docs'").fetchone()
+    assert (after[0] - before[0], after[1] - before[1]) == (400, totals[1])
+    assert store.get_collection(pconn, "docs").chunk_count == store.get_collection(lconn, "docs").chunk_count == 410
+    assert added[0].chunk_ids == added[1].chunk_ids  # the ids drawn from Postgres' sequence: 11..410 on both
+    for q in ("part123 garage", "長城 山海關 part7"):
+        la, lb = lite.lexical_search("docs", q, 10), pg.lexical_search("docs", q, 10)
+        assert [h.chunk_id for h in la] == [h.chunk_id for h in lb], q
+        assert np.allclose([h.score for h in la], [h.score for h in lb], rtol=1e-5)
+
+def test_a_postgres_write_failing_mid_copy_leaves_nothing(pg_url):
+    """A posting the server rejects (a NUL in a term) fails the last COPY after the chunks, vectors and
+    windows went in: the transaction leaves no row of the document, the job is untouched, and the
+    same connection then stores the document whole."""
+    from rag import store
+    from rag.index.lexical import get_analyzer
+    from rag.store import pg_schema
+    from rag.store.pg import PgConnection
+
+    analyzer = get_analyzer()
+    tables = ("documents", "chunks", "chunk_vectors", "chunk_windows", "chunk_postings")
+    with closing(PgConnection(pg_url)) as first:
+        pg_schema.migrate(first)
+    with closing(PgConnection(pg_url)) as conn:
+        store.create_collection(conn, "docs")
+        job = store.create_job(conn, "docs", "big.txt")
+        meta, drafts, vecs, windows = big_document()
+        terms = [analyzer.term_counts(d.text) for d in drafts]
+        bad = list(terms)
+        bad[350] = (["ok", "bad\x00term"], [1, 1])
+        with pytest.raises(sqlite3.OperationalError):
+            store.add_document(conn, "docs", meta, drafts, vecs, job.id, embed_model="test-model", terms=bad,
+                               analyzer=analyzer.id, windows=windows)
+        assert not conn.in_transaction
+        assert [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables] == [0] * len(tables)
+        coll = conn.execute("SELECT change_seq, lex_chunks, lex_terms, embed_model FROM collections"
+                            " WHERE name = 'docs'").fetchone()
+        assert tuple(coll) == (0, 0, 0, None) and store.get_job(conn, job.id).status == "queued"
+        added = store.add_document(conn, "docs", meta, drafts, vecs, job.id, embed_model="test-model", terms=terms,
+                                   analyzer=analyzer.id, windows=windows)
+        counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
+        assert counts == [1, 400, 400, 268, sum(len(t) for t, _ in terms)]
+        assert store.get_job(conn, job.id).status == "done" and added.change_seq == 1
 
 
 # ---------------------------------------------------------------------------- the API on both backends

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from rag.errors import Conflict, IngestError, NotFound
+from rag.store import pg_writes
 from rag.store.connection import Connection, Row
 from rag.store.collections import bump_seq, change_seq
 from rag.store.dialect import dialect
@@ -209,6 +210,9 @@ def add_document(
 
 
 def _insert_chunks(conn: Connection, collection: str, doc_id: int, drafts: Sequence[ChunkSource]) -> list[int]:
+    """Writes the chunks (in ordinal order) with their prev/next ids; returns their ids in that order."""
+    if dialect(conn) == "postgres":  # one COPY, ids drawn first (`rag.store.pg_writes`)
+        return pg_writes.insert_chunks(conn, collection, doc_id, drafts)
     conn.executemany(
         "INSERT INTO chunks (document_id, collection, ordinal, text, char_start, char_end, page,"
         " section_path, token_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

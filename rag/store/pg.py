@@ -153,6 +153,22 @@ class PgConnection:
                 raise _as_sqlite_error(exc, self.raw) from exc
         return Cursor(cur)
 
+    def copy(self, table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Writes `rows` into `table` with one binary `COPY ... FROM STDIN`: one statement for any number
+        of rows (a statement per row cost a document of 300 chunks ~0.7 s). `types` are the columns'
+        Postgres types, in order (`vector` once pgvector's adapters are registered). Returns rows written;
+        inside the caller's transaction like any statement, so a failure leaves nothing."""
+        n = 0
+        try:
+            with self.raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as out:
+                out.set_types(list(types))
+                for row in rows:
+                    out.write_row(row)
+                    n += 1
+        except psycopg.Error as exc:
+            raise _as_sqlite_error(exc, self.raw) from exc
+        return n
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE

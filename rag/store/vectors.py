@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from rag.errors import IngestError, RagError
+from rag.store import pg_writes
 from rag.store.connection import Connection, Row
 from rag.store.db import in_batches, transaction
 from rag.store.dialect import dialect
@@ -26,18 +27,14 @@ def validated_vectors(vectors: np.ndarray, n: int) -> np.ndarray:
 
 
 def insert_vectors(conn: Connection, chunk_ids: Sequence[int], vecs: np.ndarray, model: str) -> None:
+    """Row i of `vecs` is chunk `chunk_ids[i]`'s vector. Postgres keeps the chunk's collection beside it
+    and skips chunks that do not exist (`rag.store.pg_writes`)."""
     if not len(chunk_ids):
         return
-    dim = int(vecs.shape[1])
-    if dialect(conn) == "postgres":  # pgvector column beside the collection it is searched in
-        from rag.store.pg import vector_literal
-
-        conn.executemany(
-            "INSERT INTO chunk_vectors (chunk_id, collection, model, dim, embedding)"
-            " SELECT id, collection, ?, ?, ? FROM chunks WHERE id = ?",
-            ((model, dim, vector_literal(vecs[i]), cid) for i, cid in enumerate(chunk_ids)),
-        )
+    if dialect(conn) == "postgres":
+        pg_writes.insert_vectors(conn, chunk_ids, vecs, model)
         return
+    dim = int(vecs.shape[1])
     conn.executemany(
         "INSERT INTO chunk_vectors (chunk_id, model, dim, vector) VALUES (?, ?, ?, ?)",
         ((cid, model, dim, vecs[i].tobytes()) for i, cid in enumerate(chunk_ids)),
@@ -55,6 +52,11 @@ def insert_windows(
         if dim is None or vecs.shape[1] != dim:
             raise IngestError("window vectors must have the chunk vectors' dimension", code="bad_vectors")
         rows += [(cid, n, s, e, dim, vecs[n].tobytes()) for n, (s, e) in enumerate(w.spans)]
+    if not rows:  # most documents: every chunk is its own only window
+        return
+    if dialect(conn) == "postgres":
+        pg_writes.insert_windows(conn, rows)
+        return
     conn.executemany(
         "INSERT INTO chunk_windows (chunk_id, n, char_start, char_end, dim, vector) VALUES (?, ?, ?, ?, ?, ?)", rows
     )
@@ -169,35 +171,12 @@ def save_chunk_terms(
             raise ValueError("terms and counts differ in length")
         return (int(cid), analyzer, " ".join(terms), counts_arr.tobytes(), int(cid))
 
-    if dialect(conn) == "postgres":
-        return _save_postings(conn, rows)
+    if dialect(conn) == "postgres":  # BM25's statistics instead of a cache (`rag.store.pg_writes.save_postings`)
+        with transaction(conn):
+            return pg_writes.save_postings(conn, rows)
     with transaction(conn):
         return conn.executemany(
             "INSERT OR REPLACE INTO chunk_terms (chunk_id, analyzer, terms, tfs)"
             " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?)",
             (encode(r) for r in rows),
         ).rowcount
-
-
-
-def _save_postings(conn, rows: Iterable[tuple[int, Sequence[str], Sequence[int]]]) -> int:
-    """Postgres keeps BM25's statistics instead of a cache: one posting (term, chunk, count) per
-    distinct term and the chunk's length in terms (`rag.index.pgsearch` scores from them)."""
-    rows = [(int(c), list(t), [min(int(x), 65535) for x in n]) for c, t, n in rows]
-    with transaction(conn):
-        # only chunks that exist and have no postings yet (deleted meanwhile, or saved twice: skipped)
-        fresh = {r[0] for r in conn.execute("SELECT id FROM chunks WHERE id = ANY(?) AND term_total IS NULL",
-                                            ([cid for cid, _, _ in rows],))}
-        rows = [r for r in rows if r[0] in fresh]
-        conn.executemany("UPDATE chunks SET term_total = ? WHERE id = ?", ((sum(tfs), cid) for cid, _, tfs in rows))
-        conn.executemany(
-            "INSERT INTO chunk_postings (collection, term, chunk_id, tf, term_total, document_id)"
-            " SELECT c.collection, t.term, c.id, t.tf, c.term_total, c.document_id"
-            " FROM chunks c, unnest(?::text[], ?::int[]) AS t(term, tf) WHERE c.id = ? AND t.tf > 0",
-            ((terms, tfs, cid) for cid, terms, tfs in rows if sum(tfs) > 0))
-        conn.execute(
-            "UPDATE collections c SET lex_chunks = c.lex_chunks + s.n, lex_terms = c.lex_terms + s.total"
-            " FROM (SELECT collection, count(*) AS n, sum(term_total) AS total FROM chunks"
-            "       WHERE id = ANY(?) GROUP BY collection) s WHERE c.name = s.collection",
-            ([cid for cid, _, _ in rows],))
-    return len(rows)
