@@ -148,7 +148,7 @@ class AnswerCheck:
         text, markers = strip_citation_markers(raw)
         allowed, untrusted = link_allowlist([p.text for p in pr.kept])
         text, links = strip_links(text, allowed)
-        text, codes = strip_injected_codes(text, injected_codes([p.text for p in pr.kept], self.q.text))
+        text, codes = strip_injected_codes(text, injected_codes([f"{p.filename}\n{p.text}" for p in pr.kept], self.q.text))
         text, echoed = strip_instructions(text)
         text, captions = strip_captions(text)
         text, repairs = complete_figures(text, [(p.n, p.text) for p in pr.kept], self.q.lang)
