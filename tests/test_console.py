@@ -723,6 +723,18 @@ def test_a_chat_turn_is_rated_copied_and_opens_its_trace_and_a_conversation_is_d
         assert c.get(f"/v1/conversations/{cid}").json()["error"]["code"] == "conversation_not_found"
 
 
+def test_the_chat_speaks_the_browsers_language(server, tmp_path):
+    driver = browser.start(tmp_path / "profile", lang="zh-CN")
+    try:
+        driver.get(server.url + "/chat?collection=shop")
+        _type_key(driver, server.admin_key)
+        fresh = _wait(driver, lambda d: d.find_elements("id", "new-conversation"))[0]
+        assert fresh.text == "新对话" and driver.find_element("css selector", "section.chat h1").text == "对话"
+        assert "Enter 发送" in driver.find_element("id", "chat-input").get_attribute("placeholder")
+    finally:
+        driver.quit()
+
+
 def test_no_script_errors_on_any_screen(page):
     p = page
     for path in ("/", "/collections/shop", "/ask", "/chat", "/search", "/usage"):
