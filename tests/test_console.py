@@ -723,6 +723,26 @@ def test_a_chat_turn_is_rated_copied_and_opens_its_trace_and_a_conversation_is_d
         assert c.get(f"/v1/conversations/{cid}").json()["error"]["code"] == "conversation_not_found"
 
 
+def test_a_turn_left_while_it_runs_is_found_again_in_its_conversation(page):
+    p = page
+    p.go("/chat?collection=shop")
+    p.wait_for("#chat-input").send_keys(ZH_Q, Keys.ENTER)
+    p.wait_for("#turns li.turn .answer")  # asked: leave at once, while it is still being answered
+    cid = p.d.execute_script("return new URLSearchParams(location.search).get('conversation')")
+    p.css("nav a[data-tab=ask]").click()
+    p.wait_for("#question")
+    p.css("nav a[data-tab=chat]").click()
+    p.wait_for("#turns li.turn")
+    _wait(p.d, lambda d: f"conversation={cid}" in d.current_url)  # the Chat tab goes back to where the reader was
+    assert p.css("#conversations li.active").get_attribute("data-conversation") == cid
+    item = p.wait_for("#turns li.turn[data-question] .cost")  # its answer, shown once the ledger has it
+    with p.server.client() as c:
+        (turn,) = c.get(f"/v1/conversations/{cid}").json()["turns"]
+    assert turn["status"] == "answered" and "8851.8" in turn["answer"]
+    assert p.css("#turns li.turn .answer").text.replace("\n", "") == turn["answer"].replace("\n", "")
+    assert item.text.startswith(f"{turn['usage']['model_calls']} model call")
+
+
 def test_the_chat_speaks_the_browsers_language(server, tmp_path):
     driver = browser.start(tmp_path / "profile", lang="zh-CN")
     try:

@@ -10,16 +10,27 @@ import { clear, errorBox, fmt, h, link } from "./dom.js";
 import { label } from "./words.js";
 
 const COPIED_MS = 3000; // how long the copy button says "Copied"
+const RUNNING_POLL_MS = 1000; // how often a running turn's question is read again
 
 const chatHref = (collection, cid) =>
   `/chat?collection=${encodeURIComponent(collection)}${cid ? `&conversation=${encodeURIComponent(cid)}` : ""}`;
 
+// Where the reader last was (this tab only): the Chat tab's bare /chat goes back there, so a turn
+// left while it ran is found again; /chat?collection=NAME is a new conversation in NAME.
+const LAST = "rag.chat";
+const remember = (collection, cid) => sessionStorage.setItem(LAST, JSON.stringify({ collection, cid }));
+
 export async function chatView(selected, cid) {
+  const last = selected ? null : JSON.parse(sessionStorage.getItem(LAST) || "null");
+  if (last) ({ collection: selected, cid } = last);
   const pick = await collectionPicker(selected);
   if (!pick.value) return h("section", {}, h("h1", {}, label("chat")), h("p", { class: "muted" }, label("noConversations")));
   pick.addEventListener("change", () => navigate(chatHref(pick.value)));
   const collection = pick.value;
-  const conversation = cid ? await api.conversation(cid) : null;
+  const conversation = cid ? await api.conversation(cid).catch((err) => {
+    if (err.code === "conversation_not_found" && last) return null; // a remembered one, deleted since
+    throw err;
+  }) : null;
 
   const list = h("ul", { id: "conversations", class: "conversations" });
   const turns = h("ol", { id: "turns", class: "turns" });
@@ -28,6 +39,8 @@ export async function chatView(selected, cid) {
   const input = h("textarea", { id: "chat-input", rows: 2, maxlength: 4000, placeholder: label("placeholder") });
   const send = h("button", { type: "submit", id: "send" }, label("send"));
   let current = conversation ? conversation.id : null;
+  if (location.pathname === "/chat") history.replaceState(null, "", chatHref(collection, current)); // unless left already
+  remember(collection, current);
 
   async function showList() {
     const items = await api.conversations(collection);
@@ -43,6 +56,7 @@ export async function chatView(selected, cid) {
     if (!current) { // the first question of a new conversation names it
       current = (await api.createConversation(collection, question.slice(0, 80))).id;
       history.replaceState(null, "", chatHref(collection, current));
+      remember(collection, current);
     }
     turns.querySelector(".empty")?.remove();
     const item = turnItem({ question, turn: turns.children.length });
@@ -120,6 +134,7 @@ function finish(item, turn, open) {
   if (turn.answer == null) {
     clear(answer, h("em", {}, turn.error ? label("failed") : label("running")));
     clear(notes, turn.error ? errorBox(turn.error) : null);
+    if (turn.status === "running") awaitTurn(item, turn.id, open);
     return item;
   }
   clear(answer, answerWithMarkers(turn.answer, turn.citations, open));
@@ -127,6 +142,24 @@ function finish(item, turn, open) {
   clear(notes, condensed ? h("p", { class: "muted standalone" }, label("asked", turn.standalone_question)) : null,
     answerNotes(turn, open), actions(turn));
   return item;
+}
+
+// A turn still running when the conversation was opened (asked before the reader left the page, and
+// still answering): its answer is shown once the ledger has it, for as long as the turn is on screen.
+async function awaitTurn(item, qid, open) {
+  item.classList.add("running");
+  for (let n = 0, shown = false; ; n++) {
+    await new Promise((resolve) => setTimeout(resolve, RUNNING_POLL_MS));
+    if (item.isConnected) shown = true;
+    else if (shown || n > 30) return; // the reader moved on (or the view was never drawn)
+    let q;
+    try { q = await api.question(qid); } catch { return; }
+    if (q.status !== "running") {
+      item.classList.remove("running");
+      finish(item, q, open);
+      return;
+    }
+  }
 }
 
 function actions(turn) {
