@@ -57,7 +57,7 @@ def list_conversations(name: CollectionPath, request: Request, limit: int = Quer
 @router.get("/v1/conversations/{cid}", responses=_CONVERSATION_404)
 def get_conversation(cid: ConversationId, request: Request, who: Principal = Depends(principal)) -> dict:
     """The conversation and its turns in order: each an answered question as `GET /v1/questions/{id}`
-    returns it (answer, citations, usage, calls), with its `turn` index and, when it was condensed,
+    returns it (answer, citations, usage, calls, feedback), with its `turn` index and, when it was condensed,
     its `standalone_question`."""
     return _readable(request, who, cid).get(cid)
 

@@ -6,6 +6,7 @@ keep Chromium off the network it cannot reach here (no background, sync or updat
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def start(profile: Path, width: int = 1280, height: int = 900):
+def start(profile: Path, width: int = 1280, height: int = 900, lang: str = "en-US"):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -24,11 +25,15 @@ def start(profile: Path, width: int = 1280, height: int = 900):
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-extensions", "--lang=en-US", f"--window-size={width},{height}",
+                 "--disable-sync", "--disable-extensions", f"--lang={lang}", f"--window-size={width},{height}",
                  f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    # On Linux, `--lang` alone leaves navigator.language at en-US: the accepted languages and the
+    # environment's LANGUAGE set it.
+    options.add_experimental_option("prefs", {"intl.accept_languages": lang})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    env = {**os.environ, "LANGUAGE": lang.replace("-", "_")}
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER, env=env), options=options)
     driver.set_page_load_timeout(60)
     driver.set_script_timeout(60)
     return driver

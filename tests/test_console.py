@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 
 from tests import browser
@@ -604,9 +605,159 @@ def test_an_unknown_address_shows_the_console_to_a_browser_and_json_to_api_clien
     assert page_404.status_code == 404 and page_404.headers["content-type"].startswith("text/html")
 
 
+# --------------------------------------------------------------------------- chat
+
+CHAT_FOLLOW_UP = "What about express shipping?"  # leans on the turn before: condensed before retrieval
+
+
+def _turn_answers(p: Page) -> list[str]:
+    return [a.text.replace("\n", "") for a in p.all("#turns li.turn .answer")]
+
+
+def _send_and_watch(p: Page, text: str) -> None:
+    """Types `text` in the chat box and presses Enter, recording every change of the last turn's answer."""
+    p.d.execute_script("""
+        window.__seen = [];
+        new MutationObserver(() => {
+          const turns = document.querySelectorAll('#turns li.turn'), last = turns[turns.length - 1];
+          const a = last && last.querySelector('.answer');
+          if (a) window.__seen.push({turns: turns.length, text: a.textContent.length, streaming: a.classList.contains('streaming'),
+                                     disabled: document.getElementById('chat-input').disabled});
+        }).observe(document.getElementById('view'), {subtree: true, childList: true, characterData: true});""")
+    p.css("#chat-input").send_keys(text, Keys.ENTER)
+
+
+def _wait_turns_done(p: Page, n: int) -> list:
+    return _wait(p.d, lambda d: (len(t := d.find_elements("css selector", "#turns li.turn[data-question]")) == n
+                                 and not d.find_element("id", "chat-input").get_attribute("disabled")) and t)
+
+
+def test_chat_streams_a_question_and_its_follow_up_into_one_conversation_that_reloads(page):
+    p = page
+    p.go("/chat?collection=shop")
+    p.wait_for("#new-conversation").click()
+    box = p.wait_for("#chat-input")
+    assert p.all("#turns li.turn") == []
+    box.send_keys("How long")
+    ActionChains(p.d).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT).perform()  # a new line, not sent
+    box.send_keys("does it take?")
+    time.sleep(1)
+    assert box.get_attribute("value") == "How long\ndoes it take?" and p.all("#turns li.turn") == []
+    box.clear()
+
+    _send_and_watch(p, SHIPPING_Q)
+    (first,) = _wait_turns_done(p, 1)
+    seen = p.d.execute_script("return window.__seen")
+    streaming = [s for s in seen if s["streaming"]]
+    assert len({s["text"] for s in streaming if s["text"]}) >= 3, streaming[-5:]  # tokens came one after another
+    assert all(s["disabled"] for s in streaming)  # no second question while a turn runs
+    cid = p.d.execute_script("return new URLSearchParams(location.search).get('conversation')")
+    assert cid and p.css("#conversations li.active").get_attribute("data-conversation") == cid
+    assert p.css("#conversations li.active a").text == SHIPPING_Q  # the first question names it
+
+    _send_and_watch(p, CHAT_FOLLOW_UP)
+    turns = _wait_turns_done(p, 2)
+    seen = p.d.execute_script("return window.__seen")
+    assert len({s["text"] for s in seen if s["streaming"] and s["turns"] == 2 and s["text"]}) >= 3, seen[-5:]
+    with p.server.client() as c:
+        got = c.get(f"/v1/conversations/{cid}").json()
+    assert [t["question"] for t in got["turns"]] == [SHIPPING_Q, CHAT_FOLLOW_UP]  # the follow-up went to the same one
+    assert [t.get_attribute("data-question") for t in turns] == [t["id"] for t in got["turns"]]
+    api_answers = [t["answer"].replace("\n", "") for t in got["turns"]]
+    assert _turn_answers(p) == api_answers
+    cost = turns[1].find_element("css selector", "p.cost").text
+    assert cost.startswith(f"{got['turns'][1]['usage']['model_calls']} model call"), cost
+    assert "2 turns" in p.css("#conversations li.active").text  # the list counts the new turns
+    p.shot("chat-two-turns")
+
+    p.d.refresh()  # the conversation comes back from the API with both turns
+    _wait_turns_done(p, 2)
+    assert [q.text for q in p.all("#turns li.turn p.q")] == [SHIPPING_Q, CHAT_FOLLOW_UP]
+    assert _turn_answers(p) == api_answers
+    cited = got["turns"][0]["citations"]
+    assert cited and len(p.all("#turns li.turn:first-child ol.citations li")) == len(cited)
+
+
+def test_a_chat_turn_is_rated_copied_and_opens_its_trace_and_a_conversation_is_deleted(page):
+    p = page
+    with p.server.client() as c:
+        cid = c.post("/v1/collections/shop/conversations", json={"title": "rated in the console"}).json()["id"]
+        turn = c.post(f"/v1/conversations/{cid}/questions", json={"question": SHIPPING_Q}).json()
+    p.d.execute_cdp_cmd("Browser.grantPermissions", {"origin": p.server.url,
+                                                     "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    p.go(f"/chat?collection=shop&conversation={cid}")
+    item = p.wait_for(f"#turns li.turn[data-question='{turn['id']}']")
+    assert item.find_element("css selector", ".answer").text.replace("\n", "") == turn["answer"].replace("\n", "")
+
+    up = item.find_element("css selector", "button.rate-up")
+    assert up.get_attribute("aria-pressed") == "false"
+    up.click()
+    _wait(p.d, lambda d: up.get_attribute("aria-pressed") == "true")
+    with p.server.client() as c:
+        assert [f["rating"] for f in c.get(f"/v1/questions/{turn['id']}").json()["feedback"]] == ["up"]
+    item.find_element("css selector", "button.rate-down").click()
+    _wait(p.d, lambda d: up.get_attribute("aria-pressed") == "false")
+    with p.server.client() as c:  # a second rating by the same key replaces the first
+        assert [f["rating"] for f in c.get(f"/v1/questions/{turn['id']}").json()["feedback"]] == ["down"]
+
+    copy = item.find_element("css selector", "button.copy")
+    copy.click()
+    _wait(p.d, lambda d: copy.get_attribute("data-state"), 10)
+    assert copy.get_attribute("data-state") == "copied" and copy.text == "Copied"
+    pasted = p.d.execute_async_script("navigator.clipboard.readText().then(arguments[0], (e) => arguments[0]('!' + e))")
+    assert pasted == turn["answer"]
+
+    p.d.refresh()  # the rating is shown again, from the conversation's turns
+    item = p.wait_for(f"#turns li.turn[data-question='{turn['id']}']")
+    assert item.find_element("css selector", "button.rate-down").get_attribute("aria-pressed") == "true"
+    item.find_element("css selector", "a.trace-link").click()
+    p.wait_for("#timeline")
+    assert p.d.current_url.endswith(f"/questions/{turn['id']}") and p.css("#question-text").text == SHIPPING_Q
+
+    p.go(f"/chat?collection=shop&conversation={cid}")
+    p.wait_for(f"#conversations li[data-conversation='{cid}'] .delete-conversation").click()
+    p.d.switch_to.alert.accept()
+    _wait(p.d, lambda d: not d.find_elements("css selector", f"#conversations li[data-conversation='{cid}']")
+          and "conversation=" not in d.current_url)
+    with p.server.client() as c:
+        assert c.get(f"/v1/conversations/{cid}").json()["error"]["code"] == "conversation_not_found"
+
+
+def test_a_turn_left_while_it_runs_is_found_again_in_its_conversation(page):
+    p = page
+    p.go("/chat?collection=shop")
+    p.wait_for("#chat-input").send_keys(ZH_Q, Keys.ENTER)
+    p.wait_for("#turns li.turn .answer")  # asked: leave at once, while it is still being answered
+    cid = p.d.execute_script("return new URLSearchParams(location.search).get('conversation')")
+    p.css("nav a[data-tab=ask]").click()
+    p.wait_for("#question")
+    p.css("nav a[data-tab=chat]").click()
+    p.wait_for("#turns li.turn")
+    _wait(p.d, lambda d: f"conversation={cid}" in d.current_url)  # the Chat tab goes back to where the reader was
+    assert p.css("#conversations li.active").get_attribute("data-conversation") == cid
+    item = p.wait_for("#turns li.turn[data-question] .cost")  # its answer, shown once the ledger has it
+    with p.server.client() as c:
+        (turn,) = c.get(f"/v1/conversations/{cid}").json()["turns"]
+    assert turn["status"] == "answered" and "8851.8" in turn["answer"]
+    assert p.css("#turns li.turn .answer").text.replace("\n", "") == turn["answer"].replace("\n", "")
+    assert item.text.startswith(f"{turn['usage']['model_calls']} model call")
+
+
+def test_the_chat_speaks_the_browsers_language(server, tmp_path):
+    driver = browser.start(tmp_path / "profile", lang="zh-CN")
+    try:
+        driver.get(server.url + "/chat?collection=shop")
+        _type_key(driver, server.admin_key)
+        fresh = _wait(driver, lambda d: d.find_elements("id", "new-conversation"))[0]
+        assert fresh.text == "新对话" and driver.find_element("css selector", "section.chat h1").text == "对话"
+        assert "Enter 发送" in driver.find_element("id", "chat-input").get_attribute("placeholder")
+    finally:
+        driver.quit()
+
+
 def test_no_script_errors_on_any_screen(page):
     p = page
-    for path in ("/", "/collections/shop", "/ask", "/search", "/usage"):
+    for path in ("/", "/collections/shop", "/ask", "/chat", "/search", "/usage"):
         p.go(path)
         p.wait_for("main section")
     assert browser.console_errors(p.d) == []

@@ -76,6 +76,11 @@ def ask_page() -> FileResponse:
     return _page()
 
 
+@router.get("/chat")
+def chat_page() -> FileResponse:
+    return _page()
+
+
 @router.get("/search")
 def search_page() -> FileResponse:
     return _page()

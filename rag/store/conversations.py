@@ -10,7 +10,7 @@ from typing import Any
 from rag.errors import NotFound
 from rag.store.connection import Connection, Row
 from rag.store.db import transaction, utcnow
-from rag.store.ledger import calls, summary
+from rag.store.ledger import calls, feedback, summary
 
 
 def _missing(cid: str) -> NotFound:
@@ -50,7 +50,7 @@ def collection_of(conn: Connection, cid: str) -> str:
 
 def turns(conn: Connection, cid: str) -> list[dict[str, Any]]:
     """Every turn, in order: the question's stored answer (citations, usage, standalone form) when it
-    finished, its summary otherwise, with its `turn` index and model calls."""
+    finished, its summary otherwise, with its `turn` index, model calls and ratings."""
     _row(conn, cid)
     rows = conn.execute("SELECT * FROM questions WHERE conversation_id = ? ORDER BY turn", (cid,)).fetchall()
     out = []
@@ -61,6 +61,7 @@ def turns(conn: Connection, cid: str) -> list[dict[str, Any]]:
                                                                          "created_at", "finished_at", "error")}}
         item["turn"] = r["turn"]
         item["calls"] = calls(conn, r["id"])
+        item["feedback"] = feedback(conn, r["id"])
         out.append(item)
     return out
 

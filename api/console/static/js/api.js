@@ -68,6 +68,26 @@ async function readSSE(response, onEvent) {
   }
 }
 
+// POSTs a question body with `stream: true` to `path` and reads its events (see `api.ask`).
+async function streamed(path, body, onEvent = () => {}) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+    body: JSON.stringify({ ...body, stream: true }),
+  });
+  if (!response.ok) throw await errorOf(response);
+  let final = null;
+  let failure = null;
+  await readSSE(response, (name, data) => {
+    if (name === "final") final = data;
+    if (name === "error") failure = new ApiError(200, data.error.code, data.error.message);
+    onEvent(name, data);
+  });
+  if (failure) throw failure;
+  if (!final) throw new ApiError(0, "stream_ended", "the answer stream ended before the final answer");
+  return final;
+}
+
 export const api = {
   health: () => call("GET", "/health"),
 
@@ -109,24 +129,14 @@ export const api = {
 
   // Streams a question: onEvent("question" | "step" | "token" | "final" | "error", data). Resolves
   // with the final answer object; rejects with an ApiError for a refusal or an `error` event.
-  async ask(c, body, onEvent = () => {}) {
-    const response = await fetch(`/v1/collections/${enc(c)}/questions`, {
-      method: "POST",
-      headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
-      body: JSON.stringify({ ...body, stream: true }),
-    });
-    if (!response.ok) throw await errorOf(response);
-    let final = null;
-    let failure = null;
-    await readSSE(response, (name, data) => {
-      if (name === "final") final = data;
-      if (name === "error") failure = new ApiError(200, data.error.code, data.error.message);
-      onEvent(name, data);
-    });
-    if (failure) throw failure;
-    if (!final) throw new ApiError(0, "stream_ended", "the answer stream ended before the final answer");
-    return final;
-  },
+  ask: (c, body, onEvent) => streamed(`/v1/collections/${enc(c)}/questions`, body, onEvent),
+
+  // Conversations: a turn is asked and streamed exactly like a question (same events, same final object).
+  conversations: (c) => call("GET", `/v1/collections/${enc(c)}/conversations`).then((r) => r.conversations),
+  createConversation: (c, title = "") => call("POST", `/v1/collections/${enc(c)}/conversations`, { json: { title } }),
+  conversation: (id) => call("GET", `/v1/conversations/${enc(id)}`),
+  deleteConversation: (id) => call("DELETE", `/v1/conversations/${enc(id)}`),
+  askTurn: (id, body, onEvent) => streamed(`/v1/conversations/${enc(id)}/questions`, body, onEvent),
 
   question: (id) => call("GET", `/v1/questions/${enc(id)}`),
   trace: (id) => call("GET", `/v1/questions/${enc(id)}/trace`),

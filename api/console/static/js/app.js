@@ -4,6 +4,7 @@ import { api, auth } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
 import { collectionsView, documentsView } from "./collections.js";
 import { askView } from "./ask.js";
+import { chatView } from "./chat.js";
 import { traceView } from "./trace.js";
 import { searchView } from "./search.js";
 import { usageView } from "./usage.js";
@@ -13,6 +14,10 @@ const routes = [
   [/^\/$/, () => ["collections", collectionsView()]],
   [/^\/collections\/([^/]+)$/, (m) => ["collections", documentsView(decodeURIComponent(m[1]))]],
   [/^\/ask$/, () => ["ask", askView(new URLSearchParams(location.search).get("collection"))]],
+  [/^\/chat$/, () => {
+    const q = new URLSearchParams(location.search);
+    return ["chat", chatView(q.get("collection"), q.get("conversation"))];
+  }],
   [/^\/questions\/([0-9a-f]+)$/, (m) => ["usage", traceView(m[1])]],
   [/^\/search$/, () => ["search", searchView(new URLSearchParams(location.search).get("collection"))]],
   [/^\/usage$/, () => ["usage", usageView()]],

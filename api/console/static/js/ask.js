@@ -13,6 +13,35 @@ const BUDGET = [
   ["timeout_s", "Seconds", 1, 1],
 ];
 
+// Runs `start(onEvent)` (a streamed question or conversation turn), showing each step in `steps` and
+// the tokens in `answer` as they come; resolves with the final answer object. The answer's
+// `data-tokens` is how many characters streamed in (tests compare it with the final text).
+export async function streamAnswer(start, answer, steps) {
+  let tokens = "";
+  answer.classList.add("streaming");
+  try {
+    return await start((name, data) => {
+      if (name === "step") steps.append(h("li", { class: `ev ev-${data.type}` }, h("span", { class: "t" }, fmt.ms(data.t_ms)), " ", describe(data)));
+      if (name === "token") { tokens += data.text; answer.textContent = tokens; }
+    });
+  } finally {
+    answer.classList.remove("streaming");
+    answer.dataset.tokens = String(tokens.length);
+  }
+}
+
+// What a reader must know below an answer: incomplete, unsupported sentences, the citations, the cost.
+// `ids`: the Ask page's one answer has element ids; a conversation's many turns do not.
+export function answerNotes(final, open, { ids = false } = {}) {
+  return [
+    final.complete === false ? h("p", { class: "incomplete", id: ids ? "incomplete" : null }, incompleteLine(final)) : null,
+    ...supportLines(final).map((line) => h("p", { class: "unverified" }, line)),
+    citationList(final.citations, open),
+    h("p", { class: "cost", id: ids ? "cost" : null }, costLine(final.usage),
+      final.stopped_by ? ` · stopped by ${stoppedBy(final.stopped_by)}` : ""),
+  ];
+}
+
 export async function collectionPicker(selected) {
   const collections = await api.collections();
   const pick = h("select", { name: "collection", id: "collection", required: true },
@@ -47,24 +76,13 @@ export async function askView(selected) {
     const panel = h("aside", { class: "passage", id: "passage", hidden: true });
     clear(out, h("div", { class: "split" }, h("div", {}, h("h2", {}, "Answer"), answer, tail),
       h("div", {}, h("h2", {}, "Steps"), steps)), panel);
-    let tokens = "";
     try {
-      const final = await api.ask(pick.value, body, (name, data) => {
-        if (name === "step") steps.append(h("li", { class: `ev ev-${data.type}` }, h("span", { class: "t" }, fmt.ms(data.t_ms)), " ", describe(data)));
-        if (name === "token") { tokens += data.text; answer.textContent = tokens; }
-      });
-      answer.classList.remove("streaming");
+      const final = await streamAnswer((onEvent) => api.ask(pick.value, body, onEvent), answer, steps);
       const open = (c) => openCitation(panel, pick.value, c);
       clear(answer, answerWithMarkers(final.answer, final.citations, open));
-      answer.dataset.tokens = String(tokens.length);
-      clear(tail,
-        final.complete === false ? h("p", { class: "incomplete", id: "incomplete" }, incompleteLine(final)) : null,
-        ...supportLines(final).map((line) => h("p", { class: "unverified" }, line)),
-        citationList(final.citations, open),
-        h("p", { class: "cost", id: "cost" }, costLine(final.usage), final.stopped_by ? ` · stopped by ${stoppedBy(final.stopped_by)}` : ""),
+      clear(tail, answerNotes(final, open, { ids: true }),
         h("p", {}, link(`/questions/${final.id}`, "Why did it say that? Open the trace →")));
     } catch (err) {
-      answer.classList.remove("streaming");
       clear(tail, errorBox(err));
     }
   }

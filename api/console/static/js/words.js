@@ -117,3 +117,34 @@ export function costLine(u) {
   return `${u.model_calls} model ${u.model_calls === 1 ? "call" : "calls"} · ${fmt.int(u.prompt_tokens)} prompt + `
     + `${fmt.int(u.completion_tokens)} completion tokens · ${fmt.seconds(u.wall_seconds ?? u.seconds)}`;
 }
+
+// The chat's labels in the reader's language (the browser's first language: Chinese, else English).
+const LABELS = {
+  en: {
+    chat: "Chat", conversations: "Conversations", newConversation: "New conversation", noConversations: "No conversations yet.",
+    untitled: "Untitled", turns: (n) => `${n} ${n === 1 ? "turn" : "turns"}`, delete: "Delete",
+    confirmDelete: (t) => `Delete the conversation “${t}”? Its questions stay in the ledger.`,
+    empty: "Ask a question; follow-ups in this conversation see the earlier turns.",
+    placeholder: "Ask, or follow up… (Enter sends, Shift+Enter makes a new line)", send: "Send",
+    helpful: "Helpful", notHelpful: "Not helpful", rated: "Thanks: rating saved.",
+    copy: "Copy answer", copied: "Copied", copyFailed: "Copy failed", trace: "Trace →", steps: "Steps",
+    asked: (q) => `Asked as: ${q}`, running: "Still running: reload to see its answer.", failed: "failed",
+  },
+  zh: {
+    chat: "对话", conversations: "对话列表", newConversation: "新对话", noConversations: "还没有对话。",
+    untitled: "未命名", turns: (n) => `${n} 轮`, delete: "删除",
+    confirmDelete: (t) => `删除对话“${t}”？其中的问题仍保留在记录中。`,
+    empty: "提一个问题；同一对话中的追问会参考之前的问答。",
+    placeholder: "提问或追问…（Enter 发送，Shift+Enter 换行）", send: "发送",
+    helpful: "有帮助", notHelpful: "没帮助", rated: "谢谢：评价已保存。",
+    copy: "复制回答", copied: "已复制", copyFailed: "复制失败", trace: "追踪 →", steps: "步骤",
+    asked: (q) => `检索时改写为：${q}`, running: "仍在运行：刷新后可见回答。", failed: "失败",
+  },
+};
+
+export const language = (navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
+
+export function label(key, ...args) {
+  const v = LABELS[language][key] ?? LABELS.en[key];
+  return typeof v === "function" ? v(...args) : v;
+}
