@@ -13,7 +13,7 @@ sentences the passages support are kept (no uncited fallback); with nothing left
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rag.ask.cite import (
     SentenceSupport,
@@ -33,6 +33,7 @@ from rag.ask.post import (
     injected_codes,
     is_abstention,
     link_allowlist,
+    mask_injections,
     strip_captions,
     strip_citation_markers,
     strip_injected_codes,
@@ -96,7 +97,10 @@ class AnswerCheck:
             return Refused(f"the model returned only {what}" if what else "the model returned no answer text")
         if restates_question(text, self.q.text):
             return Refused("the model's answer only restates the question" + (" (and the prompt's instructions)" if echoed else ""))
-        supports = attribute(text, pr.kept, self.th, question=self.q.text, subjects=subjects,
+        # The model followed an injection (it wrote a code only the injection introduced): what is left of
+        # its answer is checked against the passages without their injection-like sentences.
+        checked = [replace(p, text=mask_injections(p.text)) for p in pr.kept] if codes else pr.kept
+        supports = attribute(text, checked, self.th, question=self.q.text, subjects=subjects,
                              markers=subjects + [n for n in self.q.key_terms.numbers if n not in subjects],
                              repaired=repaired)
         model_abstained = False
